@@ -1,0 +1,3 @@
+from dynast_cli.cli import main
+
+main()

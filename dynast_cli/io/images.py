@@ -1,0 +1,156 @@
+"""Images in and out.
+
+* :func:`load_image` reads any file Pillow can (JPEG, PNG incl. 16-bit and alpha, WebP, TIFF, BMP,
+  CMYK JPEGs), applies the EXIF orientation, composites alpha over white and returns a float tensor
+  ``(3, H, W)`` in ``[0, 1]``, RGB.
+* :func:`save_image` writes atomically (a temporary file in the same folder, then a rename), so an
+  interrupted or failed run never leaves a partial or half-overwritten output.
+* :func:`list_images` lists a folder in natural order (``img2`` before ``img10``).
+
+Every failure is an :class:`~dynast_cli.errors.InputError` / :class:`~dynast_cli.errors.OutputError`
+whose one-line message names the file and the problem.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import tempfile
+import warnings
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image, ImageOps, UnidentifiedImageError
+
+from dynast_cli.errors import InputError, OutputError
+
+IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff", ".ppm", ".pgm", ".gif"}
+WRITE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff"}
+
+# Refuse absurd sizes early with a clear message instead of an out-of-memory crash.
+Image.MAX_IMAGE_PIXELS = 200_000_000
+
+
+def natural_key(path: str | Path) -> list:
+    """Sort key that orders ``frame2`` before ``frame10``."""
+    name = Path(path).name
+    return [int(t) if t.isdigit() else t.lower() for t in re.split(r"(\d+)", name)]
+
+
+def list_images(folder: str | Path) -> list[Path]:
+    """Image files directly inside ``folder`` in natural order (hidden files skipped)."""
+    folder = Path(folder)
+    if not folder.exists():
+        raise InputError("no such folder", folder)
+    if not folder.is_dir():
+        raise InputError("not a folder", folder)
+    files = [
+        p
+        for p in folder.iterdir()
+        if p.is_file() and not p.name.startswith(".") and p.suffix.lower() in IMAGE_SUFFIXES
+    ]
+    return sorted(files, key=natural_key)
+
+
+def _to_rgb(img: Image.Image) -> np.ndarray:
+    """Any Pillow mode -> float32 (H, W, 3) in [0, 1]."""
+    if img.mode in ("I;16", "I;16B", "I;16L", "I"):
+        arr = np.asarray(img, dtype=np.float32)
+        peak = 65535.0 if arr.max(initial=0) > 255 or img.mode.startswith("I;16") else 255.0
+        arr = np.clip(arr / peak, 0.0, 1.0)
+        return np.repeat(arr[..., None], 3, axis=2)
+    if img.mode == "F":
+        arr = np.clip(np.asarray(img, dtype=np.float32), 0.0, 1.0)
+        return np.repeat(arr[..., None], 3, axis=2)
+    if img.mode in ("RGBA", "LA", "PA") or (img.mode == "P" and "transparency" in img.info):
+        rgba = img.convert("RGBA")
+        background = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
+        img = Image.alpha_composite(background, rgba)
+    return np.asarray(img.convert("RGB"), dtype=np.float32) / 255.0
+
+
+def read_image_array(path: str | Path) -> np.ndarray:
+    """Read an image file as float32 ``(H, W, 3)`` RGB in ``[0, 1]``; clear errors."""
+    path = Path(path)
+    if not path.exists():
+        raise InputError("no such file", path)
+    if path.is_dir():
+        raise InputError("is a folder, expected an image file", path)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            with Image.open(path) as img:
+                img.load()
+                img = ImageOps.exif_transpose(img)
+                return _to_rgb(img)
+    except UnidentifiedImageError:
+        raise InputError("not an image file (unknown or unsupported format)", path) from None
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning):
+        raise InputError("image is too large (over 200 megapixels)", path) from None
+    except PermissionError:
+        raise InputError("permission denied", path) from None
+    except (OSError, SyntaxError, ValueError) as exc:
+        raise InputError(f"corrupt or truncated image ({exc})", path) from None
+
+
+def load_image(path: str | Path) -> torch.Tensor:
+    """Read an image file as a float tensor ``(3, H, W)``, RGB, in ``[0, 1]``."""
+    arr = read_image_array(path)
+    return torch.from_numpy(np.ascontiguousarray(arr.transpose(2, 0, 1)))
+
+
+def to_uint8(image: torch.Tensor) -> np.ndarray:
+    """``(3, H, W)`` or ``(1, 3, H, W)`` float in [0, 1] -> ``(H, W, 3)`` uint8."""
+    if image.dim() == 4:
+        if image.shape[0] != 1:
+            raise ValueError(f"expected one image, got a batch of {image.shape[0]}")
+        image = image[0]
+    arr = image.detach().float().clamp(0, 1).mul(255).round().byte().permute(1, 2, 0).cpu().numpy()
+    return np.ascontiguousarray(arr)
+
+
+def check_output_path(path: str | Path, overwrite: bool) -> Path:
+    """Validate an output image path *before* any work is done."""
+    path = Path(path)
+    if path.suffix.lower() not in WRITE_SUFFIXES:
+        raise OutputError(
+            f"unsupported output format '{path.suffix or '(none)'}' "
+            f"(use one of {', '.join(sorted(WRITE_SUFFIXES))})",
+            path,
+        )
+    if path.exists() and not overwrite:
+        raise OutputError("already exists (pass --overwrite to replace it)", path)
+    if path.is_dir():
+        raise OutputError("is a folder", path)
+    parent = path.parent if str(path.parent) else Path(".")
+    if parent.exists() and not os.access(parent, os.W_OK):
+        raise OutputError("folder is not writable", parent)
+    return path
+
+
+def save_image(image: torch.Tensor | np.ndarray, path: str | Path, quality: int = 95) -> Path:
+    """Write ``image`` (float tensor in [0, 1] or uint8 HxWx3 array) atomically to ``path``."""
+    path = Path(path)
+    arr = image if isinstance(image, np.ndarray) else to_uint8(image)
+    suffix = path.suffix.lower()
+    if suffix not in WRITE_SUFFIXES:
+        raise OutputError(f"unsupported output format '{path.suffix}'", path)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise OutputError(f"cannot create folder ({exc.strerror})", path.parent) from None
+    fmt = {".jpg": "JPEG", ".jpeg": "JPEG", ".png": "PNG", ".bmp": "BMP", ".webp": "WEBP",
+           ".tif": "TIFF", ".tiff": "TIFF"}[suffix]
+    kwargs = {"quality": quality} if fmt in ("JPEG", "WEBP") else {}
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=f"{suffix}.part", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            Image.fromarray(arr).save(fh, format=fmt, **kwargs)
+        os.replace(tmp, path)
+    except OSError as exc:
+        raise OutputError(f"cannot write ({exc.strerror or exc})", path) from None
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+    return path

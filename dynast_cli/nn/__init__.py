@@ -1,0 +1,1 @@
+"""Layers shared by the models (normalisations, residual blocks, SPADE, decoders)."""

@@ -1,0 +1,52 @@
+"""Shared fixtures. Data from ../shared/data is optional: tests that need it skip when it is absent."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+ROOT = Path(__file__).resolve().parents[1]
+SHARED_DATA = Path(os.environ.get("DYNAST_SHARED_DATA", ROOT.parent / "shared" / "data"))
+
+
+@pytest.fixture(autouse=True)
+def _deterministic():
+    torch.manual_seed(0)
+    np.random.seed(0)
+    yield
+
+
+@pytest.fixture
+def shared_data() -> Path:
+    if not SHARED_DATA.is_dir():
+        pytest.skip("../shared/data is absent (fresh clone)")
+    return SHARED_DATA
+
+
+def make_image(h: int, w: int, seed: int = 0) -> np.ndarray:
+    """A smooth, structured uint8 RGB test image (gradients + a disc), deterministic."""
+    rng = np.random.default_rng(seed)
+    yy, xx = np.mgrid[0:h, 0:w].astype(np.float32)
+    r = (xx / max(w - 1, 1)) * 255
+    g = (yy / max(h - 1, 1)) * 255
+    cy, cx = rng.uniform(0.3, 0.7) * h, rng.uniform(0.3, 0.7) * w
+    b = ((yy - cy) ** 2 + (xx - cx) ** 2 < (min(h, w) / 4) ** 2) * 200.0 + rng.uniform(0, 55)
+    return np.stack([r, g, b], axis=2).clip(0, 255).astype(np.uint8)
+
+
+@pytest.fixture
+def image_file(tmp_path):
+    """Factory: image_file(h, w, name='img.png', seed=0) -> Path of a written test image."""
+    from PIL import Image
+
+    def _make(h: int, w: int, name: str = "img.png", seed: int = 0) -> Path:
+        path = tmp_path / name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        Image.fromarray(make_image(h, w, seed)).save(path)
+        return path
+
+    return _make
