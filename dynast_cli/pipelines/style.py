@@ -1,0 +1,254 @@
+"""Style transfer as an importable pipeline: ``stylize`` one image, ``run_style`` files and folders.
+
+Every method follows one small protocol (:class:`StyleMethod`)::
+
+    method = get_style_method("adaattn", weights=None, device="cpu")
+    state = method.prepare_style(style)                 # style (1,3,h,w) [0,1] -> cached keys/values
+    out = method.stylize(content, [state], mix=[1.0], alpha=1.0)   # (1,3,H,W) [0,1]
+
+``prepare_style`` is separate so that a video (or a folder of contents) encodes its style once.
+Content of any size and aspect ratio works: :func:`stylize` pads it to a multiple of 16 with
+reflection and crops the result back, so the output has exactly the content's size.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Protocol, Sequence
+
+import torch
+import torch.nn.functional as F
+
+from dynast_cli.errors import BatchError, DynastError, InputError, OutputError
+from dynast_cli.io.images import check_output_path, list_images, load_image, save_image
+from dynast_cli.runtime import resolve_device
+
+PAD_MULTIPLE = 16  # relu5_1 is at 1/16 of the input
+
+
+class StyleMethod(Protocol):
+    name: str
+
+    def prepare_style(self, style: torch.Tensor) -> Any: ...
+
+    def stylize(
+        self, content: torch.Tensor, states: Sequence[Any], mix: Sequence[float], alpha: float = 1.0
+    ) -> torch.Tensor: ...
+
+
+@dataclass(frozen=True)
+class MethodInfo:
+    name: str
+    summary: str
+    factory: Callable[..., StyleMethod]
+
+
+METHODS: dict[str, MethodInfo] = {}
+
+
+def register_method(name: str, summary: str):
+    """Decorator: ``@register_method("adain", "...")`` on a factory ``(weights, device, vgg) -> StyleMethod``."""
+
+    def deco(factory: Callable[..., StyleMethod]) -> Callable[..., StyleMethod]:
+        METHODS[name] = MethodInfo(name, summary, factory)
+        return factory
+
+    return deco
+
+
+def get_style_method(
+    name: str, weights: str | Path | None = None, device: str | torch.device = "cpu",
+    vgg: str | Path | None = None, **options: Any,
+) -> StyleMethod:
+    """Build a style method by name (see :data:`METHODS`)."""
+    _load_builtin_methods()
+    if name not in METHODS:
+        raise DynastError(f"unknown style method '{name}' (choose from {', '.join(sorted(METHODS))})")
+    return METHODS[name].factory(weights=weights, device=torch.device(device), vgg=vgg, **options)
+
+
+def _load_builtin_methods() -> None:
+    # importing the module registers its methods
+    import dynast_cli.pipelines.style_methods  # noqa: F401
+
+
+# ---------------------------------------------------------------------------------------------
+# one image
+# ---------------------------------------------------------------------------------------------
+
+
+def fit_size(h: int, w: int, max_size: int | None = None, size: int | None = None) -> tuple[int, int]:
+    """Target (H, W) keeping the aspect ratio: ``size`` sets the long side, ``max_size`` caps it."""
+    long_side = max(h, w)
+    target = size or long_side
+    if max_size:
+        target = min(target, max_size)
+    if target == long_side:
+        return h, w
+    scale = target / long_side
+    return max(1, round(h * scale)), max(1, round(w * scale))
+
+
+def resize(image: torch.Tensor, hw: tuple[int, int]) -> torch.Tensor:
+    """(B,3,H,W) -> (B,3,*hw), antialiased when shrinking."""
+    if tuple(image.shape[-2:]) == tuple(hw):
+        return image
+    return F.interpolate(image, size=hw, mode="bilinear", align_corners=False, antialias=True).clamp(0, 1)
+
+
+def pad_to_multiple(image: torch.Tensor, multiple: int = PAD_MULTIPLE) -> tuple[torch.Tensor, tuple[int, int]]:
+    """Reflect-pad (B,C,H,W) on the bottom/right to multiples of ``multiple``; returns the original (H, W)."""
+    h, w = image.shape[-2:]
+    ph, pw = (-h) % multiple, (-w) % multiple
+    if ph or pw:
+        mode = "reflect" if ph < h and pw < w else "replicate"
+        image = F.pad(image, (0, pw, 0, ph), mode=mode)
+    return image, (h, w)
+
+
+_RGB_TO_YUV = torch.tensor([[0.299, 0.587, 0.114], [-0.14713, -0.28886, 0.436], [0.615, -0.51499, -0.10001]])
+
+
+def preserve_color(stylized: torch.Tensor, content: torch.Tensor) -> torch.Tensor:
+    """Keep the stylised luminance and the content's chrominance (YUV), both (B,3,H,W) in [0,1]."""
+    m = _RGB_TO_YUV.to(stylized)
+    y_s = torch.einsum("ij,bjhw->bihw", m, stylized)
+    y_c = torch.einsum("ij,bjhw->bihw", m, content)
+    yuv = torch.cat([y_s[:, :1], y_c[:, 1:]], dim=1)
+    return torch.einsum("ij,bjhw->bihw", torch.linalg.inv(m), yuv).clamp(0, 1)
+
+
+@dataclass
+class StyleOptions:
+    method: str = "adaattn"
+    weights: str | None = None
+    vgg: str | None = None
+    alpha: float = 1.0
+    mix: list[float] | None = None
+    size: int | None = None
+    max_size: int | None = None
+    style_size: int | None = 512
+    keep_color: bool = False
+    device: str = "auto"
+    method_options: dict = field(default_factory=dict)
+
+
+def stylize(
+    method: StyleMethod,
+    content: torch.Tensor,
+    states: Sequence[Any],
+    mix: Sequence[float] | None = None,
+    alpha: float = 1.0,
+    keep_color: bool = False,
+) -> torch.Tensor:
+    """Stylise one content image ``(3,H,W)`` or ``(1,3,H,W)`` in [0,1] -> same size, [0,1]."""
+    if not 0.0 <= alpha <= 1.0:
+        raise DynastError(f"--alpha must be between 0 and 1, got {alpha}")
+    mix = normalise_mix(mix, len(states))
+    batch = content if content.dim() == 4 else content[None]
+    padded, (h, w) = pad_to_multiple(batch)
+    with torch.inference_mode():
+        out = method.stylize(padded, states, mix, alpha)
+    out = out[..., :h, :w].clamp(0, 1)
+    if keep_color:
+        out = preserve_color(out, batch.to(out))
+    return out if content.dim() == 4 else out[0]
+
+
+def normalise_mix(mix: Sequence[float] | None, n: int) -> list[float]:
+    """Mixing weights for ``n`` styles: default equal, must be >= 0, normalised to sum 1."""
+    if n == 0:
+        raise DynastError("at least one style image is needed")
+    if mix is None or len(mix) == 0:
+        return [1.0 / n] * n
+    if len(mix) != n:
+        raise DynastError(f"--mix has {len(mix)} weight(s) for {n} style(s)")
+    if any(m < 0 or not math.isfinite(m) for m in mix) or sum(mix) <= 0:
+        raise DynastError("--mix weights must be non-negative and not all zero")
+    total = float(sum(mix))
+    return [float(m) / total for m in mix]
+
+
+# ---------------------------------------------------------------------------------------------
+# files and folders
+# ---------------------------------------------------------------------------------------------
+
+
+@dataclass
+class BatchReport:
+    written: list[Path] = field(default_factory=list)
+    failed: list[tuple[Path, str]] = field(default_factory=list)
+
+
+def output_paths(content: Path, styles: Sequence[Path], output: Path | None, ext: str = ".png") -> list[tuple[Path, Path]]:
+    """(content file, output file) pairs for a file or a folder of contents."""
+    if content.is_dir():
+        files = list_images(content)
+        if not files:
+            raise InputError("folder holds no images", content)
+        out_dir = output or Path(f"{content.name}_stylized")
+        if out_dir.exists() and not out_dir.is_dir():
+            raise OutputError("exists and is not a folder (a folder of contents needs an output folder)", out_dir)
+        return [(f, out_dir / f"{f.stem}{ext}") for f in files]
+    if not content.exists():
+        raise InputError("no such file", content)
+    if output is None:
+        output = Path(f"{content.stem}_{styles[0].stem}{ext}")
+    elif output.is_dir():
+        output = output / f"{content.stem}_{styles[0].stem}{ext}"
+    return [(content, output)]
+
+
+def run_style(
+    content: str | Path,
+    styles: Sequence[str | Path],
+    output: str | Path | None = None,
+    options: StyleOptions | None = None,
+    overwrite: bool = False,
+    progress: Callable[[int, int, Path], None] | None = None,
+) -> BatchReport:
+    """Stylise a content file or every image of a folder with one or more styles.
+
+    Inputs and outputs are checked before any work; in a folder, a bad file is skipped and
+    reported (the others are written) and :class:`BatchError` is raised at the end.
+    """
+    opts = options or StyleOptions()
+    content = Path(content)
+    style_paths = [Path(s) for s in styles]
+    mix = normalise_mix(opts.mix, len(style_paths))
+    pairs = output_paths(content, style_paths, Path(output) if output else None)
+    single = not content.is_dir()
+    if single:
+        check_output_path(pairs[0][1], overwrite)
+    device = resolve_device(opts.device)
+    style_images = [load_image(p) for p in style_paths]  # errors name the style file
+    method = get_style_method(opts.method, weights=opts.weights, device=device, vgg=opts.vgg, **opts.method_options)
+    states = []
+    with torch.inference_mode():
+        for img in style_images:
+            img = resize(img[None], fit_size(*img.shape[-2:], max_size=opts.style_size)).to(device)
+            states.append(method.prepare_style(img))
+
+    report = BatchReport()
+    for i, (src, dst) in enumerate(pairs):
+        if progress:
+            progress(i, len(pairs), src)
+        try:
+            if not single:
+                check_output_path(dst, overwrite)
+            image = load_image(src)
+            image = resize(image[None], fit_size(*image.shape[-2:], opts.max_size, opts.size)).to(device)
+            out = stylize(method, image, states, mix, opts.alpha, opts.keep_color)
+            report.written.append(save_image(out, dst))
+        except DynastError as exc:
+            if single:
+                raise
+            report.failed.append((src, str(exc)))
+    if progress:
+        progress(len(pairs), len(pairs), content)
+    if report.failed:
+        lines = "; ".join(msg for _, msg in report.failed)
+        raise BatchError(f"{len(report.failed)} of {len(pairs)} file(s) failed: {lines}")
+    return report
