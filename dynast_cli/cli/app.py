@@ -23,7 +23,11 @@ from dynast_cli.errors import DynastError
 
 err_console = Console(stderr=True, highlight=False, soft_wrap=True)
 
-_state = {"debug": os.environ.get("DYNAST_DEBUG", "") not in ("", "0")}
+def _debug_from_env() -> bool:
+    return os.environ.get("DYNAST_DEBUG", "") not in ("", "0")
+
+
+_state = {"debug": _debug_from_env()}
 
 
 def debug_enabled() -> bool:
@@ -100,8 +104,7 @@ def _root(
     ),
 ) -> None:
     """dynast: style transfer, pose transfer and edge-to-face with attention."""
-    if debug:
-        _state["debug"] = True
+    _state["debug"] = debug or _debug_from_env()
 
 
 def run(argv: list[str] | None = None) -> None:

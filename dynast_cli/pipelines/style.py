@@ -250,5 +250,7 @@ def run_style(
         progress(len(pairs), len(pairs), content)
     if report.failed:
         lines = "; ".join(msg for _, msg in report.failed)
-        raise BatchError(f"{len(report.failed)} of {len(pairs)} file(s) failed: {lines}")
+        error = BatchError(f"{len(report.failed)} of {len(pairs)} file(s) failed: {lines}")
+        error.report = report
+        raise error
     return report
