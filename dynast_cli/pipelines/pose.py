@@ -1,0 +1,227 @@
+"""Pose transfer (DynaST, DeepFashion): keypoints -> 20-channel pose maps -> generator -> image.
+
+The pose map is the official DeepFashion input of CoCosNet/DynaST, reproduced step for step:
+
+1. on a black canvas of the keypoints' frame size, each detected point is a filled circle of radius 4
+   in its colour; then each of the first 17 limbs of the limb sequence whose two ends are detected is
+   an ellipse (half-length = half the limb's length, half-width 4) blended in with weights 0.4 canvas /
+   0.6 painted canvas. OpenCV takes the colour triples as BGR; the canvas is then read as RGB.
+2. channels 0-2: that canvas resized to the output size with nearest-neighbour, in ``[0, 1]``;
+3. channels 3-19: per limb, the L1 distance (3x3 mask) to the limb's ellipse, divided by 3, clipped to
+   255, truncated to uint8, resized bilinearly (Pillow) and divided by 255 (a missing limb is all 1.0).
+
+The reference image is resized bicubically (Pillow) to the model size and normalised to ``[-1, 1]``.
+Frames that are not square are first padded to a square with white (the DeepFashion background; the
+official 256x256 frames hold 176-pixel-wide people centred on white), and the output is cropped back.
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import Iterable, Iterator
+
+import cv2
+import numpy as np
+import torch
+from PIL import Image
+from torch import nn
+
+from dynast_cli.errors import WeightsError
+from dynast_cli.io.images import save_image, to_uint8
+from dynast_cli.io.keypoints import NUM_KEYPOINTS, Keypoints
+
+# Limbs as 1-based point pairs, in the official order; only the first 17 are drawn.
+LIMB_SEQ = ((2, 3), (2, 6), (3, 4), (4, 5), (6, 7), (7, 8), (2, 9), (9, 10), (10, 11), (2, 12),
+            (12, 13), (13, 14), (2, 1), (1, 15), (15, 17), (1, 16), (16, 18))
+# Official colour triples, one per point (circles) and per limb; OpenCV draws them as BGR.
+COLORS = ((255, 0, 0), (255, 85, 0), (255, 170, 0), (255, 255, 0), (170, 255, 0), (85, 255, 0),
+          (0, 255, 0), (0, 255, 85), (0, 255, 170), (0, 255, 255), (0, 170, 255), (0, 85, 255),
+          (0, 0, 255), (85, 0, 255), (170, 0, 255), (255, 0, 255), (255, 0, 170), (255, 0, 85))
+STICK_WIDTH = 4
+JOINT_RADIUS = 4
+POSE_CHANNELS = 3 + len(LIMB_SEQ)  # 20
+MODEL_SIZE = (256, 256)
+WEIGHTS_NAME = "dynast_deepfashion.safetensors"
+OFFICIAL_CHECKPOINT_URL = "https://drive.google.com/file/d/1UJ9xsQBBWZEXOz-jizerR4Qjo7n1kYmy/view"
+
+
+def draw_skeleton(kps: Keypoints) -> tuple[np.ndarray, np.ndarray]:
+    """The official drawing at the keypoints' frame size.
+
+    Returns the skeleton uint8 ``(h, w, 3)`` RGB and the limb masks uint8 ``(17, h, w)`` (255 inside the
+    limb's ellipse; all 0 for a limb with a missing end).
+    """
+    h, w = kps.frame_size
+    canvas = np.zeros((h, w, 3), np.uint8)  # BGR, as OpenCV sees it
+    for k in range(NUM_KEYPOINTS):
+        if kps.present[k]:
+            x, y = kps.points[k]
+            cv2.circle(canvas, (int(x), int(y)), JOINT_RADIUS, COLORS[k], thickness=-1)
+    limbs = np.zeros((len(LIMB_SEQ), h, w), np.uint8)
+    for i, (a, b) in enumerate(LIMB_SEQ):
+        if not (kps.present[a - 1] and kps.present[b - 1]):
+            continue
+        polygon = _limb_polygon(kps.points[a - 1], kps.points[b - 1])
+        painted = canvas.copy()
+        cv2.fillConvexPoly(painted, polygon, COLORS[i])
+        canvas = cv2.addWeighted(canvas, 0.4, painted, 0.6, 0)
+        mask = np.zeros((h, w), np.uint8)
+        cv2.fillConvexPoly(mask, polygon, 255)
+        limbs[i] = mask
+    return np.ascontiguousarray(canvas[:, :, ::-1]), limbs
+
+
+def _limb_polygon(start: np.ndarray, end: np.ndarray) -> np.ndarray:
+    """The official limb ellipse between two ``(x, y)`` points as an OpenCV polygon (1-degree steps)."""
+    (x0, y0), (x1, y1) = start, end
+    length = math.hypot(x0 - x1, y0 - y1)
+    angle = math.degrees(math.atan2(y0 - y1, x0 - x1))
+    center = (int((x0 + x1) / 2), int((y0 + y1) / 2))
+    return cv2.ellipse2Poly(center, (int(length / 2), STICK_WIDTH), int(angle), 0, 360, 1)
+
+
+def limb_distance(mask: np.ndarray) -> np.ndarray:
+    """uint8 ``(h, w)``: L1 distance to the mask's pixels / 3, clipped to 255 (255 everywhere if empty)."""
+    dist = cv2.distanceTransform(255 - mask, cv2.DIST_L1, 3)
+    return np.clip(dist / 3, 0, 255).astype(np.uint8)
+
+
+def resize_channel(channel: np.ndarray, size: tuple[int, int], resample: int) -> np.ndarray:
+    """uint8 ``(h, w)`` or ``(h, w, 3)`` -> float32 at ``size`` ``(H, W)`` in ``[0, 1]``, with Pillow."""
+    resized = Image.fromarray(channel).resize((size[1], size[0]), resample=resample)
+    return np.asarray(resized, dtype=np.float32) / 255.0
+
+
+def render_pose_map(kps: Keypoints, size: tuple[int, int] = MODEL_SIZE) -> torch.Tensor:
+    """The official 20-channel pose map ``(20, H, W)`` float32 in ``[0, 1]`` at ``size`` ``(H, W)``.
+
+    Channels 0-2: RGB skeleton; 3-19: limb distance maps (see the module docstring).
+    """
+    skeleton, limbs = draw_skeleton(kps)
+    channels = [resize_channel(skeleton, size, Image.NEAREST).transpose(2, 0, 1)]
+    channels += [resize_channel(limb_distance(mask), size, Image.BILINEAR)[None] for mask in limbs]
+    return torch.from_numpy(np.concatenate(channels))
+
+
+def save_pose_png(pose_map: torch.Tensor, path: str | Path) -> Path:
+    """Write the skeleton channels of a ``(20, H, W)`` pose map as an RGB image (atomically)."""
+    return save_image(pose_map[:3], path)
+
+
+def square_frame(kps: Keypoints) -> tuple[Keypoints, tuple[int, int]]:
+    """Centre the keypoints' frame in a square -> (moved keypoints, ``(top, left)`` padding)."""
+    h, w = kps.frame_size
+    side = max(h, w)
+    top, left = (side - h) // 2, (side - w) // 2
+    return kps.shifted(left, top, (side, side)), (top, left)
+
+
+def pad_to_square(image: torch.Tensor, top: int, left: int) -> torch.Tensor:
+    """Pad ``(3, h, w)`` with white to a square, with ``top``/``left`` rows/columns before it."""
+    h, w = image.shape[-2:]
+    side = max(h, w)
+    return nn.functional.pad(image, (left, side - w - left, top, side - h - top), value=1.0)
+
+
+def prepare_reference(image: torch.Tensor, size: tuple[int, int] = MODEL_SIZE) -> torch.Tensor:
+    """``(3, h, w)`` in ``[0, 1]`` -> ``(3, H, W)`` in ``[-1, 1]``: 8-bit Pillow bicubic resize, as officially."""
+    resized = Image.fromarray(to_uint8(image)).resize((size[1], size[0]), resample=Image.BICUBIC)
+    rgb = torch.from_numpy(np.asarray(resized, dtype=np.float32) / 255.0).permute(2, 0, 1)
+    return rgb * 2 - 1
+
+
+class PoseTransfer:
+    """One reference (image + keypoints) rendered once, posed as many times as asked.
+
+    ``generator``: ``forward(query (B,20,H,W), ref_image (B,3,H,W) in [-1,1], ref_semantics (B,20,H,W))
+    -> (B,3,H,W) in [-1,1]`` (:class:`dynast_cli.models.dynast.DynastGenerator`).
+    """
+
+    def __init__(
+        self,
+        generator: nn.Module,
+        reference_image: torch.Tensor,
+        reference_kps: Keypoints,
+        size: tuple[int, int] = MODEL_SIZE,
+    ):
+        self.generator = generator
+        self.size = size
+        self.device = next(generator.parameters(), torch.empty(0)).device
+        kps, (top, left) = square_frame(reference_kps)
+        image = pad_to_square(_fit_frame(reference_image, reference_kps.frame_size), top, left)
+        self.ref_image = prepare_reference(image, size)[None].to(self.device)
+        self.ref_map = render_pose_map(kps, size)[None].to(self.device)
+
+    @torch.no_grad()
+    def __call__(self, target_kps: Keypoints) -> torch.Tensor:
+        """The reference in the target pose: ``(3, H', W')`` in ``[0, 1]``, the model output cropped to
+        the target frame's aspect ratio (``(H, W)`` for a square frame)."""
+        kps, (top, left) = square_frame(target_kps)
+        query = render_pose_map(kps, self.size)[None].to(self.device)
+        out = self.generator(query=query, ref_image=self.ref_image, ref_semantics=self.ref_map)
+        out = ((out[0].float() + 1) / 2).clamp(0, 1).cpu()
+        side = kps.frame_size[0]
+        h, w = target_kps.frame_size
+        rows = slice(round(top * self.size[0] / side), round((top + h) * self.size[0] / side))
+        cols = slice(round(left * self.size[1] / side), round((left + w) * self.size[1] / side))
+        return out[:, rows, cols]
+
+
+def _fit_frame(image: torch.Tensor, frame_size: tuple[int, int]) -> torch.Tensor:
+    """The reference image at its keypoints' frame size (they differ when keypoints came at another scale)."""
+    if tuple(image.shape[-2:]) == tuple(frame_size):
+        return image
+    resized = Image.fromarray(to_uint8(image)).resize((frame_size[1], frame_size[0]), resample=Image.BICUBIC)
+    return torch.from_numpy(np.asarray(resized, dtype=np.float32) / 255.0).permute(2, 0, 1)
+
+
+def pose_transfer(
+    generator: nn.Module,
+    reference_image: torch.Tensor,
+    reference_kps: Keypoints,
+    target_kps: Keypoints,
+    size: tuple[int, int] = MODEL_SIZE,
+) -> torch.Tensor:
+    """``reference_image`` ``(3, h, w)`` in ``[0, 1]`` re-posed to ``target_kps`` -> ``(3, H, W)`` in ``[0, 1]``."""
+    return PoseTransfer(generator, reference_image, reference_kps, size)(target_kps)
+
+
+def pose_sequence(
+    generator: nn.Module,
+    reference_image: torch.Tensor,
+    reference_kps: Keypoints,
+    targets: Iterable[Keypoints],
+    size: tuple[int, int] = MODEL_SIZE,
+) -> Iterator[torch.Tensor]:
+    """One output ``(3, H, W)`` per target pose; the reference is prepared once."""
+    transfer = PoseTransfer(generator, reference_image, reference_kps, size)
+    for kps in targets:
+        yield transfer(kps)
+
+
+def default_weights_path() -> Path | None:
+    """``weights/dynast_deepfashion.safetensors`` in the working folder or beside the package, if present."""
+    for folder in (Path("weights"), Path(__file__).resolve().parents[2] / "weights"):
+        if (folder / WEIGHTS_NAME).is_file():
+            return folder / WEIGHTS_NAME
+    return None
+
+
+def missing_weights_message() -> str:
+    """How to get and convert the official DeepFashion checkpoint, in one line."""
+    return (
+        f"no pose-transfer weights (weights/{WEIGHTS_NAME}): download DynaST's DeepFashion latest_net_G.pth "
+        f"from {OFFICIAL_CHECKPOINT_URL} (the official repo's link), then run "
+        f"`dynast convert dynast latest_net_G.pth -o weights/{WEIGHTS_NAME}`, or pass --weights FILE"
+    )
+
+
+def load_pose_generator(weights: str | Path | None, device: torch.device) -> nn.Module:
+    """The DynaST DeepFashion generator from ``weights`` or the default file, in eval mode."""
+    from dynast_cli.models.dynast import load_dynast
+
+    path = Path(weights) if weights else default_weights_path()
+    if path is None:
+        raise WeightsError(missing_weights_message())
+    return load_dynast(path, device).eval()

@@ -1,0 +1,287 @@
+"""Pose inputs and the pose pipeline: keypoint parsing, the official 20-channel pose map, transfer, CLI."""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+from torch import nn
+
+from dynast_cli.errors import InputError
+from dynast_cli.io.keypoints import BODY25_TO_18, Keypoints, load_keypoints, read_candidate_subset
+from dynast_cli.pipelines.pose import (
+    PoseTransfer,
+    pose_transfer,
+    prepare_reference,
+    render_pose_map,
+    save_pose_png,
+)
+
+
+def deepfashion_pairs(root: Path) -> list[tuple[Path, Path]]:
+    """(image, candidate.txt) of every DeepFashion fixture."""
+    pairs = []
+    for cand in sorted((root / "pose" / "DeepFashion" / "pose").rglob("*_candidate.txt")):
+        image = Path(str(cand).replace("/pose/WOMEN", "/img/WOMEN").replace("_candidate.txt", ".jpg"))
+        pairs.append((image, cand))
+    return pairs
+
+
+def official_pose_map(image_path: Path, label_path: str, load_size: int = 256) -> np.ndarray:
+    """The official DeepFashion get_label_tensor recipe, step by step, at test time (no crop, no flip)."""
+    candidate = np.loadtxt(label_path.format("candidate"))
+    subset = np.loadtxt(label_path.format("subset"))
+    limb_seq = [[2, 3], [2, 6], [3, 4], [4, 5], [6, 7], [7, 8], [2, 9], [9, 10], [10, 11], [2, 12], [12, 13],
+                [13, 14], [2, 1], [1, 15], [15, 17], [1, 16], [16, 18], [3, 17], [6, 18]]
+    colors = [[255, 0, 0], [255, 85, 0], [255, 170, 0], [255, 255, 0], [170, 255, 0], [85, 255, 0], [0, 255, 0],
+              [0, 255, 85], [0, 255, 170], [0, 255, 255], [0, 170, 255], [0, 85, 255], [0, 0, 255], [85, 0, 255],
+              [170, 0, 255], [255, 0, 255], [255, 0, 170], [255, 0, 85]]
+    canvas = np.zeros_like(cv2.imread(str(image_path)))
+    for i in range(18):
+        index = int(subset[i])
+        if index == -1:
+            continue
+        x, y = candidate[index][0:2]
+        cv2.circle(canvas, (int(x), int(y)), 4, colors[i], thickness=-1)
+    joints = []
+    for i in range(17):
+        index = subset[np.array(limb_seq[i]) - 1]
+        cur_canvas = canvas.copy()
+        if -1 in index:
+            joints.append(np.zeros_like(cur_canvas[:, :, 0]))
+            continue
+        ys = candidate[index.astype(int), 0]
+        xs = candidate[index.astype(int), 1]
+        length = ((xs[0] - xs[1]) ** 2 + (ys[0] - ys[1]) ** 2) ** 0.5
+        angle = math.degrees(math.atan2(xs[0] - xs[1], ys[0] - ys[1]))
+        polygon = cv2.ellipse2Poly((int(np.mean(ys)), int(np.mean(xs))), (int(length / 2), 4), int(angle), 0, 360, 1)
+        cv2.fillConvexPoly(cur_canvas, polygon, colors[i])
+        canvas = cv2.addWeighted(canvas, 0.4, cur_canvas, 0.6, 0)
+        joint = np.zeros_like(cur_canvas[:, :, 0])
+        cv2.fillConvexPoly(joint, polygon, 255)
+        joints.append(cv2.addWeighted(joint, 0.4, joint, 0.6, 0))
+    pose = Image.fromarray(cv2.cvtColor(canvas, cv2.COLOR_BGR2RGB)).resize((load_size, load_size), Image.NEAREST)
+    out = [np.asarray(pose, np.float32).transpose(2, 0, 1) / 255]
+    for joint in joints:
+        dist = np.clip(cv2.distanceTransform(255 - joint, cv2.DIST_L1, 3) / 3, 0, 255).astype(np.uint8)
+        dist = Image.fromarray(dist).resize((load_size, load_size), Image.BILINEAR)
+        out.append(np.asarray(dist, np.float32)[None] / 255)
+    return np.concatenate(out)
+
+
+# --- the official pose map on the DeepFashion fixtures -------------------------------------------------
+
+
+def test_pose_maps_match_the_official_recipe(shared_data):
+    pairs = deepfashion_pairs(shared_data)
+    assert len(pairs) == 8
+    for image, cand in pairs:
+        kps = load_keypoints(cand)
+        assert kps.frame_size == (256, 256)  # found through the pose/ -> img/ mirror
+        ours = render_pose_map(kps, (256, 256))
+        label = str(cand).replace("_candidate.txt", "_{}.txt")
+        expected = official_pose_map(image, label)
+        assert ours.shape == (20, 256, 256) and ours.dtype == torch.float32
+        np.testing.assert_array_equal(ours.numpy(), expected, err_msg=str(cand))
+
+
+def test_pose_map_from_a_non_square_frame_matches_the_official_resize(shared_data, tmp_path):
+    # The official code draws at the image's own size and stretches to 256x256: check it on a 176-wide frame.
+    image, cand = deepfashion_pairs(shared_data)[0]
+    frame = tmp_path / "img" / "a.jpg"
+    frame.parent.mkdir()
+    cv2.imwrite(str(frame), cv2.imread(str(image))[:, 40:216])
+    pose_dir = tmp_path / "pose"
+    pose_dir.mkdir()
+    rows = np.loadtxt(cand)
+    rows[:, 0] -= 40
+    np.savetxt(pose_dir / "a_candidate.txt", rows)
+    (pose_dir / "a_subset.txt").write_text(Path(str(cand).replace("_candidate", "_subset")).read_text())
+    kps = load_keypoints(pose_dir / "a_subset.txt")  # either file of the pair
+    assert kps.frame_size == (256, 176)
+    expected = official_pose_map(frame, str(pose_dir / "a_{}.txt"))
+    np.testing.assert_array_equal(render_pose_map(kps, (256, 256)).numpy(), expected)
+
+
+def test_missing_limbs_are_all_ones_and_present_limbs_are_zero_on_the_limb():
+    points = np.full((18, 2), -1.0)
+    points[1] = (50, 30)  # neck
+    points[2] = (30, 32)  # right shoulder: limb 0 (neck - r-shoulder) exists, nothing else
+    pose = render_pose_map(Keypoints(points, (100, 80)), (64, 64))
+    assert pose.shape == (20, 64, 64)
+    assert torch.all(pose[4:] == 1.0)
+    assert pose[3].min() == 0.0 and pose[3].max() < 1.0
+    assert pose[:3].amax() > 0  # circles and the limb are drawn
+
+
+def test_empty_pose_is_black_skeleton_and_unit_distances():
+    pose = render_pose_map(Keypoints(np.full((18, 2), -1.0), (40, 30)), (32, 32))
+    assert torch.all(pose[:3] == 0) and torch.all(pose[3:] == 1)
+
+
+def test_save_pose_png_writes_the_skeleton(tmp_path):
+    points = np.full((18, 2), -1.0)
+    points[0] = (10, 10)
+    pose = render_pose_map(Keypoints(points, (32, 32)), (32, 32))
+    out = save_pose_png(pose, tmp_path / "pose.png")
+    arr = np.asarray(Image.open(out))
+    # point 0 is drawn with (255, 0, 0) read as BGR by OpenCV: blue in RGB
+    assert arr.shape == (32, 32, 3) and tuple(arr[10, 10]) == (0, 0, 255)
+
+
+# --- keypoint files ---------------------------------------------------------------------------------
+
+
+def test_openpose_json_coco18_and_body25(tmp_path):
+    rng = np.random.default_rng(1)
+    body25 = np.concatenate([rng.uniform(5, 90, (25, 2)), np.ones((25, 1))], axis=1)
+    body25[3, 2] = 0  # r-elbow not detected
+    other = np.zeros((25, 3))
+    other[0] = (1, 1, 0.9)  # a second person with a single point
+    path = tmp_path / "frame_keypoints.json"
+    path.write_text(json.dumps({"people": [{"pose_keypoints_2d": other.ravel().tolist()},
+                                           {"pose_keypoints_2d": body25.ravel().tolist()}]}))
+    kps = load_keypoints(path, default_frame_size=(100, 100))
+    assert kps.frame_size == (100, 100)
+    expected = body25[list(BODY25_TO_18), :2].copy()
+    expected[3] = -1
+    np.testing.assert_allclose(kps.points, expected)
+    assert kps.present.sum() == 17
+
+    coco = np.concatenate([rng.uniform(5, 90, (18, 2)), np.ones((18, 1))], axis=1)
+    path.write_text(json.dumps({"people": [{"pose_keypoints_2d": coco.ravel().tolist()}]}))
+    Image.new("RGB", (70, 90)).save(tmp_path / "frame.png")  # the image beside gives the frame size
+    kps = load_keypoints(path)
+    assert kps.frame_size == (90, 70)
+    np.testing.assert_allclose(kps.points, coco[:, :2])
+
+
+@pytest.mark.parametrize(
+    "content, message",
+    [
+        ("{not json", "frame.json: not valid JSON"),
+        ('{"people": []}', "frame.json: no person found"),
+        ('{"version": 1.3}', "frame.json: not an OpenPose file"),
+        ('{"people": [{"pose_keypoints_2d": [1, 2, 3]}]}', "frame.json: people[0].pose_keypoints_2d has 3 numbers"),
+    ],
+)
+def test_bad_json_messages(tmp_path, content, message):
+    path = tmp_path / "frame.json"
+    path.write_text(content)
+    with pytest.raises(InputError) as info:
+        load_keypoints(path, default_frame_size=(10, 10))
+    assert str(info.value).startswith(str(tmp_path / message))
+    assert "\n" not in str(info.value)
+
+
+def _write_pair(folder: Path, candidate: str, subset: str) -> Path:
+    (folder / "x_candidate.txt").write_text(candidate)
+    (folder / "x_subset.txt").write_text(subset)
+    return folder / "x_candidate.txt"
+
+
+def test_candidate_subset_parsing(tmp_path):
+    subset = " ".join(["1", "0"] + ["-1"] * 16 + ["3.5", "2"])
+    path = _write_pair(tmp_path, "10 20 0.9 0\n30 40 0.8 1\n", subset)
+    points = read_candidate_subset(path)
+    assert points[0].tolist() == [30, 40] and points[1].tolist() == [10, 20]
+    assert np.all(points[2:] == -1)
+
+
+@pytest.mark.parametrize(
+    "candidate, subset, message",
+    [
+        ("10 20 0.9\n", "0 " + "-1 " * 17 + "1 1", "x_candidate.txt: line 1: expected 4 numbers, found 3"),
+        ("10 20 0.9 0\n1 2 x 1\n", "0 " + "-1 " * 17 + "1 1", "x_candidate.txt: line 2: not a number"),
+        ("10 20 0.9 0\n", "0 -1 1", "x_subset.txt: line 1: expected 20 numbers, found 3"),
+        ("10 20 0.9 0\n", "5 " + "-1 " * 17 + "1 1", "x_subset.txt: keypoint 0 refers to candidate 5, but"),
+        ("10 20 0.9 0\n", "", "x_subset.txt: no person found"),
+    ],
+)
+def test_bad_candidate_subset_messages(tmp_path, candidate, subset, message):
+    path = _write_pair(tmp_path, candidate, subset)
+    with pytest.raises(InputError) as info:
+        load_keypoints(path, default_frame_size=(10, 10))
+    assert str(info.value).startswith(str(tmp_path / message)), str(info.value)
+
+
+def test_missing_partner_and_unknown_frame(tmp_path):
+    (tmp_path / "x_candidate.txt").write_text("10 20 0.9 0\n")
+    with pytest.raises(InputError, match=r"x_subset.txt: no such file"):
+        load_keypoints(tmp_path / "x_candidate.txt", default_frame_size=(10, 10))
+    (tmp_path / "x_subset.txt").write_text("0 " + "-1 " * 17 + "1 1")
+    with pytest.raises(InputError, match=r"cannot tell the size of the image"):
+        load_keypoints(tmp_path / "x_candidate.txt")
+    with pytest.raises(InputError, match=r"unknown keypoint format"):
+        (tmp_path / "pose.csv").write_text("1,2")
+        load_keypoints(tmp_path / "pose.csv")
+
+
+def test_photo_without_mediapipe_says_how_to_install(tmp_path, monkeypatch):
+    import builtins
+
+    real_import = builtins.__import__
+
+    def no_mediapipe(name, *args, **kwargs):
+        if name == "mediapipe":
+            raise ImportError(name)
+        return real_import(name, *args, **kwargs)
+
+    monkeypatch.setattr(builtins, "__import__", no_mediapipe)
+    Image.new("RGB", (20, 20)).save(tmp_path / "person.jpg")
+    with pytest.raises(InputError, match=r"person.jpg: .*pip install 'dynast-cli\[mediapipe\]'"):
+        load_keypoints(tmp_path / "person.jpg")
+
+
+# --- the transfer itself ----------------------------------------------------------------------------
+
+
+class RecordingGenerator(nn.Module):
+    """A stand-in with the DynastGenerator signature: returns the reference image and records its inputs."""
+
+    def __init__(self):
+        super().__init__()
+        self.scale = nn.Parameter(torch.ones(()))
+        self.calls: list[dict[str, torch.Tensor]] = []
+
+    def forward(self, query, ref_image, ref_semantics):
+        self.calls.append({"query": query, "ref_image": ref_image, "ref_semantics": ref_semantics})
+        return ref_image * self.scale
+
+
+def _kps(frame: tuple[int, int], seed: int) -> Keypoints:
+    rng = np.random.default_rng(seed)
+    h, w = frame
+    return Keypoints(np.stack([rng.uniform(0, w, 18), rng.uniform(0, h, 18)], axis=1), frame)
+
+
+def test_pose_transfer_feeds_the_generator_the_official_inputs():
+    gen = RecordingGenerator()
+    ref = torch.rand(3, 64, 64)
+    ref_kps, target_kps = _kps((64, 64), 0), _kps((64, 64), 1)
+    out = pose_transfer(gen, ref, ref_kps, target_kps, size=(32, 32))
+    (call,) = gen.calls
+    assert torch.equal(call["query"][0], render_pose_map(target_kps, (32, 32)))
+    assert torch.equal(call["ref_semantics"][0], render_pose_map(ref_kps, (32, 32)))
+    assert torch.equal(call["ref_image"][0], prepare_reference(ref, (32, 32)))
+    assert call["ref_image"].min() >= -1 and call["ref_image"].max() <= 1
+    assert out.shape == (3, 32, 32)
+    torch.testing.assert_close(out, (call["ref_image"][0] + 1) / 2)
+
+
+def test_non_square_frames_are_padded_white_and_cropped_back():
+    gen = RecordingGenerator()
+    ref = torch.zeros(3, 64, 44)  # black person, 64x44 frame
+    transfer = PoseTransfer(gen, ref, _kps((64, 44), 0), size=(32, 32))
+    out = transfer(_kps((64, 44), 1))
+    padded = gen.calls[0]["ref_image"][0]
+    assert torch.all(padded[:, :, :4] == 1) and torch.all(padded[:, :, -4:] == 1)  # white side bands
+    assert padded[:, :, 6:-6].max() < -0.9
+    assert out.shape == (3, 32, 22)
+    assert out[:, :, 1:-1].max() < 0.1  # the crop keeps the (black) frame, not the white padding
