@@ -62,7 +62,10 @@ def test_mix_weights():
 def _decoder_inputs(method, fn):
     """Run fn() and return the (cs, skip) tensors the decoder received."""
     seen = []
-    handle = method.decoder.register_forward_pre_hook(lambda mod, args: seen.append(args))
+    def hook(module, args, kwargs):
+        seen.append((*args, *kwargs.values()))
+
+    handle = method.decoder.register_forward_pre_hook(hook, with_kwargs=True)
     try:
         fn()
     finally:

@@ -12,10 +12,7 @@ from pathlib import Path
 from typing import Any, Sequence
 
 import torch
-import torch.nn.functional as F
 
-from dynast_cli.errors import WeightsError
-from dynast_cli.nn.decoders import VGGDecoder
 from dynast_cli.nn.norm import adain
 from dynast_cli.pipelines.style import register_method
 
@@ -32,28 +29,18 @@ def vgg16(device: torch.device, path: str | Path | None = None):
     return _ENCODERS[key]
 
 
-def universal_decoder(device: torch.device, path: str | Path | None = None) -> VGGDecoder:
-    """The project's VGG16 decoder (``weights/manifest.json`` entry ``decoder``)."""
-    from dynast_cli.weights.io import load_state, load_weights
-    from dynast_cli.weights.registry import default_weights
+def universal_decoder(device: torch.device, path: str | Path | None = None):
+    """The project's VGG16 decoder (``weights/manifest.json``), see :mod:`dynast_cli.models.decoder`."""
+    from dynast_cli.models.decoder import load_universal_decoder
 
-    path = Path(path) if path else default_weights("decoder")
-    if path is None:
-        raise WeightsError(
-            "no trained decoder found in weights/ (train one with `dynast train style --method decoder`, "
-            "or use --method optimize, which needs no trained weights)"
-        )
-    tensors, meta = load_weights(path)
-    if meta.get("architecture") != "decoder":
-        raise WeightsError(f"holds '{meta.get('architecture')}' weights, not a decoder", path)
-    decoder = load_state(VGGDecoder(skip=True), tensors, source=path)
-    return decoder.to(device).eval()
+    return load_universal_decoder(path, device=device)
 
 
-def decode(decoder: VGGDecoder, t3: torch.Tensor, t4: torch.Tensor, t5: torch.Tensor) -> torch.Tensor:
-    """Transformed relu3_1/4_1/5_1 features -> image, the universal decoder's input convention."""
-    cs = t4 + F.interpolate(t5, size=t4.shape[-2:], mode="nearest")
-    return decoder(cs, t3).clamp(0, 1)
+def decode(decoder, t3: torch.Tensor, t4: torch.Tensor, t5: torch.Tensor) -> torch.Tensor:
+    """Transformed relu3_1/4_1/5_1 features -> image in [0, 1] (the universal decoder's convention)."""
+    from dynast_cli.models.decoder import decode_features
+
+    return decode_features(decoder, t3, t4, t5).clamp(0, 1)
 
 
 def blend(features: Sequence[torch.Tensor], mix: Sequence[float]) -> torch.Tensor:
@@ -69,7 +56,7 @@ class AdaINMethod:
 
     name = "adain"
 
-    def __init__(self, encoder, decoder: VGGDecoder):
+    def __init__(self, encoder, decoder):
         self.encoder, self.decoder = encoder, decoder
 
     def prepare_style(self, style: torch.Tensor) -> list[torch.Tensor]:
@@ -87,3 +74,121 @@ class AdaINMethod:
 @register_method("adain", "AdaIN global mean/std baseline (universal decoder)")
 def _adain(weights=None, device=torch.device("cpu"), vgg=None, **_: Any):
     return AdaINMethod(vgg16(device, vgg), universal_decoder(device, weights))
+
+
+def _architecture(weights: str | Path | None) -> str | None:
+    from dynast_cli.weights.io import read_metadata
+
+    return read_metadata(weights).get("architecture") if weights else None
+
+
+def _attention_model(kind: str, weights, device, vgg, **options: Any):
+    """A learned model from a converted/trained file, or the parameter-free one + universal decoder."""
+    arch = _architecture(weights)
+    if arch not in (None, "decoder"):
+        if arch != kind:
+            from dynast_cli.errors import WeightsError
+
+            raise WeightsError(f"holds '{arch}' weights, but --method {kind} was asked for", weights)
+        from dynast_cli.weights.convert import load_style_model
+
+        return load_style_model(weights, encoder=None if vgg is None else vgg16(device, vgg), device=device, **options)
+    decoder = universal_decoder(device, weights)
+    encoder = vgg16(device, vgg)
+    if kind == "adaattn":
+        from dynast_cli.models.adaattn import AdaAttNModel
+
+        return AdaAttNModel(encoder, learned=False, decoder=decoder, **options).to(device).eval()
+    from dynast_cli.models.stya2k import StyA2KModel
+
+    return StyA2KModel(encoder, learned=False, decoder=decoder, **options).to(device).eval()
+
+
+@register_method("adaattn", "AdaAttN attention-weighted mean/std (default; parameter-free + universal decoder, or learned weights)")
+def _adaattn(weights=None, device=torch.device("cpu"), vgg=None, attention: str = "softmax", **_: Any):
+    return _attention_model("adaattn", weights, device, vgg, attention=attention)
+
+
+@register_method("a2k", "StyA2K all-to-key attention (parameter-free + universal decoder, or learned weights)")
+def _a2k(weights=None, device=torch.device("cpu"), vgg=None, **_: Any):
+    return _attention_model("stya2k", weights, device, vgg)
+
+
+class OptimizeMethod:
+    """Training-free stylisation by optimising pixels (the quality ceiling; slow).
+
+    The image starts as the content and is optimised with Adam so that its VGG16 features match
+    (i) the parameter-free AdaAttN target at relu3_1..relu5_1 (AdaAttN's local feature loss, the
+    attention computed on normalised features: the "AdaAttN*" of the paper), (ii) the style's
+    global mean/std at relu1_1..relu5_1, and (iii) the content's normalised relu4_1/relu5_1.
+    """
+
+    name = "optimize"
+
+    def __init__(self, encoder, steps: int = 200, lr: float = 0.02,
+                 local_weight: float = 3.0, global_weight: float = 10.0, content_weight: float = 1.0):
+        from dynast_cli.models.adaattn import AdaAttNModel
+
+        self.encoder = encoder
+        self.attn = AdaAttNModel(encoder, learned=False).eval()
+        self.steps, self.lr = steps, lr
+        self.weights = (local_weight, global_weight, content_weight)
+
+    def prepare_style(self, style: torch.Tensor):
+        from dynast_cli.nn.norm import calc_mean_std
+
+        feats = self.encoder(style)
+        return self.attn.prepare_style(style), [calc_mean_std(f) for f in feats]
+
+    def targets(self, content: torch.Tensor, states, mix, alpha: float):
+        """Constant targets: AdaAttN* features (relu3_1..5_1) and blended global statistics."""
+        feats = self.encoder(content)
+        local = self.attn.transform(feats, [s[0] for s in states], mix, alpha)
+        stats = [
+            tuple(blend([s[1][level][k] for s in states], mix) for k in (0, 1)) for level in range(5)
+        ]
+        return feats, local, stats
+
+    def stylize(self, content, states, mix, alpha=1.0):
+        import torch.nn.functional as F
+
+        from dynast_cli.nn.norm import calc_mean_std, mean_variance_norm
+
+        w_local, w_global, w_content = self.weights
+        with torch.inference_mode(False), torch.enable_grad():
+            content = content.clone()
+            states = [_clone_tree(s) for s in states]
+            with torch.no_grad():
+                c_feats, local, stats = self.targets(content, states, mix, alpha)
+            x = content.clone().requires_grad_(True)
+            opt = torch.optim.Adam([x], lr=self.lr)
+            for _ in range(self.steps):
+                opt.zero_grad(set_to_none=True)
+                feats = self.encoder(x)
+                loss = sum(w_local * F.mse_loss(feats[i], t) for i, t in zip((2, 3, 4), local))
+                for f, (m, s) in zip(feats, stats):
+                    fm, fs = calc_mean_std(f)
+                    loss = loss + w_global * (F.mse_loss(fm, m) + F.mse_loss(fs, s))
+                for i in (3, 4):
+                    loss = loss + w_content * F.mse_loss(mean_variance_norm(feats[i]), mean_variance_norm(c_feats[i]))
+                loss.backward()
+                opt.step()
+                with torch.no_grad():
+                    x.clamp_(0, 1)
+        return x.detach()
+
+
+def _clone_tree(obj):
+    """Copy tensors made under inference mode so autograd may use them as constants."""
+    if isinstance(obj, torch.Tensor):
+        return obj.clone()
+    if isinstance(obj, (list, tuple)):
+        return type(obj)(_clone_tree(o) for o in obj)
+    if hasattr(obj, "__dataclass_fields__"):
+        return type(obj)(**{k: _clone_tree(getattr(obj, k)) for k in obj.__dataclass_fields__})
+    return obj
+
+
+@register_method("optimize", "Pixel optimisation against the AdaAttN* target (no trained weights; slow)")
+def _optimize(weights=None, device=torch.device("cpu"), vgg=None, steps: int = 200, **_: Any):
+    return OptimizeMethod(vgg16(device, vgg), steps=steps)
