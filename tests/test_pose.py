@@ -285,3 +285,91 @@ def test_non_square_frames_are_padded_white_and_cropped_back():
     assert padded[:, :, 6:-6].max() < -0.9
     assert out.shape == (3, 32, 22)
     assert out[:, :, 1:-1].max() < 0.1  # the crop keeps the (black) frame, not the white padding
+
+
+# --- files in, files out, and the CLI ---------------------------------------------------------------
+
+from typer.testing import CliRunner  # noqa: E402
+
+import dynast_cli.cli  # noqa: E402,F401  (registers the subcommands)
+from dynast_cli.cli.app import app  # noqa: E402
+from dynast_cli.pipelines import pose as pose_pipeline  # noqa: E402
+
+
+@pytest.fixture
+def pose_files(tmp_path):
+    """A 64x48 reference photo with its _candidate/_subset pair and a folder of three target poses."""
+    Image.fromarray(np.full((64, 48, 3), 200, np.uint8)).save(tmp_path / "ref.png")
+    subset = " ".join([str(i) for i in range(18)] + ["30", "18"])
+    for name, seed in [("ref", 0), ("poses/f1", 1), ("poses/f2", 2), ("poses/f10", 3)]:
+        rng = np.random.default_rng(seed)
+        rows = np.stack([rng.uniform(2, 46, 18), rng.uniform(2, 62, 18), np.ones(18), np.arange(18)], axis=1)
+        (tmp_path / name).parent.mkdir(exist_ok=True)
+        np.savetxt(tmp_path / f"{name}_candidate.txt", rows)
+        (tmp_path / f"{name}_subset.txt").write_text(subset)
+    return tmp_path
+
+
+def test_run_pose_sequence_to_frames_video_and_pose_pngs(pose_files):
+    gen = RecordingGenerator()
+    written = pose_pipeline.run_pose(
+        pose_files / "ref.png", pose_files / "poses", pose_files / "out", save_pose=pose_files / "maps", generator=gen
+    )
+    names = [p.relative_to(pose_files).as_posix() for p in written]
+    assert names == ["maps/f1.png", "maps/f2.png", "maps/f10.png", "out/f1.png", "out/f2.png", "out/f10.png"]
+    assert len(gen.calls) == 3
+    assert Image.open(pose_files / "out" / "f1.png").size == (192, 256)  # the 3:4 frame at the 256 model scale
+    video = pose_pipeline.run_pose(pose_files / "ref.png", pose_files / "poses", pose_files / "out.avi", generator=gen)
+    cap = cv2.VideoCapture(str(video[0]))
+    count = int(cap.get(cv2.CAP_PROP_FRAME_COUNT))
+    cap.release()
+    assert count == 3
+
+
+def test_cli_errors_are_one_line_with_exit_codes(pose_files, monkeypatch):
+    monkeypatch.chdir(pose_files)
+    monkeypatch.setattr(pose_pipeline, "default_weights_path", lambda: None)  # whatever weights/ holds
+    runner = CliRunner()
+
+    def run(*args):
+        result = runner.invoke(app, ["pose", *map(str, args)])
+        lines = [ln for ln in result.output.splitlines() if ln.strip()]
+        return result.exit_code, lines
+
+    code, lines = run("missing.png", "poses")
+    assert code == 2 and lines == ["error: missing.png: no such file"]
+    code, lines = run("ref.png", "nowhere")
+    assert code == 2 and lines == ["error: nowhere: no such file or folder"]
+    (pose_files / "bad_candidate.txt").write_text("1 2 3 4\n5 6 7\n")
+    (pose_files / "bad_subset.txt").write_text("0 " + "-1 " * 17 + "1 1")
+    code, lines = run("ref.png", "bad_candidate.txt")
+    assert code == 2 and lines == ["error: bad_candidate.txt: line 2: expected 4 numbers, found 3"]
+    code, lines = run("ref.png", "poses/f1_candidate.txt")
+    assert code == 3 and len(lines) == 1
+    assert "latest_net_G.pth" in lines[0]
+    assert "dynast convert dynast latest_net_G.pth -o weights/dynast_deepfashion.safetensors" in lines[0]
+    (pose_files / "taken.png").write_bytes(b"x")
+    code, lines = run("ref.png", "poses/f1_candidate.txt", "-o", "taken.png")
+    assert code == 4 and lines == ["error: taken.png: already exists (pass --overwrite to replace it)"]
+
+
+def test_default_weights_are_found_in_the_working_folder(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "weights").mkdir()
+    (tmp_path / "weights" / "dynast_deepfashion.safetensors").write_bytes(b"")
+    assert pose_pipeline.default_weights_path() == Path("weights/dynast_deepfashion.safetensors")
+
+
+def test_cli_end_to_end_with_a_tiny_dynast_generator(pose_files, monkeypatch):
+    dynast = pytest.importorskip("dynast_cli.models.dynast", reason="models/dynast.py is not written yet")
+    from dynast_cli.weights.io import save_weights
+
+    gen = dynast.DynastGenerator(**dynast.tiny_config()) if hasattr(dynast, "tiny_config") else None
+    if gen is None:
+        pytest.skip("models/dynast.py has no tiny_config() to build a small generator")
+    save_weights(gen.state_dict(), pose_files / "tiny.safetensors", {"architecture": "dynast", "config": dynast.tiny_config()})
+    monkeypatch.chdir(pose_files)
+    result = CliRunner().invoke(app, ["pose", "ref.png", "poses/f1_candidate.txt", "-o", "out.png",
+                                      "--weights", "tiny.safetensors", "--device", "cpu"])
+    assert result.exit_code == 0, result.output
+    assert Image.open(pose_files / "out.png").size == (192, 256)

@@ -180,12 +180,7 @@ def _frame_size(path: Path, default: tuple[int, int] | None) -> tuple[int, int]:
         if stem.endswith(ending):
             stem = stem[: -len(ending)]
             break
-    folders = [path.parent]
-    parts = path.parent.parts
-    if "pose" in parts:  # DeepFashion layout: <root>/pose/... mirrors <root>/img/...
-        i = len(parts) - 1 - parts[::-1].index("pose")
-        folders.append(Path(*parts[:i], "img", *parts[i + 1:]))
-    for folder in folders:
+    for folder in (path.parent, mirror_folder(path.parent, "pose", "img")):
         for suffix in (".jpg", ".png", ".jpeg", ".JPG", ".PNG", ".JPEG"):
             image = folder / f"{stem}{suffix}"
             if image.is_file():
@@ -198,6 +193,16 @@ def _frame_size(path: Path, default: tuple[int, int] | None) -> tuple[int, int]:
             f"cannot tell the size of the image these keypoints refer to (put {stem}.jpg beside it)", path
         )
     return default
+
+
+def mirror_folder(folder: Path, src: str, dst: str) -> Path:
+    """DeepFashion layout: ``<root>/img/...`` and ``<root>/pose/...`` mirror each other; the last
+    ``src`` component of ``folder`` replaced by ``dst`` (``folder`` itself without one)."""
+    parts = folder.parts
+    if src not in parts:
+        return folder
+    i = len(parts) - 1 - parts[::-1].index(src)
+    return Path(*parts[:i], dst, *parts[i + 1:])
 
 
 def detect_keypoints(image: str | Path) -> Keypoints:

@@ -18,6 +18,8 @@ official 256x256 frames hold 176-pixel-wide people centred on white), and the ou
 from __future__ import annotations
 
 import math
+import os
+import tempfile
 from pathlib import Path
 from typing import Iterable, Iterator
 
@@ -27,9 +29,10 @@ import torch
 from PIL import Image
 from torch import nn
 
-from dynast_cli.errors import WeightsError
-from dynast_cli.io.images import save_image, to_uint8
-from dynast_cli.io.keypoints import NUM_KEYPOINTS, Keypoints
+from dynast_cli.errors import InputError, OutputError, WeightsError
+from dynast_cli.io.images import IMAGE_SUFFIXES, check_output_path, load_image, natural_key, save_image, to_uint8
+from dynast_cli.io.keypoints import NUM_KEYPOINTS, Keypoints, load_keypoints, mirror_folder
+from dynast_cli.runtime import resolve_device
 
 # Limbs as 1-based point pairs, in the official order; only the first 17 are drawn.
 LIMB_SEQ = ((2, 3), (2, 6), (3, 4), (4, 5), (6, 7), (7, 8), (2, 9), (9, 10), (10, 11), (2, 12),
@@ -219,9 +222,144 @@ def missing_weights_message() -> str:
 
 def load_pose_generator(weights: str | Path | None, device: torch.device) -> nn.Module:
     """The DynaST DeepFashion generator from ``weights`` or the default file, in eval mode."""
-    from dynast_cli.models.dynast import load_dynast
-
     path = Path(weights) if weights else default_weights_path()
     if path is None:
         raise WeightsError(missing_weights_message())
+    from dynast_cli.models.dynast import load_dynast  # the 92M-parameter model: imported only when used
+
     return load_dynast(path, device).eval()
+
+
+# --- files in, files out (what `dynast pose` runs) ----------------------------------------------------
+
+VIDEO_SUFFIXES = {".mp4": "mp4v", ".avi": "MJPG"}
+KEYPOINT_ENDINGS = ("_candidate.txt", ".json")
+
+
+def list_pose_files(folder: Path) -> list[Path]:
+    """Pose sources in a folder, natural order: OpenPose JSON, ``_candidate.txt`` (its ``_subset.txt``
+    is implied) and photos."""
+    files = [
+        p for p in folder.iterdir()
+        if p.is_file() and not p.name.startswith(".")
+        and (p.name.endswith(KEYPOINT_ENDINGS) or p.suffix.lower() in IMAGE_SUFFIXES)
+    ]
+    if not files:
+        raise InputError("no pose files in the folder (OpenPose .json, *_candidate.txt or photos)", folder)
+    return sorted(files, key=natural_key)
+
+
+def find_reference_pose(reference: Path) -> Path:
+    """``<stem>_candidate.txt`` or ``<stem>_keypoints.json`` beside the reference (or in the DeepFashion
+    ``img/`` -> ``pose/`` mirror folder), else the photo itself (MediaPipe)."""
+    for folder in (reference.parent, mirror_folder(reference.parent, "img", "pose")):
+        for name in (f"{reference.stem}_candidate.txt", f"{reference.stem}_keypoints.json"):
+            if (folder / name).is_file():
+                return folder / name
+    return reference
+
+
+def run_pose(
+    reference: str | Path,
+    target_pose: str | Path,
+    output: str | Path | None = None,
+    *,
+    weights: str | Path | None = None,
+    reference_pose: str | Path | None = None,
+    save_pose: str | Path | None = None,
+    device: str = "auto",
+    fps: float = 25.0,
+    overwrite: bool = False,
+    generator: nn.Module | None = None,
+) -> list[Path]:
+    """Re-pose the person of ``reference`` to ``target_pose`` (a keypoint file, a photo, or a folder
+    of them: a sequence) and write the result(s); returns the written paths.
+
+    ``output``: an image file; for a sequence a folder of frames or a ``.mp4``/``.avi`` video
+    (default ``<reference>_to_<target>.png`` / ``<reference>_to_<target>/``). ``save_pose``: the
+    target pose map(s) as PNG (a folder for a sequence). ``generator`` replaces loading ``weights``.
+    """
+    reference, target_pose = Path(reference), Path(target_pose)
+    if not target_pose.exists():
+        raise InputError("no such file or folder", target_pose)
+    targets = list_pose_files(target_pose) if target_pose.is_dir() else [target_pose]
+    sequence = target_pose.is_dir()
+    output = Path(output) if output else Path(f"{reference.stem}_to_{target_pose.stem}{'' if sequence else '.png'}")
+    frame_paths = _plan_outputs(output, targets, sequence, overwrite)
+    pose_paths = _plan_pose_outputs(save_pose, targets, sequence, overwrite)
+
+    image = load_image(reference)
+    ref_kps = load_keypoints(reference_pose or find_reference_pose(reference), default_frame_size=tuple(image.shape[-2:]))
+    target_kps = [load_keypoints(t, default_frame_size=ref_kps.frame_size) for t in targets]
+    if generator is None:
+        generator = load_pose_generator(weights, resolve_device(device))
+
+    written = []
+    for kps, path in zip(target_kps, pose_paths):
+        written.append(save_pose_png(render_pose_map(kps), path))
+    frames = pose_sequence(generator, image, ref_kps, target_kps)
+    if output.suffix.lower() in VIDEO_SUFFIXES:
+        written.append(write_video(frames, output, fps))
+    else:
+        written += [save_image(frame, path) for frame, path in zip(frames, frame_paths)]
+    return written
+
+
+def _plan_outputs(output: Path, targets: list[Path], sequence: bool, overwrite: bool) -> list[Path]:
+    """Checked output image paths, one per target (empty for a video)."""
+    if not sequence:
+        return [check_output_path(output, overwrite)]
+    if output.suffix.lower() in VIDEO_SUFFIXES:
+        if output.exists() and not overwrite:
+            raise OutputError("already exists (pass --overwrite to replace it)", output)
+        return []
+    if output.suffix:
+        raise OutputError("a sequence of poses needs a folder or a .mp4/.avi video as output", output)
+    return [check_output_path(output / f"{_pose_stem(t)}.png", overwrite) for t in targets]
+
+
+def _plan_pose_outputs(save_pose: str | Path | None, targets: list[Path], sequence: bool, overwrite: bool) -> list[Path]:
+    """Checked pose-map PNG paths (``save_pose`` is a file, or a folder for a sequence)."""
+    if save_pose is None:
+        return []
+    save_pose = Path(save_pose)
+    if not sequence:
+        return [check_output_path(save_pose, overwrite)]
+    return [check_output_path(save_pose / f"{_pose_stem(t)}.png", overwrite) for t in targets]
+
+
+def _pose_stem(path: Path) -> str:
+    """``frame3_candidate.txt`` / ``frame3_keypoints.json`` / ``frame3.jpg`` -> ``frame3``."""
+    for ending in ("_candidate.txt", "_keypoints.json", ".json"):
+        if path.name.endswith(ending):
+            return path.name[: -len(ending)]
+    return path.stem
+
+
+def write_video(frames: Iterable[torch.Tensor], path: Path, fps: float) -> Path:
+    """Write ``(3, H, W)`` frames in ``[0, 1]`` to an .mp4 (mp4v) or .avi (MJPG) atomically; every frame
+    is resized to the first one's size."""
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=path.suffix, dir=path.parent if str(path.parent) else ".")
+    os.close(fd)
+    writer, size = None, None
+    try:
+        for frame in frames:
+            bgr = np.ascontiguousarray(to_uint8(frame)[:, :, ::-1])
+            if writer is None:
+                size = (bgr.shape[1], bgr.shape[0])
+                writer = cv2.VideoWriter(tmp, cv2.VideoWriter_fourcc(*VIDEO_SUFFIXES[path.suffix.lower()]), fps, size)
+                if not writer.isOpened():
+                    raise OutputError("OpenCV cannot write this video format here", path)
+            if (bgr.shape[1], bgr.shape[0]) != size:
+                bgr = cv2.resize(bgr, size, interpolation=cv2.INTER_AREA)
+            writer.write(bgr)
+        if writer is not None:
+            writer.release()
+            writer = None
+        os.replace(tmp, path)
+    finally:
+        if writer is not None:
+            writer.release()
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+    return path
