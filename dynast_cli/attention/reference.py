@@ -123,3 +123,148 @@ def progressive_attention_naive(
                 attn = torch.softmax(qb.flatten(1).T @ kb, dim=-1)  # (bh*bw, n)
                 out[i, part, rows, cols] = (vb @ attn.T).view(qb.shape)
     return out
+
+
+# --- DynaST (dynast_cli.attention.dense, dynast_cli.attention.sparse) -------------------------
+# Written after the official code: every query materialises copies of all its candidate keys and
+# values, no chunking. Same signatures as the optimised functions minus ``chunk``.
+
+import torch.nn.functional as F  # noqa: E402
+
+from dynast_cli.attention.dense import AttentionResult, sign_with_sigmoid_grad  # noqa: E402
+
+
+def dense_attention_naive(
+    q: torch.Tensor,
+    k: torch.Tensor,
+    q_prune: torch.Tensor,
+    k_prune: torch.Tensor,
+    v: torch.Tensor,
+    smooth: float | None = None,
+    top_k: int | None = None,
+    v2: torch.Tensor | None = None,
+) -> AttentionResult:
+    """Twin of :func:`~dynast_cli.attention.dense.dense_attention`: the full (Nq, Nk) matrix at once."""
+    b, c, hq, wq = q.shape
+    qf = q.view(b, c, -1).transpose(1, 2)  # (B, Nq, C)
+    kf = k.view(b, c, -1)  # (B, C, Nk)
+    vf = v.view(b, v.shape[1], -1).transpose(1, 2)  # (B, Nk, Cv)
+    qpf = q_prune.view(b, q_prune.shape[1], -1).transpose(1, 2)  # (B, Nq, P)
+    kpf = k_prune.view(b, k_prune.shape[1], -1)  # (B, P, Nk)
+    mask = sign_with_sigmoid_grad(torch.bmm(qpf, kpf) / kpf.shape[1])  # (B, Nq, Nk)
+    cor = torch.bmm(qf, kf) / (c**0.5 if smooth is None else smooth)  # (B, Nq, Nk)
+    kept = torch.softmax(cor, dim=-1) * mask
+    output = torch.bmm(kept, vf).transpose(1, 2).reshape(b, -1, hq, wq)
+    conf = kept.sum(-1).view(b, 1, hq, wq)
+    idx = None if top_k is None else torch.topk(cor, top_k, dim=-1).indices
+    warped = None
+    if v2 is not None:
+        v2f = v2.view(b, v2.shape[1], -1).transpose(1, 2)
+        weights = torch.softmax(torch.masked_fill(cor, mask.bool(), -1e4), dim=-1)
+        warped = torch.bmm(weights, v2f).transpose(1, 2).reshape(b, -1, hq, wq)
+    return AttentionResult(output, conf, idx, warped)
+
+
+def _unfold_windows(x: torch.Tensor) -> torch.Tensor:
+    """(B, C, H, W) -> (B, (H/2)*(W/2), 4, C) with F.unfold, as the official code."""
+    b, c, h, w = x.shape
+    return F.unfold(x, kernel_size=2, stride=2).view(b, c, 4, -1).permute(0, 3, 2, 1)
+
+
+def _fold_windows(x: torch.Tensor, hw: tuple[int, int]) -> torch.Tensor:
+    """(B, L, 4, C) -> (B, C, H, W) with F.fold, as the official code."""
+    b, n, _, c = x.shape
+    return F.fold(x.permute(0, 3, 2, 1).reshape(b, c * 4, n), output_size=hw, kernel_size=2, stride=2)
+
+
+def inter_scale_sparse_attention_naive(
+    q: torch.Tensor,
+    k: torch.Tensor,
+    q_prune: torch.Tensor,
+    k_prune: torch.Tensor,
+    v: torch.Tensor,
+    prev_top_k: torch.Tensor,
+    smooth: float,
+    need_idx: bool = True,
+    v2: torch.Tensor | None = None,
+) -> AttentionResult:
+    """Twin of :func:`~dynast_cli.attention.sparse.inter_scale_sparse_attention`: gathers the
+    candidate windows of keys, prune keys and values for every query window."""
+    b, _, hq, wq = q.shape
+    hk, wk = k.shape[-2:]
+    top_k = prev_top_k.shape[-1]
+    n_win = (hq // 2) * (wq // 2)
+    rows = (prev_top_k + torch.arange(b).view(b, 1, 1) * (hk // 2) * (wk // 2)).reshape(-1)
+
+    def select(x: torch.Tensor) -> torch.Tensor:  # (B, C, Hk, Wk) -> (B, L, 4K, C)
+        win = _unfold_windows(x).reshape(-1, 4, x.shape[1])
+        return win[rows].view(b, n_win, top_k * 4, x.shape[1])
+
+    q_win = _unfold_windows(q)  # (B, L, 4, C)
+    qp_win = _unfold_windows(q_prune)
+    cor = torch.matmul(q_win, select(k).transpose(-1, -2)) / smooth  # (B, L, 4, 4K)
+    attn = torch.softmax(cor, dim=-1)
+    mask = sign_with_sigmoid_grad(torch.matmul(qp_win, select(k_prune).transpose(-1, -2)))
+    kept = mask * attn
+    output = _fold_windows(torch.matmul(kept, select(v)), (hq, wq))
+    conf = _fold_windows(kept.sum(-1, keepdim=True), (hq, wq))
+    warped = None
+    if v2 is not None:
+        weights = torch.softmax(torch.masked_fill(cor, mask.bool(), -1e4), dim=-1)
+        warped = _fold_windows(torch.matmul(weights, select(v2)), (hq, wq))
+    idx = None
+    if need_idx:
+        y, x = prev_top_k // (wk // 2), prev_top_k % (wk // 2)
+        fine = torch.stack(
+            [2 * y * wk + 2 * x, 2 * y * wk + 2 * x + 1, (2 * y + 1) * wk + 2 * x, (2 * y + 1) * wk + 2 * x + 1], -1
+        )  # (B, L, K, 4)
+        fine = fine.flatten(-2).unsqueeze(2).repeat(1, 1, 4, 1)  # (B, L, 4, 4K)
+        best = fine.gather(-1, torch.topk(attn, top_k, -1).indices)  # (B, L, 4, K)
+        idx = best.view(b, hq // 2, wq // 2, 2, 2, top_k).permute(0, 1, 3, 2, 4, 5).reshape(b, hq * wq, top_k)
+    return AttentionResult(output, conf, idx, warped)
+
+
+def inner_scale_sparse_attention_naive(
+    q: torch.Tensor,
+    k: torch.Tensor,
+    q_prune: torch.Tensor,
+    k_prune: torch.Tensor,
+    v: torch.Tensor,
+    prev_top_k: torch.Tensor,
+    smooth: float,
+    need_idx: bool = True,
+    v2: torch.Tensor | None = None,
+) -> AttentionResult:
+    """Twin of :func:`~dynast_cli.attention.sparse.inner_scale_sparse_attention`: neighbour indices
+    by replicate-padding the (float) index map, then a copy of 5K candidates per query."""
+    b, c, hq, wq = q.shape
+    hk, wk = k.shape[-2:]
+    top_k = prev_top_k.shape[-1]
+    own = prev_top_k.view(b, hq, wq, top_k)
+    pad = F.pad(own.permute(0, 3, 1, 2).float(), [1, 1, 1, 1], mode="replicate").permute(0, 2, 3, 1).long()
+    y, x = pad // wk, pad % wk
+    up_down = (y[:, :-2, 1:-1] + 1).clip(max=hk - 1) * wk + x[:, :-2, 1:-1]
+    down_up = (y[:, 2:, 1:-1] - 1).clip(min=0) * wk + x[:, 2:, 1:-1]
+    left_right = y[:, 1:-1, :-2] * wk + (x[:, 1:-1, :-2] + 1).clip(max=wk - 1)
+    right_left = y[:, 1:-1, 2:] * wk + (x[:, 1:-1, 2:] - 1).clip(min=0)
+    cand = torch.cat([own, up_down, down_up, left_right, right_left], -1).flatten(1, 2)  # (B, Nq, 5K)
+    rows = (cand + torch.arange(b).view(b, 1, 1) * hk * wk).reshape(-1)
+
+    def select(x: torch.Tensor) -> torch.Tensor:  # (B, C, Hk, Wk) -> (B, Nq, 5K, C)
+        flat = x.view(b, x.shape[1], -1).transpose(1, 2).reshape(b * hk * wk, -1)
+        return flat[rows].view(b, hq * wq, top_k * 5, x.shape[1])
+
+    q_rows = q.view(b, c, -1).transpose(1, 2)  # (B, Nq, C)
+    qp_rows = q_prune.view(b, q_prune.shape[1], -1).transpose(1, 2)
+    cor = torch.sum(q_rows.unsqueeze(2) * select(k), -1) / smooth  # (B, Nq, 5K)
+    attn = torch.softmax(cor, dim=-1)
+    mask = sign_with_sigmoid_grad(torch.sum(qp_rows.unsqueeze(2) * select(k_prune), -1))
+    kept = mask * attn
+    output = torch.sum(kept.unsqueeze(-1) * select(v), 2).transpose(1, 2).reshape(b, -1, hq, wq)
+    conf = kept.sum(-1).view(b, 1, hq, wq)
+    warped = None
+    if v2 is not None:
+        weights = torch.softmax(torch.masked_fill(cor, mask.bool(), -1e4), dim=-1)
+        warped = torch.sum(weights.unsqueeze(-1) * select(v2), 2).transpose(1, 2).reshape(b, -1, hq, wq)
+    idx = cand.gather(-1, torch.topk(attn, top_k, -1).indices) if need_idx else None
+    return AttentionResult(output, conf, idx, warped)

@@ -1,0 +1,243 @@
+"""DynaST dynamic sparse attention at the finer scales (1/4, 1/2, 1) and top-k propagation.
+
+Public API (pure functions on tensors; the naive twins in ``dynast_cli.attention.reference`` follow
+the official code and take the same arguments minus ``chunk``)::
+
+    inter_scale_sparse_attention(q, k, q_prune, k_prune, v, prev_top_k, smooth, need_idx=True,
+                                 v2=None, chunk=4096) -> AttentionResult
+    inner_scale_sparse_attention(q, k, q_prune, k_prune, v, prev_top_k, smooth, need_idx=True,
+                                 v2=None, chunk=4096) -> AttentionResult
+        q (B, C, Hq, Wq), k (B, C, Hk, Wk), q_prune (B, P, Hq, Wq), k_prune (B, P, Hk, Wk),
+        v (B, Cv, Hk, Wk), v2 (B, C2, Hk, Wk) or None (training: the reference image to warp)
+        inter: prev_top_k (B, (Hq/2)*(Wq/2), K), indices into the (Hk/2, Wk/2) grid of the coarser scale
+        inner: prev_top_k (B, Hq*Wq, K), indices into the (Hk, Wk) grid of this scale
+        -> AttentionResult(output (B, Cv, Hq, Wq), conf (B, 1, Hq, Wq),
+                           top_k (B, Hq*Wq, K) int64 indices into (Hk, Wk) or None, warped (B, C2, Hq, Wq) or None)
+
+    inter_scale_candidates(prev_top_k, k_hw) -> (B, Nwin, 4K)   key indices of the 2x2 children
+    inner_scale_candidates(prev_top_k, q_hw, k_hw) -> (B, Hq*Wq, 5K)   own top-k + 4 neighbours' shifted
+    propagate_top_k(attn, candidates, top_k) -> (..., top_k)   the candidates with the highest attention
+
+What they compute (as the official code):
+- inter-scale: queries come in 2x2 windows; each window's parent (one position of the coarser scale)
+  has K matches there; all four queries attend to the 2x2 children of those K matches (4K keys).
+- inner-scale: each query attends to its own K matches plus, for each 4-neighbour, that neighbour's
+  K matches shifted by the same offset back towards this query (up neighbour's matches moved one row
+  down, etc., clipped at the border): 5K keys.
+- in both, softmax(q.k / smooth) over the candidates, multiplied by the 0/1 prune gate
+  (q_prune.k_prune > 0); ``conf`` is the kept mass; the next top-k are the K candidates of highest
+  attention (``propagate_top_k``), as flat indices into the key grid of this scale.
+
+Efficiency: the official code gathers, for every query, copies of all its candidate keys and values
+(at full resolution of a 256 image: 65,536 x 20 x 80 floats per tensor, several such tensors) and
+multiplies elementwise. Here candidate *indices* are built with integer shifts, keys and prune keys
+are gathered together in one index_select, and queries are processed ``chunk`` positions at a time so
+the gathered copies held at once are (chunk x candidates x channels). Results do not depend on ``chunk``.
+"""
+
+from __future__ import annotations
+
+from typing import Optional
+
+import torch
+
+from dynast_cli.attention.dense import AttentionResult, sign_with_sigmoid_grad, warp_weights
+
+DEFAULT_CHUNK = 4096
+
+
+def inter_scale_candidates(prev_top_k: torch.Tensor, k_hw: tuple[int, int]) -> torch.Tensor:
+    """Children of each coarse match. prev_top_k (B, L, K) into (Hk/2, Wk/2) -> (B, L, 4K) into (Hk, Wk).
+
+    Order per match: (0,0), (0,1), (1,0), (1,1) inside its 2x2 window, matches in the given order.
+    """
+    _, wk = k_hw
+    y = prev_top_k // (wk // 2)
+    x = prev_top_k % (wk // 2)
+    top_left = 2 * y * wk + 2 * x  # (B, L, K)
+    offsets = torch.tensor([0, 1, wk, wk + 1], device=prev_top_k.device)
+    return (top_left.unsqueeze(-1) + offsets).flatten(-2)  # (B, L, K*4)
+
+
+def inner_scale_candidates(prev_top_k: torch.Tensor, q_hw: tuple[int, int], k_hw: tuple[int, int]) -> torch.Tensor:
+    """Own matches plus the 4 neighbours' matches shifted back. (B, Hq*Wq, K) -> (B, Hq*Wq, 5K).
+
+    Order: own, from the up neighbour moved down, from the down neighbour moved up, from the left
+    neighbour moved right, from the right neighbour moved left. Neighbours outside the image are the
+    position itself (replicate); shifted matches are clipped to the key grid.
+    """
+    b, _, kk = prev_top_k.shape
+    hq, wq = q_hw
+    hk, wk = k_hw
+    own = prev_top_k.view(b, hq, wq, kk)
+    # neighbours' matches by shifting the index map (replicate at the border)
+    up = torch.cat([own[:, :1], own[:, :-1]], dim=1)
+    down = torch.cat([own[:, 1:], own[:, -1:]], dim=1)
+    left = torch.cat([own[:, :, :1], own[:, :, :-1]], dim=2)
+    right = torch.cat([own[:, :, 1:], own[:, :, -1:]], dim=2)
+    up_down = (up // wk + 1).clamp(max=hk - 1) * wk + up % wk
+    down_up = (down // wk - 1).clamp(min=0) * wk + down % wk
+    left_right = left // wk * wk + (left % wk + 1).clamp(max=wk - 1)
+    right_left = right // wk * wk + (right % wk - 1).clamp(min=0)
+    return torch.cat([own, up_down, down_up, left_right, right_left], dim=-1).flatten(1, 2)  # (B, Nq, 5K)
+
+
+def propagate_top_k(attn: torch.Tensor, candidates: torch.Tensor, top_k: int) -> torch.Tensor:
+    """Key indices of the ``top_k`` candidates with the highest attention.
+
+    attn (..., G, M) attention of G queries over M candidates; candidates (..., M) or (..., G, M)
+    key indices -> (..., G, top_k). Ties resolve as torch.topk does on the same row (as the official code).
+    """
+    choice = torch.topk(attn, top_k, dim=-1).indices  # (..., G, top_k)
+    if candidates.dim() == attn.dim() - 1:
+        candidates = candidates.unsqueeze(-2).expand(attn.shape)
+    return candidates.gather(-1, choice)
+
+
+def _candidate_attention(
+    q: torch.Tensor,
+    q_prune: torch.Tensor,
+    keys: torch.Tensor,
+    values: torch.Tensor,
+    values2: Optional[torch.Tensor],
+    candidates: torch.Tensor,
+    smooth: float,
+    top_k: Optional[int],
+    chunk: int,
+) -> tuple[torch.Tensor, torch.Tensor, Optional[torch.Tensor], Optional[torch.Tensor]]:
+    """Attention of groups of queries over their shared candidate keys (the core of both variants).
+
+    q (B, L, G, C) and q_prune (B, L, G, P): L groups of G queries; keys (B, Nk, C + P): keys and
+    prune keys side by side; values (B, Nk, Cv); values2 (B, Nk, C2) or None; candidates (B, L, M)
+    indices into Nk. Groups are processed ``chunk`` query positions at a time.
+    -> output (B, L, G, Cv), conf (B, L, G), top-k key indices (B, L, G, K) or None, warped (B, L, G, C2) or None
+    """
+    b, n_groups, g, c = q.shape
+    n_k = keys.shape[1]
+    m = candidates.shape[-1]
+    # flat row index of every candidate in (B*Nk, .): one index_select serves the whole batch
+    rows = candidates + torch.arange(b, device=candidates.device).view(b, 1, 1) * n_k  # (B, L, M)
+    keys_flat = keys.reshape(b * n_k, -1)
+    values_flat = values.reshape(b * n_k, -1)
+    values2_flat = None if values2 is None else values2.reshape(b * n_k, -1)
+
+    outs, confs, tops, warps = [], [], [], []
+    step = max(1, chunk // g)
+    for s in range(0, n_groups, step):
+        r = rows[:, s : s + step].reshape(-1)  # (B*n*M,)
+        n = r.numel() // (b * m)
+        sel = keys_flat.index_select(0, r).view(b * n, m, -1)  # (B*n, M, C+P)
+        qs = q[:, s : s + step].reshape(b * n, g, c)  # (B*n, G, C)
+        qps = q_prune[:, s : s + step].reshape(b * n, g, -1)  # (B*n, G, P)
+        scores = torch.bmm(qs, sel[..., :c].transpose(1, 2)) / smooth  # (B*n, G, M)
+        mask = sign_with_sigmoid_grad(torch.bmm(qps, sel[..., c:].transpose(1, 2)))  # (B*n, G, M)
+        attn = torch.softmax(scores, dim=-1)
+        kept = attn * mask
+        vals = values_flat.index_select(0, r).view(b * n, m, -1)  # (B*n, M, Cv)
+        outs.append(torch.bmm(kept, vals).view(b, n, g, -1))  # (B, n, G, Cv)
+        confs.append(kept.sum(-1).view(b, n, g))
+        if top_k is not None:
+            cand = candidates[:, s : s + step].reshape(b * n, m)
+            tops.append(propagate_top_k(attn, cand, top_k).view(b, n, g, top_k))
+        if values2_flat is not None:
+            vals2 = values2_flat.index_select(0, r).view(b * n, m, -1)  # (B*n, M, C2)
+            warps.append(torch.bmm(warp_weights(scores, mask), vals2).view(b, n, g, -1))
+    top = torch.cat(tops, 1) if top_k is not None else None
+    warped = torch.cat(warps, 1) if values2_flat is not None else None
+    return torch.cat(outs, 1), torch.cat(confs, 1), top, warped
+
+
+def _key_table(k: torch.Tensor, k_prune: torch.Tensor) -> torch.Tensor:
+    """(B, C, H, W), (B, P, H, W) -> (B, H*W, C+P): one row per key position."""
+    return torch.cat([k, k_prune], 1).flatten(2).transpose(1, 2)
+
+
+def _rows(x: Optional[torch.Tensor]) -> Optional[torch.Tensor]:
+    """(B, C, H, W) -> (B, H*W, C), or None."""
+    return None if x is None else x.flatten(2).transpose(1, 2)
+
+
+def _windows(x: torch.Tensor) -> torch.Tensor:
+    """(B, C, H, W) -> (B, (H/2)*(W/2), 4, C): 2x2 windows in raster order, positions (0,0),(0,1),(1,0),(1,1)."""
+    b, c, h, w = x.shape
+    return x.view(b, c, h // 2, 2, w // 2, 2).permute(0, 2, 4, 3, 5, 1).reshape(b, (h // 2) * (w // 2), 4, c)
+
+
+def _unwindow(x: torch.Tensor, hw: tuple[int, int]) -> torch.Tensor:
+    """(B, (H/2)*(W/2), 4, C) -> (B, C, H, W), the inverse of :func:`_windows`."""
+    b, _, _, c = x.shape
+    h, w = hw
+    return x.view(b, h // 2, w // 2, 2, 2, c).permute(0, 5, 1, 3, 2, 4).reshape(b, c, h, w)
+
+
+def inter_scale_sparse_attention(
+    q: torch.Tensor,
+    k: torch.Tensor,
+    q_prune: torch.Tensor,
+    k_prune: torch.Tensor,
+    v: torch.Tensor,
+    prev_top_k: torch.Tensor,
+    smooth: float,
+    need_idx: bool = True,
+    v2: Optional[torch.Tensor] = None,
+    chunk: int = DEFAULT_CHUNK,
+) -> AttentionResult:
+    """Each 2x2 query window attends to the 2x2 children of its coarse parent's top-k matches."""
+    hq, wq = q.shape[-2:]
+    top_k = prev_top_k.shape[-1]
+    candidates = inter_scale_candidates(prev_top_k, k.shape[-2:])  # (B, L, 4K)
+    out, conf, top, warped = _candidate_attention(
+        _windows(q),  # (B, L, 4, C)
+        _windows(q_prune),  # (B, L, 4, P)
+        _key_table(k, k_prune),
+        _rows(v),
+        _rows(v2),
+        candidates,
+        smooth,
+        top_k if need_idx else None,
+        chunk,
+    )
+    # out (B, L, 4, Cv), conf (B, L, 4), top (B, L, 4, K): back to raster order
+    top_raster = None if top is None else _unwindow(top, (hq, wq)).flatten(2).transpose(1, 2)
+    return AttentionResult(
+        _unwindow(out, (hq, wq)),
+        _unwindow(conf.unsqueeze(-1), (hq, wq)),
+        top_raster,
+        None if warped is None else _unwindow(warped, (hq, wq)),
+    )
+
+
+def inner_scale_sparse_attention(
+    q: torch.Tensor,
+    k: torch.Tensor,
+    q_prune: torch.Tensor,
+    k_prune: torch.Tensor,
+    v: torch.Tensor,
+    prev_top_k: torch.Tensor,
+    smooth: float,
+    need_idx: bool = True,
+    v2: Optional[torch.Tensor] = None,
+    chunk: int = DEFAULT_CHUNK,
+) -> AttentionResult:
+    """Each query attends to its own top-k matches and its 4 neighbours' matches, shifted back."""
+    b, _, hq, wq = q.shape
+    top_k = prev_top_k.shape[-1]
+    candidates = inner_scale_candidates(prev_top_k, (hq, wq), k.shape[-2:])  # (B, Nq, 5K)
+    out, conf, top, warped = _candidate_attention(
+        _rows(q).unsqueeze(2),  # (B, Nq, 1, C)
+        _rows(q_prune).unsqueeze(2),  # (B, Nq, 1, P)
+        _key_table(k, k_prune),
+        _rows(v),
+        _rows(v2),
+        candidates,
+        smooth,
+        top_k if need_idx else None,
+        chunk,
+    )
+    # out (B, Nq, 1, Cv) -> (B, Cv, Hq, Wq)
+    return AttentionResult(
+        out.squeeze(2).transpose(1, 2).reshape(b, -1, hq, wq),
+        conf.view(b, 1, hq, wq),
+        None if top is None else top.squeeze(2),
+        None if warped is None else warped.squeeze(2).transpose(1, 2).reshape(b, -1, hq, wq),
+    )
