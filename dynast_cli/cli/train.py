@@ -1,0 +1,42 @@
+"""``dynast train style``: train the universal decoder (or, later, AdaAttN / StyA2K)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+
+from dynast_cli.cli.app import command, train_app
+
+
+@command(train_app, "style")
+def train_style_command(
+    content: list[Path] = typer.Option(..., "--content", help="Folder of content images (repeatable)."),
+    style: list[Path] = typer.Option(..., "--style", help="Folder of style images (repeatable)."),
+    method: str = typer.Option("decoder", "--method", help="decoder | adaattn | a2k."),
+    steps: int = typer.Option(1000, "--steps", min=1, help="Total steps (a resumed run counts its earlier ones)."),
+    batch: int = typer.Option(4, "--batch", min=1, help="Images per step."),
+    size: int = typer.Option(192, "--size", min=32, help="Crop size in pixels (a multiple of 16)."),
+    lr: float = typer.Option(1e-4, "--lr", help="Adam learning rate."),
+    out: Path = typer.Option(Path("runs/style"), "--out", help="Output folder (checkpoint/, samples, weights)."),
+    resume: bool = typer.Option(False, "--resume", help="Continue from OUT/checkpoint."),
+    sample_every: int = typer.Option(100, "--sample-every", min=0, help="Write a sample grid every N steps (0: never)."),
+    seed: int = typer.Option(0, "--seed", help="Random seed (initialisation, crops)."),
+    device: str = typer.Option("cpu", "--device", help="cpu, cuda or cuda:N."),
+    max_per_folder: int = typer.Option(0, "--max-per-folder", min=0, help="Use at most N images per folder (0: all)."),
+    threads: int = typer.Option(0, "--threads", min=0, help="CPU threads for torch (0: torch's default)."),
+) -> None:
+    """Train a style model on random crops and export fp16 safetensors to OUT."""
+    import torch
+
+    from dynast_cli.errors import InputError
+    from dynast_cli.train.style import train_style
+
+    if size % 16:
+        raise InputError(f"crop size {size} is not a multiple of 16", "--size")
+    if threads:
+        torch.set_num_threads(threads)
+    path = train_style(content, style, method=method, steps=steps, batch=batch, size=size, lr=lr, out=out,
+                       resume=resume, sample_every=sample_every, seed=seed, device=device,
+                       max_per_folder=max_per_folder or None)
+    typer.echo(f"wrote {path}")

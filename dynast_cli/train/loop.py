@@ -1,0 +1,194 @@
+"""The one training loop shared by every task (style decoder, AdaAttN, StyA2K, pose, face).
+
+A task supplies four things:
+
+* ``model``: the ``nn.Module`` being trained (only its state is checkpointed; frozen helpers such
+  as the VGG loss network live in the closures below);
+* ``data(generator) -> batch``: draws one batch using the loop's generator (so batches are
+  reproducible and a resumed run sees exactly the batches it would have seen);
+* ``loss_fn(model, batch) -> {"total": ..., other named terms}``;
+* optionally ``sample_fn(model) -> (3, H, W) image`` written as a PNG grid every ``sample_every`` steps.
+
+Checkpoints (in ``ckpt_dir``, every ``ckpt_every`` steps and at the end): ``model.safetensors``
+(fp32 weights) and ``state.pt`` (optimiser state, step, generator and torch RNG states, elapsed
+wall time, loss history). ``resume=True`` continues from them; the continuation is bit-identical to
+an uninterrupted run on the same device.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+import torch
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+from torch import nn
+
+from dynast_cli.errors import OutputError, WeightsError
+from dynast_cli.io.images import save_image
+from dynast_cli.weights.io import load_state, load_weights, save_weights
+
+Batch = Any
+LossFn = Callable[[nn.Module, Batch], dict[str, torch.Tensor]]
+DataFn = Callable[[torch.Generator], Batch]
+SampleFn = Callable[[nn.Module], torch.Tensor]
+
+MODEL_FILE = "model.safetensors"
+STATE_FILE = "state.pt"
+
+
+@dataclass
+class TrainResult:
+    """What a run did: final step, total wall time (over all resumed sessions), loss history."""
+
+    step: int
+    wall_s: float
+    history: list[dict[str, float]] = field(default_factory=list)
+
+    def final_losses(self, last: int = 50) -> dict[str, float]:
+        """Each loss term averaged over the last ``last`` recorded steps."""
+        recent = self.history[-last:]
+        if not recent:
+            return {}
+        return {k: sum(h[k] for h in recent) / len(recent) for k in recent[-1] if k != "step"}
+
+
+def save_checkpoint(
+    ckpt_dir: Path, model: nn.Module, optimizer: torch.optim.Optimizer, generator: torch.Generator,
+    result: TrainResult,
+) -> None:
+    """Write ``model.safetensors`` and ``state.pt`` atomically into ``ckpt_dir``."""
+    ckpt_dir.mkdir(parents=True, exist_ok=True)
+    save_weights(model.state_dict(), ckpt_dir / MODEL_FILE, {"step": str(result.step)})
+    state = {
+        "step": result.step,
+        "wall_s": result.wall_s,
+        "history": result.history,
+        "optimizer": optimizer.state_dict(),
+        "generator": generator.get_state(),
+        "torch_rng": torch.get_rng_state(),
+        "cuda_rng": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
+    }
+    fd, tmp = tempfile.mkstemp(prefix=".state.", suffix=".part", dir=ckpt_dir)
+    os.close(fd)
+    try:
+        torch.save(state, tmp)
+        os.replace(tmp, ckpt_dir / STATE_FILE)
+    except OSError as exc:
+        raise OutputError(f"cannot write checkpoint ({exc.strerror or exc})", ckpt_dir) from None
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+
+
+def load_checkpoint(
+    ckpt_dir: Path, model: nn.Module, optimizer: torch.optim.Optimizer, generator: torch.Generator
+) -> TrainResult:
+    """Restore what :func:`save_checkpoint` wrote; returns the saved step, wall time and history."""
+    state_path = ckpt_dir / STATE_FILE
+    tensors, _ = load_weights(ckpt_dir / MODEL_FILE)
+    load_state(model, tensors, source=ckpt_dir / MODEL_FILE)
+    if not state_path.is_file():
+        raise WeightsError("no training state to resume from", state_path)
+    try:
+        state = torch.load(state_path, map_location="cpu", weights_only=True)
+        optimizer.load_state_dict(state["optimizer"])
+    except (RuntimeError, KeyError, ValueError) as exc:
+        raise WeightsError(f"unreadable training state ({exc})", state_path) from None
+    generator.set_state(state["generator"])
+    torch.set_rng_state(state["torch_rng"])
+    if state["cuda_rng"] and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda_rng"])
+    return TrainResult(step=state["step"], wall_s=state["wall_s"], history=state["history"])
+
+
+def _describe(losses: dict[str, float], s_per_step: float) -> str:
+    terms = " ".join(f"{k} {v:.4f}" for k, v in losses.items())
+    return f"{terms} | {s_per_step:.2f} s/step"
+
+
+def train_loop(
+    model: nn.Module,
+    loss_fn: LossFn,
+    data: DataFn,
+    optimizer: torch.optim.Optimizer,
+    steps: int,
+    ckpt_dir: str | Path,
+    resume: bool = False,
+    sample_fn: SampleFn | None = None,
+    sample_every: int = 0,
+    seed: int = 0,
+    device: str | torch.device = "cpu",
+    ckpt_every: int = 100,
+    console: Console | None = None,
+) -> TrainResult:
+    """Train ``model`` until ``steps`` total steps (counting resumed ones); returns the :class:`TrainResult`.
+
+    The model must already be on ``device``. On CUDA the forward pass runs under bf16 autocast.
+    Samples go to ``ckpt_dir/samples/step_XXXXXX.png``. A non-finite loss stops the run with an error
+    (the last checkpoint stays valid).
+    """
+    ckpt_dir = Path(ckpt_dir)
+    device = torch.device(device)
+    console = console or Console(stderr=True)
+    torch.manual_seed(seed)
+    generator = torch.Generator().manual_seed(seed)
+    if resume and (ckpt_dir / STATE_FILE).exists():
+        result = load_checkpoint(ckpt_dir, model, optimizer, generator)
+        console.print(f"resuming from step {result.step} ({ckpt_dir})", markup=False)
+    else:
+        if (ckpt_dir / STATE_FILE).exists():
+            raise OutputError("holds a checkpoint already (pass --resume to continue it)", ckpt_dir)
+        result = TrainResult(step=0, wall_s=0.0)
+
+    model.train()
+    autocast = torch.autocast(device_type=device.type, dtype=torch.bfloat16, enabled=device.type == "cuda")
+    start_step, session_start = result.step, time.perf_counter()
+    wall_before = result.wall_s
+    log_every = max(1, min(ckpt_every, 25))
+    with Progress(
+        TextColumn("step"), MofNCompleteColumn(), BarColumn(), TimeRemainingColumn(),
+        TextColumn("{task.description}"), console=console, transient=False,
+    ) as progress:
+        task = progress.add_task("", total=steps, completed=result.step)
+        while result.step < steps:
+            batch = data(generator)
+            with autocast:
+                losses = loss_fn(model, batch)
+            total = losses["total"]
+            if not math.isfinite(float(total.detach())):
+                raise WeightsError(f"loss became {float(total.detach())} at step {result.step + 1}; last checkpoint kept", ckpt_dir)
+            optimizer.zero_grad(set_to_none=True)
+            total.backward()
+            optimizer.step()
+            result.step += 1
+            result.history.append({"step": result.step, **{k: float(v.detach()) for k, v in losses.items()}})
+
+            elapsed = time.perf_counter() - session_start
+            result.wall_s = wall_before + elapsed
+            s_per_step = elapsed / (result.step - start_step)
+            description = _describe(result.final_losses(10), s_per_step)
+            progress.update(task, completed=result.step, description=description)
+            if not console.is_terminal and result.step % log_every == 0:
+                console.print(f"step {result.step}/{steps} {description}", markup=False)
+            if sample_fn is not None and sample_every > 0 and result.step % sample_every == 0:
+                write_sample(model, sample_fn, ckpt_dir / "samples" / f"step_{result.step:06d}.png")
+            if result.step % ckpt_every == 0 or result.step == steps:
+                save_checkpoint(ckpt_dir, model, optimizer, generator, result)
+    return result
+
+
+def write_sample(model: nn.Module, sample_fn: SampleFn, path: Path) -> Path:
+    """Run ``sample_fn`` in eval mode without gradients and save its image to ``path``."""
+    was_training = model.training
+    model.eval()
+    with torch.no_grad():
+        image = sample_fn(model)
+    model.train(was_training)
+    return save_image(image, path)

@@ -1,0 +1,100 @@
+"""The training and evaluation objectives, all on frozen VGG features.
+
+``feats`` arguments are the encoder's list ``[relu1_1, relu2_1, relu3_1, relu4_1, relu5_1]``
+(or a prefix of it). Conventions follow the papers' official code:
+
+* style loss (AdaIN / AdaAttN / StyA2K): MSE of channel means + MSE of channel stds, summed over
+  relu1_1..relu5_1;
+* content loss (AdaAttN / StyA2K "global content"): MSE between mean-variance-normalised output and
+  content features at relu4_1 and relu5_1;
+* AdaAttN local feature loss: MSE between the output's features and the parameter-free AdaAttN
+  transform of (content, style) at relu3_1..relu5_1;
+* reconstruction (our universal decoder): pixel L1 + scale-normalised perceptual MSE at
+  relu1_1..relu4_1.
+"""
+
+from __future__ import annotations
+
+from typing import Callable, Sequence
+
+import torch
+import torch.nn.functional as F
+
+from dynast_cli.nn.norm import calc_mean_std, mean_variance_norm
+
+#: Perceptual-loss weights of relu1_1..relu4_1 for the reconstruction objective.
+PERCEPTUAL_WEIGHTS = (1.0, 1.0, 1.0, 1.0)
+
+
+def style_loss(out_feats: Sequence[torch.Tensor], style_feats: Sequence[torch.Tensor]) -> torch.Tensor:
+    """Sum over layers of MSE(mean_out, mean_style) + MSE(std_out, std_style).
+
+    Batches must match (or ``style_feats`` have batch 1, broadcast); spatial sizes may differ.
+    """
+    total = out_feats[0].new_zeros(())
+    for o, s in zip(out_feats, style_feats, strict=True):
+        o_mean, o_std = calc_mean_std(o)
+        s_mean, s_std = calc_mean_std(s)
+        total = total + F.mse_loss(o_mean, s_mean.expand_as(o_mean)) + F.mse_loss(o_std, s_std.expand_as(o_std))
+    return total
+
+
+def content_loss(
+    out_feats: Sequence[torch.Tensor], content_feats: Sequence[torch.Tensor], layers: Sequence[int] = (3, 4)
+) -> torch.Tensor:
+    """Sum over ``layers`` (default relu4_1, relu5_1) of MSE(mvn(out), mvn(content))."""
+    total = out_feats[0].new_zeros(())
+    for i in layers:
+        total = total + F.mse_loss(mean_variance_norm(out_feats[i]), mean_variance_norm(content_feats[i]))
+    return total
+
+
+def local_feature_loss(
+    out_feats: Sequence[torch.Tensor],
+    content_feats: Sequence[torch.Tensor],
+    style_feats: Sequence[torch.Tensor],
+    transform: Callable[[Sequence[torch.Tensor], Sequence[torch.Tensor], int], torch.Tensor],
+    layers: Sequence[int] = (2, 3, 4),
+) -> torch.Tensor:
+    """AdaAttN's local feature loss: sum over ``layers`` of MSE(out_l, transform(content, style, l)).
+
+    ``transform(content_feats, style_feats, l)`` is the parameter-free AdaAttN target at layer ``l``
+    (attention-weighted style mean/std applied to the normalised content feature); it is computed
+    without gradients.
+    """
+    total = out_feats[0].new_zeros(())
+    for i in layers:
+        with torch.no_grad():
+            target = transform(content_feats, style_feats, i)
+        total = total + F.mse_loss(out_feats[i], target)
+    return total
+
+
+def perceptual_loss(
+    out_feats: Sequence[torch.Tensor],
+    target_feats: Sequence[torch.Tensor],
+    weights: Sequence[float] = PERCEPTUAL_WEIGHTS,
+) -> torch.Tensor:
+    """Weighted sum over layers of MSE(out, target) / mean(target^2).
+
+    Dividing by the target's energy makes layers of very different magnitudes (VGG16 in the caffe
+    convention reaches hundreds at relu1_1) comparable, so the weights mean what they say.
+    """
+    total = out_feats[0].new_zeros(())
+    for w, o, t in zip(weights, out_feats, target_feats):
+        total = total + w * F.mse_loss(o, t) / t.detach().pow(2).mean().clamp_min(1e-8)
+    return total
+
+
+def reconstruction_loss(
+    out: torch.Tensor,
+    target: torch.Tensor,
+    out_feats: Sequence[torch.Tensor],
+    target_feats: Sequence[torch.Tensor],
+    pixel_weight: float = 1.0,
+    perceptual_weights: Sequence[float] = PERCEPTUAL_WEIGHTS,
+) -> dict[str, torch.Tensor]:
+    """Pixel L1 + perceptual loss -> {"pixel", "perceptual", "total"}."""
+    pixel = F.l1_loss(out, target)
+    perceptual = perceptual_loss(out_feats, target_feats, perceptual_weights)
+    return {"pixel": pixel, "perceptual": perceptual, "total": pixel_weight * pixel + perceptual}

@@ -1,0 +1,30 @@
+"""Small stand-ins for the fetched VGG16 used by the training and evaluation tests."""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+CHANNELS = (64, 128, 256, 512, 512)
+
+
+class TinyEncoder(nn.Module):
+    """VGGEncoder's interface at a fraction of the cost: 5 maps at strides 1, 2, 4, 8, 16
+    (ceil sizes), widths 64, 128, 256, 512, 512; frozen random 3x3 convs on average-pooled input."""
+
+    def __init__(self, seed: int = 0):
+        super().__init__()
+        gen = torch.Generator().manual_seed(seed)
+        self.convs = nn.ModuleList(nn.Conv2d(3, c, 3, padding=1) for c in CHANNELS)
+        for conv in self.convs:
+            conv.weight.data = torch.randn(conv.weight.shape, generator=gen) * 0.3
+            conv.bias.data = torch.randn(conv.bias.shape, generator=gen) * 0.1
+        self.requires_grad_(False)
+
+    def forward(self, x: torch.Tensor, upto: int = 5) -> list[torch.Tensor]:
+        feats = []
+        for level, conv in enumerate(self.convs[:upto]):
+            pooled = F.avg_pool2d(x, 2**level, ceil_mode=True) if level else x
+            feats.append(F.relu(conv(pooled)))
+        return feats

@@ -1,0 +1,204 @@
+"""The shared training loop, the losses, the crop sampler and `dynast train style` (stand-in encoder)."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+from typer.testing import CliRunner
+
+from conftest import make_image
+from dynast_cli.cli import app
+from dynast_cli.errors import InputError, OutputError
+from dynast_cli.nn.norm import calc_mean_std
+from dynast_cli.train.data import RandomCrops, spread_subset
+from dynast_cli.train.loop import load_checkpoint, save_checkpoint, train_loop, TrainResult
+from dynast_cli.train.losses import content_loss, perceptual_loss, reconstruction_loss, style_loss
+from dynast_cli.train.style import decoder_task, train_style
+from dynast_cli.weights.io import load_weights, sha256_file
+from stand_ins import TinyEncoder
+
+
+def _folder(root, name, n, h=40, w=56, seed=0):
+    folder = root / name
+    folder.mkdir(parents=True)
+    for i in range(n):
+        Image.fromarray(make_image(h + 8 * i, w, seed + i)).save(folder / f"img{i}.png")
+    return folder
+
+
+@pytest.fixture
+def crops(tmp_path):
+    return RandomCrops([_folder(tmp_path, "a", 3), _folder(tmp_path, "b", 2, 30, 20, seed=5)], size=32)
+
+
+def _task(crops, batch=2):
+    torch.manual_seed(0)
+    return decoder_task(TinyEncoder(), crops, batch, torch.device("cpu"))
+
+
+# ---- losses -------------------------------------------------------------------------------------
+
+def test_style_loss_zero_for_same_statistics_and_positive_otherwise():
+    feats = [torch.rand(2, c, 8, 8) for c in (4, 8)]
+    shuffled = [f[..., torch.randperm(8), :] for f in feats]  # same channel statistics, other layout
+    assert style_loss(feats, shuffled).item() == pytest.approx(0.0, abs=1e-6)
+    assert style_loss(feats, [f * 2 + 1 for f in feats]).item() > 0.1
+
+
+def test_style_loss_broadcasts_a_single_style():
+    out = [torch.rand(3, 4, 8, 8)]
+    style = [torch.rand(1, 4, 5, 5)]
+    expected = sum(style_loss([o[None]], style) for o in out[0]) / 3
+    assert style_loss(out, style).item() == pytest.approx(expected.item(), rel=1e-5)
+
+
+def test_content_loss_ignores_channel_affine_changes_but_not_layout():
+    content = [torch.rand(1, 4, 8, 8) for _ in range(5)]
+    scaled = [f * 3 + 2 for f in content]
+    assert content_loss(scaled, content).item() == pytest.approx(0.0, abs=1e-6)
+    flipped = [f.flip(-1) for f in content]
+    assert content_loss(flipped, content).item() > 0.1
+    # only relu4_1 and relu5_1 count by default
+    changed_shallow = [torch.rand(1, 4, 8, 8), *content[1:]]
+    assert content_loss(changed_shallow, content).item() == pytest.approx(0.0, abs=1e-6)
+
+
+def test_perceptual_loss_is_relative_to_each_layers_energy():
+    target = [torch.rand(1, 4, 8, 8), 100 * torch.rand(1, 4, 4, 4)]
+    out = [t * 1.1 for t in target]
+    per_layer = [perceptual_loss([o], [t], (1.0,)).item() for o, t in zip(out, target)]
+    assert per_layer[0] == pytest.approx(per_layer[1], rel=1e-4)
+    assert perceptual_loss(out, target, (1.0, 0.0)).item() == pytest.approx(per_layer[0], rel=1e-5)
+
+
+def test_reconstruction_loss_terms():
+    x = torch.rand(1, 3, 8, 8)
+    feats = [torch.rand(1, 4, 8, 8)]
+    same = reconstruction_loss(x, x, feats, feats)
+    assert same["total"].item() == pytest.approx(0.0, abs=1e-7)
+    other = reconstruction_loss(x + 0.25, x, feats, feats)
+    assert other["pixel"].item() == pytest.approx(0.25, rel=1e-5)
+    assert other["total"].item() == pytest.approx(other["pixel"].item() + other["perceptual"].item())
+
+
+# ---- data ---------------------------------------------------------------------------------------
+
+def test_spread_subset_keeps_ends_and_count():
+    paths = list(range(10))
+    assert spread_subset(paths, 3) == [0, 4, 9] or spread_subset(paths, 3) == [0, 5, 9]
+    assert spread_subset(paths, None) == paths
+    assert spread_subset(paths, 20) == paths
+
+
+def test_crops_shape_range_and_reproducibility(crops):
+    a = crops.crops(4, torch.Generator().manual_seed(1))
+    b = crops.crops(4, torch.Generator().manual_seed(1))
+    c = crops.crops(4, torch.Generator().manual_seed(2))
+    assert a.shape == (4, 3, 32, 32) and a.dtype == torch.float32
+    assert 0.0 <= a.min() and a.max() <= 1.0
+    assert torch.equal(a, b) and not torch.equal(a, c)
+    assert len(crops) == 5 and [s.count for s in crops.summary] == [3, 2]
+    assert crops.center_crops(3).shape == (3, 3, 32, 32)
+
+
+def test_crops_of_an_empty_folder_name_it(tmp_path):
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(InputError, match="empty: no images"):
+        RandomCrops([tmp_path / "empty"], size=32)
+
+
+# ---- the loop -----------------------------------------------------------------------------------
+
+def _run(task, ckpt, steps, resume=False, lr=1e-3, **kw):
+    optimizer = torch.optim.Adam(task.model.parameters(), lr=lr)
+    return train_loop(task.model, task.loss_fn, task.data, optimizer, steps, ckpt, resume=resume, seed=3,
+                      ckpt_every=kw.pop("ckpt_every", 100), **kw)
+
+
+def test_a_few_steps_decrease_the_loss(crops, tmp_path):
+    result = _run(_task(crops), tmp_path / "ck", 30, lr=3e-4)
+    totals = [h["total"] for h in result.history]
+    assert len(totals) == 30 and result.step == 30
+    assert np.mean(totals[-5:]) < 0.8 * np.mean(totals[:5])
+    assert set(result.final_losses()) == {"pixel", "perceptual", "total"}
+
+
+def test_resume_continues_bit_identically(crops, tmp_path):
+    straight = _task(crops)
+    full = _run(straight, tmp_path / "a", 6)
+    first = _task(crops)
+    _run(first, tmp_path / "b", 3)
+    resumed = _task(crops)  # a fresh process would rebuild the task from scratch
+    result = _run(resumed, tmp_path / "b", 6, resume=True)
+    assert result.step == 6
+    assert [h["total"] for h in result.history] == [h["total"] for h in full.history]
+    for key, value in straight.model.state_dict().items():
+        assert torch.equal(value, resumed.model.state_dict()[key]), key
+
+
+def test_an_existing_checkpoint_needs_resume(crops, tmp_path):
+    _run(_task(crops), tmp_path / "ck", 1)
+    with pytest.raises(OutputError, match="--resume"):
+        _run(_task(crops), tmp_path / "ck", 2)
+
+
+def test_checkpoint_round_trip(crops, tmp_path):
+    task = _task(crops)
+    optimizer = torch.optim.Adam(task.model.parameters(), lr=1e-3)
+    generator = torch.Generator().manual_seed(7)
+    loss = task.loss_fn(task.model, task.data(generator))["total"]
+    loss.backward()
+    optimizer.step()
+    saved = TrainResult(step=1, wall_s=2.5, history=[{"step": 1, "total": loss.item()}])
+    save_checkpoint(tmp_path, task.model, optimizer, generator, saved)
+
+    other = _task(crops)
+    other_opt = torch.optim.Adam(other.model.parameters(), lr=1e-3)
+    other_gen = torch.Generator().manual_seed(99)
+    restored = load_checkpoint(tmp_path, other.model, other_opt, other_gen)
+    assert restored == saved
+    assert torch.equal(other_gen.get_state(), generator.get_state())
+    for key, value in task.model.state_dict().items():
+        assert torch.equal(value, other.model.state_dict()[key])
+    a, b = optimizer.state_dict()["state"], other_opt.state_dict()["state"]
+    assert a.keys() == b.keys() and all(torch.equal(a[k]["exp_avg"], b[k]["exp_avg"]) for k in a)
+
+
+def test_samples_are_written(crops, tmp_path):
+    task = _task(crops)
+    _run(task, tmp_path / "ck", 2, sample_fn=task.sample_fn, sample_every=2)
+    grid = Image.open(tmp_path / "ck" / "samples" / "step_000002.png")
+    assert grid.size[0] > 2 * 32 and grid.size[1] > 4 * 32  # 4 rows of (input, output)
+
+
+# ---- train_style and the CLI --------------------------------------------------------------------
+
+def test_train_style_exports_fp16_weights_and_a_manifest_entry(tmp_path):
+    content, style = _folder(tmp_path, "c", 2), _folder(tmp_path, "s", 2, seed=9)
+    path = train_style([content], [style], steps=2, batch=1, size=32, out=tmp_path / "out", encoder=TinyEncoder(),
+                       sample_every=0)
+    tensors, meta = load_weights(path)
+    assert meta["architecture"] == "decoder" and json.loads(meta["config"]) == {"skip": True}
+    assert all(t.dtype == torch.float16 for t in tensors.values())
+    entry = json.loads((tmp_path / "out" / "decoder_vgg16.json").read_text())
+    assert entry["sha256"] == sha256_file(path) and entry["file"] == path.name
+    assert entry["training"]["steps"] == 2
+    assert [d["images"] for d in entry["training"]["data"]] == [2, 2]
+
+
+def test_train_style_refuses_methods_it_cannot_train(tmp_path):
+    with pytest.raises(InputError, match="not available yet"):
+        train_style([tmp_path], [tmp_path], method="adaattn", encoder=TinyEncoder())
+    with pytest.raises(InputError, match="unknown method"):
+        train_style([tmp_path], [tmp_path], method="nope", encoder=TinyEncoder())
+
+
+def test_cli_rejects_a_bad_crop_size(tmp_path):
+    result = CliRunner().invoke(app, ["train", "style", "--content", str(tmp_path), "--style", str(tmp_path),
+                                      "--size", "100", "--out", str(tmp_path / "o")])
+    assert result.exit_code == 2
+    assert "not a multiple of 16" in result.output
