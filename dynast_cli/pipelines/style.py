@@ -70,7 +70,8 @@ def get_style_method(
 
 
 def _load_builtin_methods() -> None:
-    # importing the module registers its methods
+    # importing a module registers its methods
+    import dynast_cli.pipelines.style_dynast  # noqa: F401
     import dynast_cli.pipelines.style_methods  # noqa: F401
 
 
