@@ -1,0 +1,388 @@
+"""Video style transfer as an importable pipeline: ``run_video`` and ``evaluate_video``.
+
+The style is encoded ONCE per video (``prepare_style``: VGG features, attention keys/values), then
+frames stream through the method in batches; memory stays bounded whatever the length, and the fps,
+frame count and size of the source are kept (``max_size`` shrinks the size; a video file's size is
+rounded down to even numbers, as its codec needs).
+
+Resuming: frames are written as PNGs to the output frame folder, or, for a video file ``out.mp4``,
+to ``out.mp4.partial/`` beside it, which is encoded into ``out.mp4`` (audio muxed in) and removed at
+the end. A settings file in that folder lets ``resume=True`` skip the frames already written by an
+interrupted run with the same settings. Ctrl-C (``KeyboardInterrupt``) first finalises a playable
+``out.mp4`` of the frames done, then re-raises.
+
+The temporal variant is AdaAttN with cosine-similarity attention (``attention="cosine"``): its
+scores change less than softmax's when a frame changes a little, so the stylisation flickers less
+(:func:`evaluate_video` measures that with :mod:`dynast_cli.temporal`).
+"""
+
+from __future__ import annotations
+
+import inspect
+import itertools
+import json
+import os
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Iterable, Iterator, Sequence
+
+import numpy as np
+import torch
+
+from dynast_cli.errors import DynastError, InputError, OutputError
+from dynast_cli.io.images import load_image, to_uint8
+from dynast_cli.io.video import (
+    FOURCC, VideoReader, VideoWriter, check_video_output, count_done_frames, even_size, frame_files,
+    has_audio, is_frame_folder,
+)
+from dynast_cli.pipelines.style import METHODS, StyleMethod, fit_size, get_style_method, normalise_mix, resize, stylize
+from dynast_cli.runtime import resolve_device
+from dynast_cli.temporal import WarpingError
+
+SETTINGS_FILE = ".dynast-video.json"
+ATTENTIONS = ("cosine", "softmax")
+
+#: ``progress(frames_done, frames_total)``: called once before the first frame (with the frames an
+#: interrupted run already wrote) and after every frame written; the total is ``None`` when unknown.
+Progress = Callable[[int, "int | None"], None]
+
+
+# ---------------------------------------------------------------------------------------------
+# steps shared by run_video and evaluate_video
+# ---------------------------------------------------------------------------------------------
+
+
+def build_method(
+    name: str, attention: str | None = None, weights: str | Path | None = None,
+    vgg: str | Path | None = None, device: torch.device = torch.device("cpu"),
+) -> StyleMethod:
+    """A registered style method; ``attention`` goes to the methods whose factory takes it (AdaAttN)."""
+    import dynast_cli.pipelines.style_methods  # noqa: F401  (registers the built-in methods)
+
+    if attention is not None and attention not in ATTENTIONS:
+        raise DynastError(f"unknown attention '{attention}' (choose from {', '.join(ATTENTIONS)})")
+    options: dict[str, Any] = {}
+    if attention is not None and name in METHODS:
+        if "attention" in inspect.signature(METHODS[name].factory).parameters:
+            options["attention"] = attention
+    return get_style_method(name, weights=weights, device=device, vgg=vgg, **options)
+
+
+def prepare_styles(
+    method: StyleMethod, styles: Sequence[torch.Tensor], style_size: int | None, device: torch.device
+) -> list[Any]:
+    """Encode each style image ``(3, h, w)`` once, its long side resized to ``style_size``."""
+    states = []
+    with torch.inference_mode():
+        for img in styles:
+            img = resize(img[None], fit_size(*img.shape[-2:], max_size=style_size)).to(device)
+            states.append(method.prepare_style(img))
+    return states
+
+
+def frames_to_batch(frames: Sequence[np.ndarray], hw: tuple[int, int]) -> torch.Tensor:
+    """RGB ``uint8`` frames ``(H, W, 3)`` -> float ``(B, 3, *hw)`` in ``[0, 1]``."""
+    batch = torch.from_numpy(np.stack(frames)).permute(0, 3, 1, 2).float().div_(255.0)
+    return resize(batch, hw)
+
+
+def stylize_frames(
+    method: StyleMethod, frames: Iterable[np.ndarray], states: Sequence[Any], hw: tuple[int, int],
+    mix: Sequence[float] | None = None, alpha: float = 1.0, batch: int = 4,
+    device: torch.device = torch.device("cpu"),
+) -> Iterator[np.ndarray]:
+    """Stylise a stream of RGB ``uint8`` frames in batches; yields RGB ``uint8`` frames of size ``hw``."""
+    it = iter(frames)
+    while chunk := list(itertools.islice(it, batch)):
+        out = stylize(method, frames_to_batch(chunk, hw).to(device), states, mix, alpha)
+        yield from (to_uint8(img) for img in out)
+
+
+def load_styles(paths: Sequence[str | Path]) -> list[torch.Tensor]:
+    """Style images as ``(3, h, w)`` tensors; errors name the style file."""
+    if not paths:
+        raise DynastError("at least one style image is needed")
+    return [load_image(p) for p in paths]
+
+
+# ---------------------------------------------------------------------------------------------
+# dynast video
+# ---------------------------------------------------------------------------------------------
+
+
+@dataclass
+class VideoReport:
+    output: Path
+    frames: int  # frames in the output
+    computed: int  # frames stylised by this run (the others came from an interrupted run)
+    fps: float
+    size: tuple[int, int]  # (width, height)
+    seconds: float  # time spent stylising in this run
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def frames_per_second(self) -> float:
+        return self.computed / self.seconds if self.seconds > 0 else 0.0
+
+
+def default_output(source: Path, style: Path) -> Path:
+    """``clip_style.mp4`` for a video file (``.avi`` kept), ``frames_style/`` for a frame folder."""
+    if source.is_dir():
+        return Path(f"{source.name}_{style.stem}")
+    suffix = source.suffix.lower() if source.suffix.lower() in FOURCC else ".mp4"
+    return Path(f"{source.stem}_{style.stem}{suffix}")
+
+
+def frames_folder(output: Path) -> Path:
+    """Where the frames go: the output frame folder itself, or ``<output>.partial`` beside a video."""
+    return output if is_frame_folder(output) else output.with_name(output.name + ".partial")
+
+
+def _resumable_frames(folder: Path, settings: dict, overwrite: bool, resume: bool, video: bool) -> int:
+    """Frames an interrupted run with the same settings left in ``folder`` (0 when starting over)."""
+    if resume and (done := count_done_frames(folder)):
+        settings_file = folder / SETTINGS_FILE
+        saved = json.loads(settings_file.read_text()) if settings_file.exists() else {}
+        changed = sorted(k for k in settings if saved.get(k) != settings[k])
+        if changed:
+            raise OutputError(
+                f"holds frames made with other settings ({', '.join(changed)}); pass --overwrite to start over",
+                folder,
+            )
+        return done
+    leftovers = frame_files(folder)
+    if leftovers and not overwrite:
+        what = "an interrupted run" if video else "frames"
+        raise OutputError(f"holds {what} (pass --resume to continue or --overwrite to start over)", folder)
+    for file in leftovers:
+        file.unlink()
+    return 0
+
+
+def _clean_partial(folder: Path) -> None:
+    """Remove the ``.partial`` frames, the settings file and the folder, once the video is written."""
+    for file in [*frame_files(folder), folder / SETTINGS_FILE]:
+        file.unlink(missing_ok=True)
+    folder.rmdir()
+
+
+def _encode(
+    folder: Path, output: Path, reader: VideoReader, size: tuple[int, int], notes: list[str]
+) -> None:
+    """Encode the PNG frames of ``folder`` into the video ``output``, with the source's audio."""
+    audio = None if reader.is_folder else reader.path
+    with VideoWriter(output, reader.fps, size, audio_from=audio, audio_start=reader.start_seconds) as writer:
+        for frame in VideoReader(folder, fps=reader.fps):
+            writer.write(frame)
+    if writer.notice:
+        notes.append(writer.notice)
+
+
+def run_video(
+    input: str | Path,
+    style_paths: Sequence[str | Path],
+    output: str | Path | None = None,
+    method: str | StyleMethod = "adaattn",
+    attention: str | None = "cosine",
+    batch: int = 4,
+    start: float | None = None,
+    end: float | None = None,
+    max_size: int | None = None,
+    overwrite: bool = False,
+    resume: bool = False,
+    progress: Progress | None = None,
+    *,
+    weights: str | Path | None = None,
+    vgg: str | Path | None = None,
+    device: str = "auto",
+    alpha: float = 1.0,
+    mix: Sequence[float] | None = None,
+    style_size: int | None = 512,
+) -> VideoReport:
+    """Stylise a video file or frame folder with one or more styles (mixed by ``mix``).
+
+    ``method``: a registered name or a :class:`StyleMethod` object; ``attention`` (``cosine`` or
+    ``softmax``) reaches the methods that have both (AdaAttN). ``start``/``end`` cut the source, in
+    seconds. Inputs and the output are checked before any work.
+    """
+    if batch < 1:
+        raise DynastError(f"--batch must be at least 1, got {batch}")
+    reader = VideoReader(input, start, end)
+    styles = [Path(s) for s in style_paths]
+    style_images = load_styles(styles)
+    mix = normalise_mix(mix, len(styles))
+    output = Path(output) if output else default_output(reader.path, styles[0])
+    video = not is_frame_folder(output)
+    h, w = fit_size(reader.height, reader.width, max_size)
+    if video:
+        h, w = even_size(h, w)
+    folder = frames_folder(output)
+    settings = {
+        "input": str(reader.path.resolve()), "styles": [str(s.resolve()) for s in styles],
+        "method": method if isinstance(method, str) else method.name, "attention": attention,
+        "alpha": alpha, "mix": mix, "style_size": style_size,
+        "frames": [reader.start_frame, reader.end_frame], "size": [w, h],
+    }
+    # a video output left by a Ctrl-C may be replaced by the resumed run
+    done = _resumable_frames(folder, settings, overwrite, resume, video) if folder.exists() else 0
+    check_video_output(output, overwrite or done > 0)
+
+    dev = resolve_device(device)
+    model = build_method(method, attention, weights, vgg, dev) if isinstance(method, str) else method
+    states = prepare_styles(model, style_images, style_size, dev)
+    notes = []
+    if not video and not reader.is_folder and has_audio(reader.path):
+        notes.append("audio not kept: a frame folder has no audio track")
+
+    total = reader.frame_count
+    folder.mkdir(parents=True, exist_ok=True)  # its parent was checked writable
+    writer = VideoWriter(folder, reader.fps, (w, h), first=done)
+    (folder / SETTINGS_FILE).write_text(json.dumps(settings, indent=1))
+    if progress:
+        progress(done, total)
+    began = time.perf_counter()
+    try:
+        for frame in stylize_frames(model, reader.frames(skip=done), states, (h, w), mix, alpha, batch, dev):
+            writer.write(frame)
+            if progress:
+                progress(writer.frames_written, total)
+    except KeyboardInterrupt:
+        if video and writer.frames_written:
+            _encode(folder, output, reader, (w, h), notes)
+        raise
+    seconds = time.perf_counter() - began
+    if writer.frames_written == 0:
+        raise InputError("has no frames", reader.path)
+    if video:
+        _encode(folder, output, reader, (w, h), notes)
+        _clean_partial(folder)
+    return VideoReport(
+        output, writer.frames_written, writer.frames_written - done, reader.fps, (w, h), seconds, notes
+    )
+
+
+# ---------------------------------------------------------------------------------------------
+# dynast eval video
+# ---------------------------------------------------------------------------------------------
+
+
+@dataclass
+class TemporalRow:
+    name: str
+    warping_error: float
+    frames_per_second: float | None  # None for the source itself
+
+
+@dataclass
+class TemporalReport:
+    input: str
+    style: str
+    frames: int
+    size: tuple[int, int]  # (width, height)
+    flow: str
+    rows: list[TemporalRow]
+
+    def to_json(self) -> str:
+        return json.dumps(asdict(self), indent=1)
+
+
+def _check_report_path(path: Path) -> None:
+    """Fail before the evaluation, not after it, when the JSON report cannot be written."""
+    if path.is_dir():
+        raise OutputError("is a folder", path)
+    if not path.parent.is_dir():
+        raise OutputError("no such folder", path.parent)
+    if not os.access(path.parent, os.W_OK):
+        raise OutputError("folder is not writable", path.parent)
+
+
+def _write_text(path: Path, text: str) -> None:
+    """Write ``text`` atomically (a temporary file beside ``path``, then a rename)."""
+    tmp = path.with_name(f".{path.name}.part")
+    try:
+        tmp.write_text(text)
+        os.replace(tmp, path)
+    except OSError as exc:
+        raise OutputError(f"cannot write ({exc.strerror or exc})", path) from None
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def parse_variant(variant: str) -> tuple[str, str | None]:
+    """``"adaattn:cosine"`` -> ``("adaattn", "cosine")``; ``"adain"`` -> ``("adain", None)``."""
+    name, _, attention = variant.partition(":")
+    return name, attention or None
+
+
+def evaluate_video(
+    input: str | Path,
+    style: str | Path,
+    variants: Sequence[str] = ("adaattn:softmax", "adaattn:cosine"),
+    max_frames: int = 30,
+    max_size: int | None = 256,
+    per_frame: bool = True,
+    flow: str = "dis",
+    batch: int = 4,
+    *,
+    weights: str | Path | None = None,
+    vgg: str | Path | None = None,
+    device: str = "auto",
+    style_size: int | None = 512,
+    output: str | Path | None = None,
+    progress: Callable[[str], None] | None = None,
+) -> TemporalReport:
+    """Warping error and frames/s of each variant (``method[:attention]``) on the first frames.
+
+    Rows: the source itself (the floor the flow allows), each variant run as :func:`run_video`
+    runs it (style encoded once, batches), and with ``per_frame`` the first variant run as image
+    stylisation of each frame (style encoded again for every frame, one frame at a time).
+    ``output``: a JSON file the report is written to.
+    """
+    if output is not None:
+        _check_report_path(Path(output))
+    if max_frames < 2:
+        raise DynastError(f"--max-frames must be at least 2 (warping compares frame pairs), got {max_frames}")
+    reader = VideoReader(input)
+    (style_image,) = load_styles([style])
+    h, w = fit_size(reader.height, reader.width, max_size)
+    dev = resolve_device(device)
+
+    def sources() -> Iterator[np.ndarray]:
+        for frame in itertools.islice(reader.frames(), max_frames):
+            yield to_uint8(frames_to_batch([frame], (h, w)))
+
+    frames = list(sources())
+    metric = WarpingError(flow)
+    for frame in frames:
+        metric.update(frame, frame)
+    rows = [TemporalRow("source (no stylisation)", metric.value, None)]
+
+    def measure(name: str, outputs: Iterator[np.ndarray]) -> None:
+        if progress:
+            progress(name)
+        metric, busy = WarpingError(flow), 0.0
+        began = time.perf_counter()
+        for source, out in zip(frames, outputs, strict=True):
+            busy -= time.perf_counter()
+            metric.update(source, out)
+            busy += time.perf_counter()
+        rows.append(TemporalRow(name, metric.value, len(frames) / (time.perf_counter() - began - busy)))
+
+    models = [build_method(*parse_variant(v), weights, vgg, dev) for v in variants]
+    for variant, model in zip(variants, models):
+        states = prepare_styles(model, [style_image], style_size, dev)
+        measure(variant, stylize_frames(model, frames, states, (h, w), batch=batch, device=dev))
+    if per_frame and models:
+        model = models[0]
+
+        def image_by_image() -> Iterator[np.ndarray]:
+            for frame in frames:
+                states = prepare_styles(model, [style_image], style_size, dev)
+                yield from stylize_frames(model, [frame], states, (h, w), batch=1, device=dev)
+
+        measure(f"{variants[0]} per-frame image", image_by_image())
+    report = TemporalReport(str(reader.path), str(style), len(frames), (w, h), flow, rows)
+    if output is not None:
+        _write_text(Path(output), report.to_json())
+    return report
