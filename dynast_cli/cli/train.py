@@ -22,7 +22,7 @@ def train_style_command(
     resume: bool = typer.Option(False, "--resume", help="Continue from OUT/checkpoint."),
     sample_every: int = typer.Option(100, "--sample-every", min=0, help="Write a sample grid every N steps (0: never)."),
     seed: int = typer.Option(0, "--seed", help="Random seed (initialisation, crops)."),
-    device: str = typer.Option("cpu", "--device", help="cpu, cuda or cuda:N."),
+    device: str = typer.Option("auto", "--device", help="auto, cpu, cuda or cuda:N."),
     max_per_folder: int = typer.Option(0, "--max-per-folder", min=0, help="Use at most N images per folder (0: all)."),
     threads: int = typer.Option(0, "--threads", min=0, help="CPU threads for torch (0: torch's default)."),
 ) -> None:
@@ -30,6 +30,7 @@ def train_style_command(
     import torch
 
     from dynast_cli.errors import InputError
+    from dynast_cli.runtime import resolve_device
     from dynast_cli.train.style import train_style
 
     if size % 16:
@@ -37,6 +38,6 @@ def train_style_command(
     if threads:
         torch.set_num_threads(threads)
     path = train_style(content, style, method=method, steps=steps, batch=batch, size=size, lr=lr, out=out,
-                       resume=resume, sample_every=sample_every, seed=seed, device=device,
+                       resume=resume, sample_every=sample_every, seed=seed, device=resolve_device(device),
                        max_per_folder=max_per_folder or None)
     typer.echo(f"wrote {path}")

@@ -116,7 +116,7 @@ def train_style(
     resume: bool = False,
     sample_every: int = 100,
     seed: int = 0,
-    device: str = "cpu",
+    device: str | torch.device = "cpu",
     max_per_folder: int | None = None,
     encoder: Encoder | None = None,
     ckpt_every: int = 100,

@@ -1,0 +1,47 @@
+"""``dynast eval style``: content/style losses and time per image for several style methods."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+
+from dynast_cli.cli.app import command, eval_app
+
+
+@command(eval_app, "style")
+def eval_style_command(
+    content: Path = typer.Option(..., "--content", help="Content image or folder."),
+    style: Path = typer.Option(..., "--style", help="Style image or folder."),
+    methods: str = typer.Option("adain,adaattn,a2k", "--methods", help="Comma-separated style methods."),
+    size: int = typer.Option(512, "--size", min=16, help="Long side of contents and styles, in pixels."),
+    out: Path = typer.Option(Path("eval/style"), "--out", help="Folder for the JSON, Markdown table and grid."),
+    device: str = typer.Option("auto", "--device", help="auto, cpu, cuda or cuda:N."),
+    vgg: Path = typer.Option(None, "--vgg", help="VGG16 weights (default: the cached ImageNet VGG16)."),
+) -> None:
+    """Evaluate style methods on every content x style pair (papers' content and style losses)."""
+    from rich.console import Console
+    from rich.table import Table
+
+    from dynast_cli.errors import InputError
+    from dynast_cli.evaluate import GRID_FILE, JSON_FILE, MARKDOWN_FILE, evaluate_style, image_paths, summarise
+    from dynast_cli.models.vgg import load_vgg16
+    from dynast_cli.pipelines.style import get_style_method
+    from dynast_cli.runtime import resolve_device
+
+    names = [m.strip() for m in methods.split(",") if m.strip()]
+    if not names:
+        raise InputError("no method given", "--methods")
+    contents, styles = image_paths(content), image_paths(style)
+    dev = resolve_device(device)
+    built = {name: get_style_method(name, device=dev, vgg=vgg) for name in names}
+    results = evaluate_style(contents, styles, built, load_vgg16(vgg, device=dev), out, size=size, device=dev)
+
+    table = Table(title=f"style evaluation ({len(contents)} content x {len(styles)} style, {size} px)")
+    for column in ("method", "content loss", "style loss", "s / image"):
+        table.add_column(column, justify="left" if column == "method" else "right")
+    for s in summarise(results):
+        table.add_row(s.method, f"{s.content_loss:.4f}", f"{s.style_loss:.4f}", f"{s.seconds:.3f}")
+    console = Console()
+    console.print(table)
+    console.print(f"wrote {out / JSON_FILE}, {out / MARKDOWN_FILE}, {out / GRID_FILE}", markup=False)

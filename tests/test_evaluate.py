@@ -1,0 +1,104 @@
+"""`dynast eval style` on generated 2 x 2 pairs with stand-in methods and encoder."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+import torch.nn.functional as F
+from PIL import Image
+from typer.testing import CliRunner
+
+from conftest import make_image
+from dynast_cli.cli import app
+from dynast_cli.errors import InputError
+from dynast_cli.evaluate import GRID_CELL, evaluate_style, image_paths, markdown_table, summarise
+from stand_ins import TinyEncoder
+
+
+class Identity:
+    """Returns the content unchanged: zero content loss."""
+
+    name = "identity"
+
+    def prepare_style(self, style):
+        return style
+
+    def stylize(self, content, states, mix, alpha=1.0):
+        return content.clone()
+
+
+class PasteStyle:
+    """Returns the style resized to the content: the style's statistics, none of the content."""
+
+    name = "paste"
+
+    def prepare_style(self, style):
+        return style
+
+    def stylize(self, content, states, mix, alpha=1.0):
+        return F.interpolate(states[0], size=content.shape[-2:], mode="bilinear", align_corners=False)
+
+
+@pytest.fixture
+def pairs(tmp_path):
+    for folder, seed, (h, w) in (("content", 0, (40, 56)), ("style", 10, (48, 48))):
+        (tmp_path / folder).mkdir()
+        for i in range(2):
+            Image.fromarray(make_image(h, w + 8 * i, seed + i)).save(tmp_path / folder / f"{folder}{i}.png")
+    return tmp_path / "content", tmp_path / "style"
+
+
+def test_losses_rank_the_stand_in_methods(pairs, tmp_path):
+    content, style = pairs
+    methods = {"identity": Identity(), "paste": PasteStyle()}
+    results = evaluate_style(image_paths(content), image_paths(style), methods, TinyEncoder(), tmp_path / "out", size=48)
+    assert len(results) == 8  # 2 methods x 2 contents x 2 styles
+    by = {s.method: s for s in summarise(results)}
+    assert by["identity"].content_loss == pytest.approx(0.0, abs=1e-6)
+    assert by["paste"].content_loss > 0.05
+    assert by["paste"].style_loss < by["identity"].style_loss
+    assert all(r.seconds >= 0 and r.prepare_s >= 0 for r in results)
+
+
+def test_outputs_json_markdown_and_grid(pairs, tmp_path):
+    content, style = pairs
+    out = tmp_path / "out"
+    results = evaluate_style(image_paths(content), image_paths(style), {"identity": Identity(), "paste": PasteStyle()},
+                             TinyEncoder(), out, size=48)
+    payload = json.loads((out / "style_eval.json").read_text())
+    assert [s["method"] for s in payload["summary"]] == ["identity", "paste"]
+    assert len(payload["pairs"]) == 8 and payload["pairs"][0]["content"] == "content0.png"
+    markdown = (out / "style_eval.md").read_text()
+    assert markdown == markdown_table(results)
+    assert "| identity | content0.png | style0.png | 0.0000 |" in markdown
+    grid = Image.open(out / "style_eval_grid.png")
+    # 4 rows (content x style) of 4 columns (content, style, identity, paste)
+    assert grid.size[0] > 4 * GRID_CELL and grid.size[0] < 5 * GRID_CELL
+    assert grid.size[1] > 4 * GRID_CELL and grid.size[1] < 5 * GRID_CELL
+
+
+def test_image_paths_accepts_a_file_and_rejects_an_empty_folder(pairs, tmp_path):
+    content, _ = pairs
+    assert image_paths(content / "content1.png") == [content / "content1.png"]
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(InputError, match="empty: no images"):
+        image_paths(tmp_path / "empty")
+
+
+def test_cli_prints_the_table_and_writes_files(pairs, tmp_path, monkeypatch):
+    import dynast_cli.models.vgg as vgg
+    import dynast_cli.pipelines.style as style_pipeline
+
+    built = {"identity": Identity(), "paste": PasteStyle()}
+    monkeypatch.setattr(style_pipeline, "get_style_method", lambda name, **kw: built[name])
+    monkeypatch.setattr(vgg, "load_vgg16", lambda path=None, device="cpu": TinyEncoder())
+    content, style = pairs
+    out = tmp_path / "cli"
+    result = CliRunner().invoke(app, ["eval", "style", "--content", str(content), "--style", str(style),
+                                      "--methods", "identity,paste", "--size", "32", "--out", str(out),
+                                      "--device", "cpu"])
+    assert result.exit_code == 0, result.output
+    assert "identity" in result.output and "paste" in result.output
+    assert {p.name for p in out.iterdir()} == {"style_eval.json", "style_eval.md", "style_eval_grid.png"}
