@@ -1,0 +1,100 @@
+"""``dynast convert adaattn`` / ``dynast convert stya2k``: official .pth checkpoints -> safetensors."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Optional
+
+import typer
+
+from dynast_cli.cli.app import command, convert_app
+from dynast_cli.errors import DynastError, InputError, OutputError
+
+_FOLDER_HELP = "Folder holding the official latest_net_*.pth files (and optionally vgg_normalised.pth)."
+_VGG_HELP = "The official VGG19 vgg_normalised.pth, stored in the output as its encoder."
+
+
+def _pick(explicit: Optional[Path], folder: Optional[Path], name: str, option: str) -> Path:
+    """An explicit file option, else ``folder/name``; a clear error when neither is given."""
+    if explicit is not None:
+        return explicit
+    if folder is None:
+        raise DynastError(f"give the checkpoint folder or {option} FILE")
+    return folder / name
+
+
+def _vgg(explicit: Optional[Path], folder: Optional[Path]) -> Optional[Path]:
+    """--vgg, else vgg_normalised.pth when the folder has one, else none."""
+    from dynast_cli.weights.convert import VGG_FILE
+
+    if explicit is not None or folder is None:
+        return explicit
+    found = folder / VGG_FILE
+    return found if found.is_file() else None
+
+
+def _check_paths(folder: Optional[Path], output: Path, overwrite: bool) -> None:
+    """Fail before any work: a missing folder, a non-safetensors or existing output."""
+    if folder is not None and not folder.is_dir():
+        raise InputError("no such folder", folder)
+    if path.suffix != ".safetensors":
+        raise OutputError("the output must be a .safetensors file", path)
+    if path.exists() and not overwrite:
+        raise OutputError("already exists (pass --overwrite to replace it)", path)
+
+
+def _done(path: Path, vgg: Optional[Path]) -> None:
+    encoder = f"encoder from {vgg}" if vgg else "no encoder (pass --vgg vgg_normalised.pth to include one)"
+    typer.echo(f"wrote {path} ({encoder})")
+
+
+@command(convert_app, "adaattn")
+def convert_adaattn_command(
+    folder: Optional[Path] = typer.Argument(None, help=_FOLDER_HELP),
+    output: Path = typer.Option(Path("adaattn.safetensors"), "-o", "--output", help="Output safetensors file."),
+    vgg: Optional[Path] = typer.Option(None, "--vgg", help=_VGG_HELP),
+    transformer: Optional[Path] = typer.Option(None, "--transformer", help="latest_net_transformer.pth"),
+    decoder: Optional[Path] = typer.Option(None, "--decoder", help="latest_net_decoder.pth"),
+    adaattn_3: Optional[Path] = typer.Option(None, "--adaattn3", help="latest_net_adaattn_3.pth"),
+    overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing output file."),
+) -> None:
+    """Convert the official AdaAttN checkpoints into one dynast safetensors."""
+    from dynast_cli.weights.convert import ADAATTN_FILES, convert_adaattn
+
+    _check_paths(folder, output, overwrite)
+    vgg = _vgg(vgg, folder)
+    path = convert_adaattn(
+        _pick(transformer, folder, ADAATTN_FILES["transformer"], "--transformer"),
+        _pick(decoder, folder, ADAATTN_FILES["decoder"], "--decoder"),
+        _pick(adaattn_3, folder, ADAATTN_FILES["adaattn_3"], "--adaattn3"),
+        vgg,
+        out=output,
+    )
+    _done(path, vgg)
+
+
+@command(convert_app, "stya2k")
+def convert_stya2k_command(
+    folder: Optional[Path] = typer.Argument(None, help=_FOLDER_HELP),
+    output: Path = typer.Option(Path("stya2k.safetensors"), "-o", "--output", help="Output safetensors file."),
+    vgg: Optional[Path] = typer.Option(None, "--vgg", help=_VGG_HELP),
+    a2k: Optional[Path] = typer.Option(None, "--a2k", help="latest_net_A2K.pth"),
+    transform: Optional[Path] = typer.Option(None, "--transform", help="latest_net_transform.pth"),
+    decoder: Optional[Path] = typer.Option(None, "--decoder", help="latest_net_decoder.pth"),
+    overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing output file."),
+) -> None:
+    """Convert the official StyA2K checkpoints into one dynast safetensors."""
+    from dynast_cli.weights.convert import STYA2K_FILES, convert_stya2k
+
+    _check_paths(folder, output, overwrite)
+    vgg = _vgg(vgg, folder)
+    if a2k is None and folder is not None and (folder / STYA2K_FILES["a2k"]).is_file():
+        a2k = folder / STYA2K_FILES["a2k"]
+    path = convert_stya2k(
+        a2k,
+        _pick(transform, folder, STYA2K_FILES["transform"], "--transform"),
+        _pick(decoder, folder, STYA2K_FILES["decoder"], "--decoder"),
+        vgg,
+        out=output,
+    )
+    _done(path, vgg)
