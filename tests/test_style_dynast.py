@@ -1,0 +1,181 @@
+"""DynaST matching for style transfer: the sparse path against a plain dense-then-gather reference,
+top-k propagation against brute force, sizes, mixing, alpha, and the ``dynast`` registration."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from dynast_cli.models.adaattn import finish_image
+from dynast_cli.models.decoder import decode_features
+from dynast_cli.models.dynast_style import LEVELS, DynastStyle, DynastStyleModel, matching_features
+from dynast_cli.nn.decoders import VGGDecoder
+from dynast_cli.pipelines import style as style_pipeline
+from tests.helpers import TinyEncoder
+
+
+def make_model(**options) -> DynastStyleModel:
+    torch.manual_seed(0)
+    return DynastStyleModel(TinyEncoder(), VGGDecoder(skip=True), **options).eval()
+
+
+def full_scores(model: DynastStyleModel, feat: torch.Tensor, keys: torch.Tensor) -> torch.Tensor:
+    """Dense scores of one content level against one style level: (C, H, W), (C, hk, wk) -> (H, W, hk*wk)."""
+    q = matching_features(feat[None])[0]
+    return torch.einsum("chw,cn->hwn", q, keys.flatten(1)) / model.smooth
+
+
+def children(p: int, wk: int) -> list[int]:
+    """The 2x2 children at the finer level (width wk) of coarse key p (width wk // 2)."""
+    y, x = divmod(p, wk // 2)
+    return [(2 * y + dy) * wk + 2 * x + dx for dy in (0, 1) for dx in (0, 1)]
+
+
+def shifted(p: int, dy: int, dx: int, hk: int, wk: int) -> int:
+    """Key p moved by (dy, dx), clipped to the (hk, wk) grid."""
+    y, x = divmod(p, wk)
+    return min(max(y + dy, 0), hk - 1) * wk + min(max(x + dx, 0), wk - 1)
+
+
+def naive_match(model: DynastStyleModel, feats, style: DynastStyle) -> dict[int, tuple[torch.Tensor, list]]:
+    """Full dense attention at every level, restricted per query to its DynaST candidate set.
+
+    -> {level: (attended moments (2C, H, W), top-k per position [[...]] or None)}; batch item 0 only.
+    """
+    out = {}
+    top = None  # top[y][x]: list of key indices at the previous step's level
+    for j, level in reversed(list(enumerate(LEVELS))):
+        feat, keys, values = feats[level][0], style.keys[j][0], style.moments[j][0].flatten(1)
+        h, w = feat.shape[-2:]
+        hk, wk = keys.shape[-2:]
+        scores = full_scores(model, feat, keys)  # (H, W, Nk)
+
+        def attend(candidates):
+            moments = torch.zeros(values.shape[0], h, w)
+            new_top = [[None] * w for _ in range(h)]
+            for y in range(h):
+                for x in range(w):
+                    cand = candidates(y, x)
+                    attn = torch.softmax(scores[y, x, cand], dim=0)
+                    moments[:, y, x] = values[:, cand] @ attn
+                    new_top[y][x] = [cand[i] for i in torch.topk(attn, len(top[0][0])).indices.tolist()] if top else None
+            return moments, new_top
+
+        if level >= model.coarse:
+            n_k = hk * wk
+            moments, _ = attend(lambda y, x: list(range(n_k)))
+            k = min(model.top_k, n_k)
+            top = [[torch.topk(scores[y, x], k).indices.tolist() for x in range(w)] for y in range(h)] if level == model.coarse else None
+        else:
+            parent = top
+            moments, top = attend(lambda y, x: [c for p in parent[y // 2][x // 2] for c in children(p, wk)])
+            for _ in range(model.inner_steps):
+                own = top
+
+                def inner(y, x):
+                    up, down = own[max(y - 1, 0)][x], own[min(y + 1, h - 1)][x]
+                    left, right = own[y][max(x - 1, 0)], own[y][min(x + 1, w - 1)]
+                    return (own[y][x] + [shifted(p, 1, 0, hk, wk) for p in up] + [shifted(p, -1, 0, hk, wk) for p in down]
+                            + [shifted(p, 0, 1, hk, wk) for p in left] + [shifted(p, 0, -1, hk, wk) for p in right])
+
+                moments, top = attend(inner)
+        out[level] = (moments, top)
+    return out
+
+
+@pytest.mark.parametrize("coarse, inner_steps, top_k", [("relu5_1", 1, 3), ("relu4_1", 2, 4)])
+def test_attention_path_equals_dense_then_gather(coarse, inner_steps, top_k):
+    model = make_model(coarse=coarse, inner_steps=inner_steps, top_k=top_k, smooth=0.1, chunk=7)
+    style = model.prepare_style(torch.rand(1, 3, 32, 48))
+    feats = model.encoder(torch.rand(1, 3, 48, 32))
+    fast = model.match(feats, style)
+    slow = naive_match(model, feats, style)
+    for level in LEVELS:
+        moments, top = slow[level]
+        assert torch.allclose(fast[level].output[0], moments, atol=1e-5), level
+        assert torch.allclose(fast[level].conf, torch.ones_like(fast[level].conf))  # nothing pruned
+        if top is None:
+            assert fast[level].top_k is None
+        else:
+            assert fast[level].top_k[0].tolist() == [k for row in top for k in row], level
+
+
+@pytest.mark.parametrize("coarse", ["relu5_1", "relu4_1"])
+def test_top_k_covering_all_candidates_equals_brute_force(coarse):
+    style_image, content = torch.rand(1, 3, 48, 64), torch.rand(1, 3, 32, 48)
+    probe = make_model(coarse=coarse)
+    n_coarse = probe.prepare_style(style_image).keys[LEVELS.index(probe.coarse)][0, 0].numel()
+    model = make_model(coarse=coarse, top_k=n_coarse, inner_steps=0)  # the children cover the whole next level
+    style = model.prepare_style(style_image)
+    feats = model.encoder(content)
+    fine = model.coarse - 1
+    got = model.match(feats, style)[fine].top_k[0]  # (H*W, K)
+    scores = full_scores(model, feats[fine][0], style.keys[LEVELS.index(fine)][0]).flatten(0, 1)
+    assert torch.equal(got, torch.topk(scores, n_coarse, dim=-1).indices)
+
+
+def test_self_matching_finds_every_position_at_every_level():
+    model = make_model(top_k=2)
+    image = torch.rand(1, 3, 64, 64)
+    matches = model.match(model.encoder(image), model.prepare_style(image))
+    for level in LEVELS:
+        best = matches[level].top_k[0, :, 0]
+        assert torch.equal(best, torch.arange(best.numel())), level
+
+
+@pytest.mark.parametrize("size", [(37, 51), (17, 33), (70, 23)])
+def test_any_content_size_gives_that_size(size):
+    model = make_model()
+    style = model.prepare_style(torch.rand(1, 3, 23, 41))  # odd style size too
+    with torch.no_grad():
+        out = model.stylize(torch.rand(2, 3, *size), [style], [1.0])
+    assert out.shape == (2, 3, *size)
+    assert out.min() >= 0 and out.max() <= 1
+
+
+def test_mix_blends_per_style_features():
+    model = make_model()
+    a, b = model.prepare_style(torch.rand(1, 3, 32, 48)), model.prepare_style(torch.rand(1, 3, 48, 32))
+    feats = model.encoder(torch.rand(1, 3, 32, 32))
+    ta, tb = model.transform(feats, [a], [1.0]), model.transform(feats, [b], [1.0])
+    assert not torch.allclose(ta[0], tb[0])
+    for t, t_a in zip(model.transform(feats, [a, b], [1.0, 0.0]), ta):
+        assert torch.allclose(t, t_a, atol=1e-6)
+    for t, t_a, t_b in zip(model.transform(feats, [a, b], [3.0, 1.0]), ta, tb):
+        assert torch.allclose(t, 0.75 * t_a + 0.25 * t_b, atol=1e-5)
+
+
+def test_alpha_interpolates_and_zero_reconstructs_the_content():
+    model = make_model()
+    style = model.prepare_style(torch.rand(1, 3, 32, 32))
+    content = torch.rand(1, 3, 40, 24)
+    feats = model.encoder(torch.nn.functional.pad(content, (0, 8, 0, 8), mode="reflect"))
+    full, half = model.transform(feats, [style], [1.0]), model.transform(feats, [style], [1.0], alpha=0.5)
+    for t, h, level in zip(full, half, LEVELS):
+        assert torch.allclose(h, 0.5 * t + 0.5 * feats[level], atol=1e-6)
+    with torch.no_grad():
+        out = model.stylize(content, [style], [1.0], alpha=0.0)
+        other = model.stylize(content, [model.prepare_style(torch.rand(1, 3, 48, 48))], [1.0], alpha=0.0)
+        expected = finish_image(decode_features(model.decoder, *(feats[i] for i in LEVELS)), (40, 24))
+    assert torch.allclose(out, expected, atol=1e-6)
+    assert torch.equal(out, other)
+
+
+def test_invalid_options_are_refused():
+    with pytest.raises(ValueError, match="coarse"):
+        make_model(coarse="relu3_1")
+    with pytest.raises(ValueError, match="top_k"):
+        make_model(top_k=0)
+
+
+def test_registered_as_dynast_and_runs_through_the_pipeline(monkeypatch):
+    import dynast_cli.pipelines.style_dynast as style_dynast
+
+    monkeypatch.setattr(style_dynast, "vgg16", lambda device, path=None: TinyEncoder())
+    monkeypatch.setattr(style_dynast, "universal_decoder", lambda device, path=None: VGGDecoder(skip=True))
+    method = style_pipeline.get_style_method("dynast", top_k=2, coarse="relu4_1")
+    assert isinstance(method, DynastStyleModel) and method.top_k == 2 and method.coarse == LEVELS[1]
+    assert "dynast" in style_pipeline.METHODS
+    state = method.prepare_style(torch.rand(1, 3, 32, 32))
+    out = style_pipeline.stylize(method, torch.rand(3, 21, 35), [state])
+    assert out.shape == (3, 21, 35)
