@@ -29,6 +29,9 @@ from dynast_cli.errors import InputError, OutputError
 from dynast_cli.io.images import list_images, read_image_array, save_image
 
 FOURCC = {".mp4": "mp4v", ".avi": "MJPG"}
+# ffmpeg audio options to try in turn. MP4 takes the source's track as it is (AAC re-encoded when
+# the codec does not fit); AVI gets PCM: AAC in AVI leaves a wrong duration in the header.
+AUDIO_CODECS = {".mp4": (["-c:a", "copy"], ["-c:a", "aac"]), ".avi": (["-c:a", "pcm_s16le"],)}
 FRAME_NAME = "frame_{:06d}.png"
 FRAME_RE = re.compile(r"frame_(\d{6})\.png")
 DEFAULT_FOLDER_FPS = 25.0
@@ -286,11 +289,11 @@ class VideoWriter:
         if not has_audio(self.audio_from):
             return
         muxed = self._tmp.with_name(f"{self._tmp.stem}.audio{self._tmp.suffix}")
-        base = [exe, "-v", "error", "-y", "-i", str(self._tmp), "-ss", f"{self.audio_start:.3f}",
-                "-i", str(self.audio_from), "-map", "0:v:0", "-map", "1:a:0", "-c:v", "copy", "-shortest"]
+        duration = self.frames_written / self.fps
+        base = [exe, "-v", "error", "-y", "-i", str(self._tmp), "-ss", f"{self.audio_start:.3f}", "-t", f"{duration:.3f}",
+                "-i", str(self.audio_from), "-map", "0:v:0", "-map", "1:a:0", "-c:v", "copy"]
         try:
-            # copy the audio stream as it is; re-encode only when the container refuses its codec
-            for audio_codec in (["-c:a", "copy"], []):
+            for audio_codec in AUDIO_CODECS[self.path.suffix.lower()]:
                 if subprocess.run([*base, *audio_codec, str(muxed)], capture_output=True).returncode == 0:
                     os.replace(muxed, self._tmp)
                     return
