@@ -1,0 +1,555 @@
+"""Speed and peak memory of the attention kernels (fast vs naive twin) and of whole style methods.
+
+A *case* turns a size into zero-argument callables, one per variant (``fast`` and, where the kernel
+has one, its ``naive`` twin from :mod:`dynast_cli.attention.reference`)::
+
+    results = run_benchmarks(select_cases(["dense", "inner"]), sizes=[32, 64, 128])
+    for r in results:
+        print(r.case, r.size, r.fast.median_ms, r.naive.median_ms, r.speed_ratio, r.memory_ratio)
+
+For a kernel case the size ``n`` means an ``n x n`` grid of positions (``N = n*n`` queries and as
+many keys) with the channel count the real models use at that level (256 at relu3_1, 512 at
+relu4_1); for an end-to-end case it is the side of the content image.
+
+Timing: the median of ``repeat`` calls after ``warmup`` calls, all under ``torch.inference_mode``
+(CUDA is synchronised around each call).
+
+Peak memory: the largest number of bytes the call holds above what was allocated when it started
+(its output included). On CUDA that is ``torch.cuda.max_memory_allocated``. On the CPU it is read
+from the PyTorch profiler's allocator trace (``profile_memory=True``): every allocation and free of
+the CPU allocator is recorded in order, and the peak is the maximum of their running sum. This was
+chosen over the peak resident set (``ru_maxrss`` of a fresh spawned process) because it is exact to
+the byte, deterministic from run to run, blind to glibc's caching and page granularity and to the
+other processes of a shared machine, needs no subprocess (hence no ~2 s interpreter start per
+measurement), and counts the same thing as the CUDA figure. What it misses -- scratch memory that a
+BLAS library allocates behind PyTorch's back -- is small and the same for both variants.
+
+Growth guard: the sizes run in increasing order and, before each call, the time and memory of the
+previous size are extrapolated as if the variant were quadratic in the number of positions (a
+factor ``(n / n_prev) ** 4``). A call expected to exceed ``budget_mb`` or ``max_call_s`` is skipped
+and the result says so (``note``), instead of exhausting a shared machine's memory.
+"""
+
+from __future__ import annotations
+
+import functools
+import importlib
+import math
+import os
+import statistics
+import sys
+import time
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from typing import Any, Callable, Iterator, Sequence
+
+import torch
+import torch.nn.functional as F
+
+from dynast_cli.errors import DynastError
+
+MB = 1024 * 1024
+
+Variant = Callable[[], Any]
+
+
+class Unavailable(Exception):
+    """A case cannot run here (its kernel is not written yet, weights are missing, ...)."""
+
+
+@dataclass(frozen=True)
+class BenchCase:
+    """A named benchmark: ``prepare(size, device)`` -> ``{"fast": call, "naive": call}`` (naive optional).
+
+    ``prepare`` raises :class:`Unavailable` with a one-line reason when the case cannot run.
+    """
+
+    name: str
+    summary: str
+    kind: str  # "kernel" or "e2e"
+    prepare: Callable[[int, torch.device], dict[str, Variant]]
+
+
+@dataclass
+class Measurement:
+    """One variant at one size: median time, peak memory, or why it was not measured."""
+
+    median_ms: float | None = None
+    peak_mb: float | None = None
+    times_ms: list[float] = field(default_factory=list)
+    note: str = ""
+
+    @property
+    def ok(self) -> bool:
+        return self.median_ms is not None
+
+
+@dataclass
+class BenchResult:
+    case: str
+    kind: str
+    size: int
+    fast: Measurement
+    naive: Measurement | None = None  # None: the case has no naive twin
+
+    @property
+    def speed_ratio(self) -> float | None:
+        """naive time / fast time (> 1: the fast kernel is faster)."""
+        if self.naive is None or not (self.fast.ok and self.naive.ok) or not self.fast.median_ms:
+            return None
+        return self.naive.median_ms / self.fast.median_ms
+
+    @property
+    def memory_ratio(self) -> float | None:
+        """naive peak / fast peak (> 1: the fast kernel needs less memory)."""
+        if self.naive is None or not (self.fast.ok and self.naive.ok) or not self.fast.peak_mb:
+            return None
+        return self.naive.peak_mb / self.fast.peak_mb
+
+    def to_dict(self) -> dict[str, Any]:
+        naive = self.naive or Measurement(note="no naive twin")
+        return {
+            "case": self.case, "kind": self.kind, "size": self.size,
+            "fast_ms": self.fast.median_ms, "naive_ms": naive.median_ms, "speed_ratio": self.speed_ratio,
+            "fast_peak_mb": self.fast.peak_mb, "naive_peak_mb": naive.peak_mb, "memory_ratio": self.memory_ratio,
+            "fast_times_ms": self.fast.times_ms, "naive_times_ms": naive.times_ms,
+            "fast_note": self.fast.note, "naive_note": naive.note,
+        }
+
+
+# ---------------------------------------------------------------------------------------------
+# measuring one call
+# ---------------------------------------------------------------------------------------------
+
+
+def _sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def time_call(fn: Variant, device: torch.device, warmup: int = 1, repeat: int = 5) -> list[float]:
+    """Milliseconds of ``repeat`` calls of ``fn`` after ``warmup`` untimed ones."""
+    with torch.inference_mode():
+        for _ in range(warmup):
+            fn()
+        _sync(device)
+        times = []
+        for _ in range(repeat):
+            start = time.perf_counter()
+            fn()
+            _sync(device)
+            times.append((time.perf_counter() - start) * 1e3)
+    return times
+
+
+@contextmanager
+def _stderr_silenced() -> Iterator[None]:
+    """Silence file descriptor 2 (the profiler's C++ side prints a line when it starts and stops)."""
+    sys.stderr.flush()
+    saved = os.dup(2)
+    try:
+        with open(os.devnull, "w") as null:
+            os.dup2(null.fileno(), 2)
+            yield
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+
+
+def peak_memory_bytes(fn: Variant, device: torch.device) -> int:
+    """Peak bytes allocated by one call of ``fn`` above the level at its start (see the module docstring)."""
+    with torch.inference_mode():
+        if device.type == "cuda":
+            _sync(device)
+            torch.cuda.reset_peak_memory_stats(device)
+            base = torch.cuda.memory_allocated(device)
+            fn()
+            _sync(device)
+            return torch.cuda.max_memory_allocated(device) - base
+        from torch.profiler import ProfilerActivity, profile
+
+        with _stderr_silenced(), profile(activities=[ProfilerActivity.CPU], profile_memory=True) as prof:
+            fn()
+    cpu = torch.autograd.DeviceType.CPU
+    # the raw allocator records; the public FunctionEvent view aggregates them per operator
+    events = [e for e in prof.profiler.kineto_results.events() if e.name() == "[memory]" and e.device_type() == cpu]
+    running = peak = 0
+    for event in sorted(events, key=lambda e: e.start_ns()):
+        running += event.nbytes()
+        peak = max(peak, running)
+    return peak
+
+
+# ---------------------------------------------------------------------------------------------
+# the registry
+# ---------------------------------------------------------------------------------------------
+
+CASES: dict[str, BenchCase] = {}
+
+
+def register(case: BenchCase) -> BenchCase:
+    CASES[case.name] = case
+    return case
+
+
+def _load(target: str) -> Callable[..., Any]:
+    """``"package.module:function"`` -> the function, or :class:`Unavailable` if it does not exist yet."""
+    module_name, _, attr = target.partition(":")
+    try:
+        module = importlib.import_module(module_name)
+    except ModuleNotFoundError as exc:
+        raise Unavailable(f"{module_name} is not available ({exc.name} missing)") from None
+    if not hasattr(module, attr):
+        raise Unavailable(f"{module_name} has no {attr}")
+    return getattr(module, attr)
+
+
+def kernel_case(
+    name: str, summary: str, make_inputs: Callable[[int, torch.device, torch.Generator], dict[str, Any]],
+    fast: str, naive: str | None, fast_options: Callable[[int], dict[str, Any]] | None = None,
+) -> BenchCase:
+    """Register an attention kernel. ``make_inputs(n, device, generator)`` -> keyword arguments shared
+    by ``fast`` and ``naive`` (both ``"module:function"``); ``fast_options(n)`` -> extra keyword
+    arguments of the fast function only (its ``chunk``, set as the models set it)."""
+
+    def prepare(size: int, device: torch.device) -> dict[str, Variant]:
+        functions = {"fast": _load(fast)} | ({"naive": _load(naive)} if naive else {})
+        inputs = make_inputs(size, device, torch.Generator().manual_seed(size))
+        extra = {"fast": fast_options(size) if fast_options else {}, "naive": {}}
+        return {variant: functools.partial(fn, **inputs, **extra[variant]) for variant, fn in functions.items()}
+
+    return register(BenchCase(name, summary, "kernel", prepare))
+
+
+def features(c: int, n: int, device: torch.device, generator: torch.Generator) -> torch.Tensor:
+    """A random feature map (1, c, n, n) on ``device``."""
+    return torch.randn(1, c, n, n, generator=generator).to(device)
+
+
+def tokens(c: int, n: int, device: torch.device, generator: torch.Generator) -> torch.Tensor:
+    """Random tokens (1, n*n, c) on ``device``."""
+    return features(c, n, device, generator).flatten(2).transpose(1, 2).contiguous()
+
+
+def naive_full_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
+    """softmax(q k^T / sqrt(c)) v with the (B, H, N, M) score matrix materialised. q (B,H,N,C), k/v (B,H,M,C)."""
+    scores = q @ k.transpose(-1, -2) / q.shape[-1] ** 0.5
+    return scores.softmax(dim=-1) @ v
+
+
+def full_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
+    """PyTorch's fused ``scaled_dot_product_attention`` (flash attention on a CPU for 4-D inputs), the
+    same maths as :func:`naive_full_attention`."""
+    return F.scaled_dot_product_attention(q, k, v)
+
+
+def _model_chunk(n: int, rows_per_query: int = 1) -> dict[str, int]:
+    """The ``chunk`` the style models pass: at most ``CHUNK_ELEMENTS`` score elements at once."""
+    from dynast_cli.models.adaattn import CHUNK_ELEMENTS
+
+    return {"chunk": max(1, CHUNK_ELEMENTS // (rows_per_query * n * n))}
+
+
+kernel_case(
+    "full", "baseline: torch SDPA vs materialised softmax(QK^T)V, 256 ch",
+    lambda n, device, g: {key: tokens(256, n, device, g)[:, None] for key in "qkv"},
+    fast=f"{__name__}:full_attention", naive=f"{__name__}:naive_full_attention",
+)
+
+# AdaAttN at relu4_1: keys are relu1_1..relu4_1 concatenated (64+128+256+512 = 960 ch), values 512 ch
+kernel_case(
+    "adaattn", "AdaAttN attention-weighted mean/std (softmax), keys 960 ch, values 512 ch",
+    lambda n, device, g: {
+        "query": features(960, n, device, g).flatten(2), "key": features(960, n, device, g).flatten(2),
+        "value": features(512, n, device, g).flatten(2),
+    },
+    fast="dynast_cli.attention.adaattn:adaattn_stats", naive="dynast_cli.attention.reference:adaattn_stats_naive",
+    fast_options=_model_chunk,
+)
+
+A2K_BLOCK, A2K_HEADS = 8, 8  # the official relu4_1 level: 8x8 blocks, 8 heads, 512 channels
+
+
+def a2k_distributed(
+    aggregate: Callable[..., tuple[torch.Tensor, torch.Tensor]], attend: Callable[..., torch.Tensor],
+    query: torch.Tensor, key: torch.Tensor, value: torch.Tensor, **attend_options: Any,
+) -> torch.Tensor:
+    """StyA2K's distributed attention as a model runs it: aggregate the style blocks, then attend.
+
+    query (B, C, N) content, key / value (B, C, h, w) style -> (B, C, N).
+    """
+    k_agg, v_agg = aggregate(key, value, A2K_BLOCK, A2K_HEADS, 1.0, 0.0)
+    return attend(query, k_agg, v_agg, A2K_HEADS, **attend_options)
+
+
+def a2k_distributed_fast(query: torch.Tensor, key: torch.Tensor, value: torch.Tensor, chunk: int | None = None) -> torch.Tensor:
+    """:func:`a2k_distributed` with :mod:`dynast_cli.attention.all_to_key`."""
+    from dynast_cli.attention import all_to_key as a2k
+
+    return a2k_distributed(a2k.aggregate_blocks, a2k.distributed_attention, query, key, value, chunk=chunk)
+
+
+def a2k_distributed_naive(query: torch.Tensor, key: torch.Tensor, value: torch.Tensor) -> torch.Tensor:
+    """:func:`a2k_distributed` with the naive twins."""
+    from dynast_cli.attention import reference as ref
+
+    return a2k_distributed(ref.aggregate_blocks_naive, ref.distributed_attention_naive, query, key, value)
+
+
+kernel_case(
+    "a2k-dist", "StyA2K distributed attention (block aggregation + point-to-block), 512 ch, 8x8 blocks, 8 heads",
+    lambda n, device, g: {
+        "query": features(512, n, device, g).flatten(2), "key": features(512, n, device, g),
+        "value": features(512, n, device, g),
+    },
+    fast=f"{__name__}:a2k_distributed_fast", naive=f"{__name__}:a2k_distributed_naive",
+    fast_options=lambda n: _model_chunk(math.ceil(n / A2K_BLOCK), A2K_HEADS),
+)
+kernel_case(
+    "a2k-prog", "StyA2K progressive attention (block matching + point attention), 512 ch, 8x8 blocks, 8 heads",
+    lambda n, device, g: {
+        "query": features(512, n, device, g), "key": features(512, n, device, g),
+        "value": features(512, n, device, g), "block": A2K_BLOCK, "heads": A2K_HEADS,
+    },
+    fast="dynast_cli.attention.all_to_key:progressive_attention",
+    naive="dynast_cli.attention.reference:progressive_attention_naive",
+)
+
+# DynaST widths (official DeepFashion generator): the dense 1/8 level has q/k 640, prune 128, values
+# 512 ch; the sparse cases use the 1/4 level's 320 / 64 / 256 ch at every size, top-k K = 4.
+DYNAST_TOP_K = 4
+
+
+def _dynast_inputs(c: int, p: int, cv: int, n: int, device: torch.device, g: torch.Generator) -> dict[str, Any]:
+    return {
+        "q": features(c, n, device, g), "k": features(c, n, device, g), "q_prune": features(p, n, device, g),
+        "k_prune": features(p, n, device, g), "v": features(cv, n, device, g),
+    }
+
+
+def _sparse_inputs(n: int, device: torch.device, g: torch.Generator, coarse: bool) -> dict[str, Any]:
+    """Inputs of a sparse kernel at n x n; ``prev_top_k`` indexes the (n/2)^2 grid (inter) or n^2 (inner)."""
+    grid = (n // 2) ** 2 if coarse else n * n
+    prev = torch.randint(0, grid, (1, grid, DYNAST_TOP_K), generator=g).to(device)
+    return _dynast_inputs(320, 64, 256, n, device, g) | {"prev_top_k": prev, "smooth": 320**0.5}
+
+
+kernel_case(
+    "dense", "DynaST dense attention with prune mask (1/8 level: 640/128/512 ch), top-4 for the next scale",
+    lambda n, device, g: _dynast_inputs(640, 128, 512, n, device, g) | {"top_k": DYNAST_TOP_K},
+    fast="dynast_cli.attention.dense:dense_attention", naive="dynast_cli.attention.reference:dense_attention_naive",
+    fast_options=_model_chunk,
+)
+kernel_case(
+    "inter", "DynaST inter-scale sparse attention (2x2 children of 4 coarse matches; 320/64/256 ch)",
+    lambda n, device, g: _sparse_inputs(n, device, g, coarse=True),
+    fast="dynast_cli.attention.sparse:inter_scale_sparse_attention",
+    naive="dynast_cli.attention.reference:inter_scale_sparse_attention_naive",
+)
+kernel_case(
+    "inner", "DynaST inner-scale sparse attention (own + 4 neighbours' matches, K=4; 320/64/256 ch)",
+    lambda n, device, g: _sparse_inputs(n, device, g, coarse=False),
+    fast="dynast_cli.attention.sparse:inner_scale_sparse_attention",
+    naive="dynast_cli.attention.reference:inner_scale_sparse_attention_naive",
+)
+
+
+# ---------------------------------------------------------------------------------------------
+# end-to-end: a style method on a content image of the given side
+# ---------------------------------------------------------------------------------------------
+
+
+@functools.lru_cache(maxsize=None)
+def _style_method(name: str, device: torch.device) -> Any:
+    from dynast_cli.pipelines.style import get_style_method
+
+    try:
+        return get_style_method(name, device=device)
+    except DynastError as exc:
+        raise Unavailable(str(exc)) from None
+
+
+def e2e_case(method: str) -> BenchCase:
+    """``dynast style --method <method>`` on a size x size content with a style at the default style size."""
+
+    def prepare(size: int, device: torch.device) -> dict[str, Variant]:
+        from dynast_cli.pipelines.style import StyleOptions, stylize
+
+        style_method = _style_method(method, device)
+        g = torch.Generator().manual_seed(size)
+        side = StyleOptions().style_size
+        content = torch.rand(1, 3, size, size, generator=g).to(device)
+        with torch.inference_mode():
+            state = style_method.prepare_style(torch.rand(1, 3, side, side, generator=g).to(device))
+        return {"fast": functools.partial(stylize, style_method, content, [state])}
+
+    return register(BenchCase(f"e2e:{method}", f"dynast style --method {method}", "e2e", prepare))
+
+
+def e2e_methods() -> list[str]:
+    """Style methods worth timing end to end (all registered ones but the slow optimisation)."""
+    from dynast_cli.pipelines.style import METHODS, _load_builtin_methods
+
+    _load_builtin_methods()
+    return sorted(name for name in METHODS if name != "optimize")
+
+
+def select_cases(names: Sequence[str] | None = None, e2e: bool = False) -> list[BenchCase]:
+    """Kernel cases by name (``None`` or ``["all"]``: all), plus every end-to-end case with ``e2e``."""
+    kernels = {name: case for name, case in CASES.items() if case.kind == "kernel"}
+    if names is None or list(names) == ["all"]:
+        chosen = list(kernels.values())
+    else:
+        unknown = [n for n in names if n not in kernels]
+        if unknown:
+            raise DynastError(f"unknown kernel '{unknown[0]}' (choose from all, {', '.join(kernels)})")
+        chosen = [kernels[n] for n in names]
+    if e2e:
+        chosen += [CASES.get(f"e2e:{m}") or e2e_case(m) for m in e2e_methods()]
+    return chosen
+
+
+# ---------------------------------------------------------------------------------------------
+# running
+# ---------------------------------------------------------------------------------------------
+
+
+@dataclass
+class BenchOptions:
+    warmup: int = 1
+    repeat: int = 5
+    budget_mb: float = 4096.0  # skip a call expected to need more
+    max_call_s: float = 30.0  # skip a call expected to take longer
+    device: str = "cpu"
+
+
+def _measure(fn: Variant, device: torch.device, opts: BenchOptions) -> Measurement:
+    try:
+        with torch.inference_mode():
+            fn()  # lazy initialisation of the libraries is not the call's memory
+        peak = peak_memory_bytes(fn, device) / MB
+        times = time_call(fn, device, max(opts.warmup - 1, 0), opts.repeat)
+    except (torch.OutOfMemoryError, MemoryError):
+        return Measurement(note="out of memory")
+    except RuntimeError as exc:  # a kernel that fails at this size is reported, the others still run
+        return Measurement(note=f"error: {str(exc).splitlines()[0][:120]}")
+    return Measurement(statistics.median(times), peak, [round(t, 3) for t in times])
+
+
+def _extrapolate(history: list[tuple[int, float]], size: int) -> float:
+    """Value expected at ``size`` from the (size, value) points measured so far (ascending sizes).
+
+    The growth exponent in the side n is fitted on the last two points and kept between 2 (linear in
+    the positions n*n) and 4 (quadratic); with a single point it is 4, the worst case.
+    """
+    s1, v1 = history[-1]
+    exponent = 4.0
+    if len(history) > 1 and history[-2][1] > 0 and v1 > 0:
+        s0, v0 = history[-2]
+        exponent = min(4.0, max(2.0, math.log(v1 / v0) / math.log(s1 / s0)))
+    return v1 * (size / s1) ** exponent
+
+
+def _guard(history: list[Measurement], sizes: list[int], size: int, opts: BenchOptions) -> str:
+    """Why a call at ``size`` should be skipped, given the measurements at the smaller ``sizes``."""
+    if not history:
+        return ""
+    mb = _extrapolate([(s, m.peak_mb) for s, m in zip(sizes, history)], size)
+    if mb > opts.budget_mb:
+        return f"skipped: ~{mb:,.0f} MB expected > budget {opts.budget_mb:,.0f} MB"
+    seconds = _extrapolate([(s, m.median_ms) for s, m in zip(sizes, history)], size) / 1e3
+    if seconds > opts.max_call_s:
+        return f"skipped: ~{seconds:,.0f} s per call expected > {opts.max_call_s:g} s"
+    return ""
+
+
+def run_benchmarks(
+    cases: Sequence[BenchCase],
+    sizes: Sequence[int],
+    options: BenchOptions | None = None,
+    progress: Callable[[str], None] | None = None,
+) -> list[BenchResult]:
+    """Measure every case at every size (ascending), fast and naive variants; see the module docstring."""
+    from dynast_cli.runtime import resolve_device
+
+    opts = options or BenchOptions()
+    device = resolve_device(opts.device)
+    results = []
+    for case in cases:
+        done: dict[str, tuple[list[int], list[Measurement]]] = {}  # variant -> sizes, measurements
+        for size in sorted(set(sizes)):
+            try:
+                variants = case.prepare(size, device)
+            except Unavailable as exc:
+                results.append(BenchResult(case.name, case.kind, size, Measurement(note=f"unavailable: {exc}")))
+                continue
+            measured: dict[str, Measurement] = {}
+            for variant, fn in variants.items():
+                past_sizes, past = done.setdefault(variant, ([], []))
+                note = _guard(past, past_sizes, size, opts)
+                if note:
+                    measured[variant] = Measurement(note=note)
+                    continue
+                if progress:
+                    progress(f"{case.name} {variant} {size}")
+                m = measured[variant] = _measure(fn, device, opts)
+                if m.ok:
+                    past_sizes.append(size)
+                    past.append(m)
+            del variants
+            results.append(BenchResult(case.name, case.kind, size, measured["fast"], measured.get("naive")))
+    return results
+
+
+def environment(opts: BenchOptions) -> dict[str, Any]:
+    """What the numbers depend on, for the JSON report."""
+    from dynast_cli.runtime import resolve_device
+
+    device = resolve_device(opts.device)
+    info = {
+        "device": str(device), "torch": torch.__version__, "threads": torch.get_num_threads(),
+        "cpu_count": os.cpu_count(), "warmup": opts.warmup, "repeat": opts.repeat,
+        "budget_mb": opts.budget_mb, "max_call_s": opts.max_call_s,
+        "memory_method": "cuda.max_memory_allocated" if device.type == "cuda" else "profiler allocator trace",
+    }
+    if device.type == "cuda":
+        info["gpu"] = torch.cuda.get_device_name(device)
+    return info
+
+
+# ---------------------------------------------------------------------------------------------
+# plot
+# ---------------------------------------------------------------------------------------------
+
+
+def plot_results(results: Sequence[BenchResult], path: str | os.PathLike, title: str = "") -> None:
+    """Time and peak memory against positions per side, log-log; fast solid, naive dashed, one colour per case."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, (ax_t, ax_m) = plt.subplots(1, 2, figsize=(12, 5), constrained_layout=True)
+    names = list(dict.fromkeys(r.case for r in results))
+    colours = plt.get_cmap("tab10")
+    for i, name in enumerate(names):
+        rows = [r for r in results if r.case == name]
+        for variant, style in (("fast", "-"), ("naive", "--")):
+            points = [(r.size, getattr(r, variant)) for r in rows if getattr(r, variant) and getattr(r, variant).ok]
+            if not points:
+                continue
+            xs = [s for s, _ in points]
+            label = f"{name} ({variant})"
+            ax_t.plot(xs, [m.median_ms for _, m in points], style, marker="o", color=colours(i % 10), label=label)
+            ax_m.plot(xs, [m.peak_mb for _, m in points], style, marker="o", color=colours(i % 10), label=label)
+    for ax, ylabel in ((ax_t, "median time (ms)"), (ax_m, "peak memory (MB)")):
+        ax.set_xscale("log", base=2)
+        ax.set_yscale("log")
+        ax.set_xlabel("n (an n x n grid of positions)")
+        ax.set_ylabel(ylabel)
+        ax.grid(True, which="both", alpha=0.3)
+    ax_m.legend(fontsize=7, loc="upper left")
+    hint = "fast (solid) vs naive (dashed); slope 2 = linear in the positions n*n, slope 4 = quadratic"
+    fig.suptitle(f"{title}\n{hint}" if title else hint)
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
