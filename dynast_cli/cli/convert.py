@@ -37,10 +37,10 @@ def _check_paths(folder: Optional[Path], output: Path, overwrite: bool) -> None:
     """Fail before any work: a missing folder, a non-safetensors or existing output."""
     if folder is not None and not folder.is_dir():
         raise InputError("no such folder", folder)
-    if path.suffix != ".safetensors":
-        raise OutputError("the output must be a .safetensors file", path)
-    if path.exists() and not overwrite:
-        raise OutputError("already exists (pass --overwrite to replace it)", path)
+    if output.suffix != ".safetensors":
+        raise OutputError("the output must be a .safetensors file", output)
+    if output.exists() and not overwrite:
+        raise OutputError("already exists (pass --overwrite to replace it)", output)
 
 
 def _done(path: Path, vgg: Optional[Path]) -> None:
