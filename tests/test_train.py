@@ -190,11 +190,26 @@ def test_train_style_exports_fp16_weights_and_a_manifest_entry(tmp_path):
     assert [d["images"] for d in entry["training"]["data"]] == [2, 2]
 
 
-def test_train_style_refuses_methods_it_cannot_train(tmp_path):
-    with pytest.raises(InputError, match="not available yet"):
-        train_style([tmp_path], [tmp_path], method="adaattn", encoder=TinyEncoder())
-    with pytest.raises(InputError, match="unknown method"):
+def test_train_style_refuses_an_unknown_method(tmp_path):
+    with pytest.raises(InputError, match="unknown method 'nope'"):
         train_style([tmp_path], [tmp_path], method="nope", encoder=TinyEncoder())
+
+
+@pytest.mark.parametrize("method, prefixes", [("adaattn", {"adaattn_3", "transformer", "decoder"}),
+                                              ("a2k", {"a2k", "transformer", "decoder"})])
+def test_attention_models_train_and_export_without_the_encoder(tmp_path, monkeypatch, method, prefixes):
+    monkeypatch.setenv("DYNAST_WEIGHTS", str(tmp_path / "no-weights"))  # start from a fresh decoder
+    content, style = _folder(tmp_path, "c", 2, 64, 64), _folder(tmp_path, "s", 2, 64, 72, seed=9)
+    out = tmp_path / "out"
+    path = train_style([content], [style], method=method, steps=3, batch=1, size=64, lr=1e-3, out=out,
+                       encoder=TinyEncoder(), sample_every=3)
+    tensors, meta = load_weights(path)
+    assert {k.split(".")[0] for k in tensors} == prefixes
+    assert json.loads(meta["config"])["encoder"] == "vgg16"
+    entry = json.loads((out / f"{path.stem}.json").read_text())
+    assert set(entry["training"]["final_losses"]) == {"content", "global", "local", "total"}
+    assert all(np.isfinite(v) for v in entry["training"]["final_losses"].values())
+    assert (out / "checkpoint" / "samples" / "step_000003.png").is_file()
 
 
 def test_cli_rejects_a_bad_crop_size(tmp_path):

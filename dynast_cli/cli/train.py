@@ -1,4 +1,4 @@
-"""``dynast train style``: train the universal decoder (or, later, AdaAttN / StyA2K)."""
+"""``dynast train style``: train the universal decoder, AdaAttN or StyA2K."""
 
 from __future__ import annotations
 
@@ -24,6 +24,8 @@ def train_style_command(
     seed: int = typer.Option(0, "--seed", help="Random seed (initialisation, crops)."),
     device: str = typer.Option("auto", "--device", help="auto, cpu, cuda or cuda:N."),
     max_per_folder: int = typer.Option(0, "--max-per-folder", min=0, help="Use at most N images per folder (0: all)."),
+    init_decoder: Path = typer.Option(None, "--init-decoder",
+                                      help="adaattn/a2k: decoder to start from (default: the installed universal decoder)."),
     threads: int = typer.Option(0, "--threads", min=0, help="CPU threads for torch (0: torch's default)."),
 ) -> None:
     """Train a style model on random crops and export fp16 safetensors to OUT."""
@@ -39,5 +41,5 @@ def train_style_command(
         torch.set_num_threads(threads)
     path = train_style(content, style, method=method, steps=steps, batch=batch, size=size, lr=lr, out=out,
                        resume=resume, sample_every=sample_every, seed=seed, device=resolve_device(device),
-                       max_per_folder=max_per_folder or None)
+                       max_per_folder=max_per_folder or None, init_decoder=init_decoder)
     typer.echo(f"wrote {path}")

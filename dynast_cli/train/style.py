@@ -3,7 +3,11 @@
 * ``decoder``: the universal decoder (:mod:`dynast_cli.models.decoder`) learns to invert frozen
   VGG16 features of random crops of every given folder (content and style alike):
   ``decode(relu3_1, relu4_1, relu5_1) ~ image``, reconstruction loss (pixel L1 + perceptual).
-* ``adaattn`` / ``a2k``: the learned AdaAttN / StyA2K models (not trainable here yet).
+* ``adaattn`` / ``a2k``: the learned AdaAttN / StyA2K models (:mod:`dynast_cli.models.adaattn`,
+  :mod:`dynast_cli.models.stya2k`) on (content crop, style crop) pairs with the papers' objective:
+  ``content * L_content + global * L_style + local * L_local`` (AdaAttN's local feature loss against
+  the parameter-free AdaAttN target). Their decoder starts from the universal decoder when one is
+  installed; the frozen encoder is not exported.
 
 :func:`train_style` builds a task, trains it and exports fp16 safetensors with the metadata and the
 manifest entry (``<name>.json`` beside it) that ``weights/manifest.json`` records.
@@ -26,7 +30,7 @@ from dynast_cli.models.decoder import decode_features
 from dynast_cli.nn.decoders import VGGDecoder
 from dynast_cli.train.data import RandomCrops
 from dynast_cli.train.loop import DataFn, LossFn, SampleFn, TrainResult, train_loop
-from dynast_cli.train.losses import reconstruction_loss
+from dynast_cli.train.losses import content_loss, local_feature_loss, reconstruction_loss, style_loss
 from dynast_cli.train.samples import image_grid
 from dynast_cli.weights.io import save_weights, sha256_file
 
@@ -34,6 +38,8 @@ Encoder = Callable[..., list[torch.Tensor]]
 
 STYLE_METHODS = ("decoder", "adaattn", "a2k")
 SAMPLE_COUNT = 4
+#: Loss weights of the attention models (the official AdaAttN / StyA2K training options).
+ATTENTION_LOSS_WEIGHTS = {"content": 0.0, "global": 10.0, "local": 3.0}
 
 
 @dataclass
@@ -47,6 +53,10 @@ class Task:
     name: str
     architecture: str
     config: dict
+
+    def export_state(self) -> dict[str, torch.Tensor]:
+        """The trained tensors, without a frozen encoder held under ``encoder.``."""
+        return {k: v for k, v in self.model.state_dict().items() if not k.startswith("encoder.")}
 
 
 def decoder_task(encoder: Encoder, crops: RandomCrops, batch: int, device: torch.device) -> Task:
@@ -71,6 +81,58 @@ def decoder_task(encoder: Encoder, crops: RandomCrops, batch: int, device: torch
                 config={"skip": True})
 
 
+def adaattn_target(content_feats: Sequence[torch.Tensor], style_feats: Sequence[torch.Tensor], i: int) -> torch.Tensor:
+    """The parameter-free AdaAttN transform of layer ``i`` (the local feature loss target)."""
+    from dynast_cli.models.adaattn import AdaAttNLayer, get_key
+
+    layer = AdaAttNLayer(content_feats[i].shape[1], 0, max_sample=64 * 64, learned=False)
+    key, value = layer.prepare(style_feats[i], get_key(style_feats, i), seed=None)
+    return layer(content_feats[i], get_key(content_feats, i), key, value)
+
+
+def attention_task(method: str, encoder: nn.Module, contents: RandomCrops, styles: RandomCrops, batch: int,
+                   device: torch.device, decoder: VGGDecoder | None) -> Task:
+    """The learned AdaAttN (``adaattn``) or StyA2K (``a2k``) model trained on content x style crops."""
+    from dynast_cli.models.adaattn import AdaAttNModel
+    from dynast_cli.models.stya2k import StyA2KModel
+
+    model_class = AdaAttNModel if method == "adaattn" else StyA2KModel
+    model = model_class(encoder, learned=True, decoder=decoder).to(device)
+    sample_content = contents.center_crops(SAMPLE_COUNT).to(device)
+    sample_style = styles.center_crops(SAMPLE_COUNT).to(device)
+    w = ATTENTION_LOSS_WEIGHTS
+
+    def data(generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+        return contents.crops(batch, generator).to(device), styles.crops(batch, generator).to(device)
+
+    def forward(net: nn.Module, content: torch.Tensor, style: torch.Tensor) -> tuple[torch.Tensor, list]:
+        feats = encoder(content)
+        f3, f4, f5 = net.transform(feats, [net.prepare_style(style)], [1.0])
+        return net.decoder(net.transformer.merge(f4, f5), f3), feats
+
+    def loss_fn(net: nn.Module, pair: tuple[torch.Tensor, torch.Tensor]) -> dict[str, torch.Tensor]:
+        content, style = pair
+        out, content_feats = forward(net, content, style)
+        with torch.no_grad():
+            style_feats = encoder(style)
+        out_feats = encoder(out)
+        losses = {
+            "content": content_loss(out_feats, content_feats),
+            "global": style_loss(out_feats, style_feats),
+            "local": local_feature_loss(out_feats, content_feats, style_feats, adaattn_target, layers=(1, 2, 3, 4)),
+        }
+        losses["total"] = sum(w[k] * v for k, v in losses.items())
+        return losses
+
+    def sample_fn(net: nn.Module) -> torch.Tensor:
+        out = forward(net, sample_content, sample_style)[0].clamp(0, 1)
+        return image_grid([[c, s, o] for c, s, o in zip(sample_content, sample_style, out)], cell=contents.size)
+
+    name = "adaattn_vgg16" if method == "adaattn" else "stya2k_vgg16"
+    return Task(model, loss_fn, data, sample_fn, name=name, architecture=model_class.architecture,
+                config={**model.config(), "encoder": "vgg16"})
+
+
 def _hardware(device: torch.device) -> str:
     if device.type == "cuda":
         return torch.cuda.get_device_name(device)
@@ -89,7 +151,7 @@ def export_weights(task: Task, result: TrainResult, out_dir: Path, data_summary:
         "final_losses": {k: round(v, 5) for k, v in result.final_losses().items()},
         **extra,
     }
-    save_weights(task.model.state_dict(), path, {"architecture": task.architecture, "config": task.config,
+    save_weights(task.export_state(), path, {"architecture": task.architecture, "config": task.config,
                                                  "training": training}, dtype=torch.float16)
     entry = {
         "name": task.name,
@@ -102,6 +164,16 @@ def export_weights(task: Task, result: TrainResult, out_dir: Path, data_summary:
     }
     (out_dir / f"{task.name}.json").write_text(json.dumps(entry, indent=2) + "\n")
     return path
+
+
+def _initial_decoder(path: Path | None, device: torch.device) -> VGGDecoder | None:
+    """A trainable copy of the decoder at ``path`` (or the installed universal one); None if neither."""
+    from dynast_cli.models.decoder import load_universal_decoder
+    from dynast_cli.weights.registry import default_weights
+
+    if path is None and default_weights("decoder") is None:
+        return None
+    return load_universal_decoder(path, device=device).requires_grad_(True)
 
 
 def train_style(
@@ -119,31 +191,40 @@ def train_style(
     device: str | torch.device = "cpu",
     max_per_folder: int | None = None,
     encoder: Encoder | None = None,
+    init_decoder: Path | None = None,
     ckpt_every: int = 100,
     console: Console | None = None,
 ) -> Path:
     """Train one style task and export its weights; returns the exported safetensors path.
 
     ``encoder`` defaults to the ImageNet VGG16 (:func:`dynast_cli.models.vgg.load_vgg16`); tests pass
-    a small stand-in with the same interface.
+    a small stand-in with the same interface. ``init_decoder`` (attention models only): decoder
+    weights to start from; by default the installed universal decoder, else a fresh decoder.
     """
     if method not in STYLE_METHODS:
         raise InputError(f"unknown method '{method}' (choose from {', '.join(STYLE_METHODS)})", "--method")
-    if method != "decoder":
-        raise InputError(f"training '{method}' is not available yet: only 'decoder' can be trained", "--method")
     dev = torch.device(device)
     if encoder is None:
         from dynast_cli.models.vgg import load_vgg16
 
         encoder = load_vgg16(device=dev)
-    crops = RandomCrops([*content, *style], size=size, max_per_folder=max_per_folder)
     torch.manual_seed(seed)
-    task = decoder_task(encoder, crops, batch, dev)
-    optimizer = torch.optim.Adam(task.model.parameters(), lr=lr)
+    if method == "decoder":
+        crops = RandomCrops([*content, *style], size=size, max_per_folder=max_per_folder)
+        summaries = crops.summary
+        task = decoder_task(encoder, crops, batch, dev)
+        loss_text = "pixel L1 + perceptual (VGG16 relu1_1..relu4_1, energy-normalised MSE)"
+    else:
+        contents = RandomCrops(content, size=size, max_per_folder=max_per_folder)
+        styles = RandomCrops(style, size=size, max_per_folder=max_per_folder)
+        summaries = contents.summary + styles.summary
+        task = attention_task(method, encoder, contents, styles, batch, dev, _initial_decoder(init_decoder, dev))
+        loss_text = " + ".join(f"{v} * {k}" for k, v in ATTENTION_LOSS_WEIGHTS.items())
+    optimizer = torch.optim.Adam([p for p in task.model.parameters() if p.requires_grad], lr=lr)
     result = train_loop(task.model, task.loss_fn, task.data, optimizer, steps, out / "checkpoint", resume=resume,
                         sample_fn=task.sample_fn, sample_every=sample_every, seed=seed, device=dev,
                         ckpt_every=ckpt_every, console=console)
-    summary = [{"folder": s.folder, "images": s.count} for s in crops.summary]
+    summary = [{"folder": s.folder, "images": s.count} for s in summaries]
     extra = {"batch": batch, "crop": size, "lr": lr, "optimizer": "Adam", "seed": seed,
-             "loss": "pixel L1 + perceptual (VGG16 relu1_1..relu4_1, energy-normalised MSE)"}
+             "loss": loss_text}
     return export_weights(task, result, out, summary, extra, dev)
