@@ -117,8 +117,9 @@ def attention_task(method: str, encoder: nn.Module, contents: RandomCrops, style
             style_feats = encoder(style)
         out_feats = encoder(out)
         losses = {
-            "content": content_loss(out_feats, content_feats),
-            "global": style_loss(out_feats, style_feats),
+            # the official training ranges: relu2_1..relu5_1 for every term
+            "content": content_loss(out_feats, content_feats, layers=(1, 2, 3, 4)),
+            "global": style_loss(out_feats[1:], style_feats[1:]),
             "local": local_feature_loss(out_feats, content_feats, style_feats, adaattn_target, layers=(1, 2, 3, 4)),
         }
         losses["total"] = sum(w[k] * v for k, v in losses.items())
