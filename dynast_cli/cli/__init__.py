@@ -12,7 +12,8 @@ from dynast_cli.cli.app import app, convert_app, eval_app, train_app  # noqa: F4
 # One module per subcommand (or family). A module that is missing while it is being written is
 # skipped, so the rest of the tool keeps working.
 _COMMAND_MODULES = [
-    "style", "video", "pose", "face", "bench", "train", "evaluate", "convert", "convert_dynast", "fetch",
+    "style", "video", "pose", "face", "bench", "train", "train_dynast", "evaluate", "convert", "convert_dynast",
+    "fetch",
 ]
 for _name in _COMMAND_MODULES:
     try:
