@@ -127,7 +127,9 @@ def progressive_attention_naive(
 
 # --- DynaST (dynast_cli.attention.dense, dynast_cli.attention.sparse) -------------------------
 # Written after the official code: every query materialises copies of all its candidate keys and
-# values, no chunking. Same signatures as the optimised functions minus ``chunk``.
+# values, no chunking. Same signatures as the optimised functions minus ``chunk``. As the optimised
+# functions, the next top-k rank candidates by raw score (the official code ranks by the softmax,
+# whose underflowed zeros leave ties to torch.topk; see dynast_cli.attention.sparse).
 
 import torch.nn.functional as F  # noqa: E402
 
@@ -198,7 +200,7 @@ def inter_scale_sparse_attention_naive(
 
     def select(x: torch.Tensor) -> torch.Tensor:  # (B, C, Hk, Wk) -> (B, L, 4K, C)
         win = _unfold_windows(x).reshape(-1, 4, x.shape[1])
-        return win[rows].view(b, n_win, top_k * 4, x.shape[1])
+        return win[rows].reshape(b, n_win, top_k * 4, x.shape[1])
 
     q_win = _unfold_windows(q)  # (B, L, 4, C)
     qp_win = _unfold_windows(q_prune)
@@ -219,7 +221,7 @@ def inter_scale_sparse_attention_naive(
             [2 * y * wk + 2 * x, 2 * y * wk + 2 * x + 1, (2 * y + 1) * wk + 2 * x, (2 * y + 1) * wk + 2 * x + 1], -1
         )  # (B, L, K, 4)
         fine = fine.flatten(-2).unsqueeze(2).repeat(1, 1, 4, 1)  # (B, L, 4, 4K)
-        best = fine.gather(-1, torch.topk(attn, top_k, -1).indices)  # (B, L, 4, K)
+        best = fine.gather(-1, torch.topk(cor, top_k, -1).indices)  # (B, L, 4, K)
         idx = best.view(b, hq // 2, wq // 2, 2, 2, top_k).permute(0, 1, 3, 2, 4, 5).reshape(b, hq * wq, top_k)
     return AttentionResult(output, conf, idx, warped)
 
@@ -266,5 +268,5 @@ def inner_scale_sparse_attention_naive(
     if v2 is not None:
         weights = torch.softmax(torch.masked_fill(cor, mask.bool(), -1e4), dim=-1)
         warped = torch.sum(weights.unsqueeze(-1) * select(v2), 2).transpose(1, 2).reshape(b, -1, hq, wq)
-    idx = cand.gather(-1, torch.topk(attn, top_k, -1).indices) if need_idx else None
+    idx = cand.gather(-1, torch.topk(cor, top_k, -1).indices) if need_idx else None
     return AttentionResult(output, conf, idx, warped)

@@ -26,7 +26,13 @@ What they compute (as the official code):
   down, etc., clipped at the border): 5K keys.
 - in both, softmax(q.k / smooth) over the candidates, multiplied by the 0/1 prune gate
   (q_prune.k_prune > 0); ``conf`` is the kept mass; the next top-k are the K candidates of highest
-  attention (``propagate_top_k``), as flat indices into the key grid of this scale.
+  score (``propagate_top_k``), as flat indices into the key grid of this scale.
+
+One deliberate difference: the official code ranks candidates by the softmax, not by the raw score.
+With smooth = 0.01 the softmax underflows to exactly 0 for most candidates, so its choice among them
+is left to torch.topk's tie handling (which differs between CPU and CUDA and between tensor
+layouts). Ranking by the raw score gives the same indices whenever the official choice is defined
+and breaks those ties by score; the naive twins do the same.
 
 Efficiency: the official code gathers, for every query, copies of all its candidate keys and values
 (at full resolution of a 256 image: 65,536 x 20 x 80 floats per tensor, several such tensors) and
@@ -82,15 +88,15 @@ def inner_scale_candidates(prev_top_k: torch.Tensor, q_hw: tuple[int, int], k_hw
     return torch.cat([own, up_down, down_up, left_right, right_left], dim=-1).flatten(1, 2)  # (B, Nq, 5K)
 
 
-def propagate_top_k(attn: torch.Tensor, candidates: torch.Tensor, top_k: int) -> torch.Tensor:
-    """Key indices of the ``top_k`` candidates with the highest attention.
+def propagate_top_k(scores: torch.Tensor, candidates: torch.Tensor, top_k: int) -> torch.Tensor:
+    """Key indices of the ``top_k`` candidates with the highest score.
 
-    attn (..., G, M) attention of G queries over M candidates; candidates (..., M) or (..., G, M)
-    key indices -> (..., G, top_k). Ties resolve as torch.topk does on the same row (as the official code).
+    scores (..., G, M) of G queries over M candidates; candidates (..., M) shared by the G queries,
+    or (..., G, M) -> (..., G, top_k).
     """
-    choice = torch.topk(attn, top_k, dim=-1).indices  # (..., G, top_k)
-    if candidates.dim() == attn.dim() - 1:
-        candidates = candidates.unsqueeze(-2).expand(attn.shape)
+    choice = torch.topk(scores, top_k, dim=-1).indices  # (..., G, top_k)
+    if candidates.dim() == scores.dim() - 1:
+        candidates = candidates.unsqueeze(-2).expand(scores.shape)
     return candidates.gather(-1, choice)
 
 
@@ -131,14 +137,13 @@ def _candidate_attention(
         qps = q_prune[:, s : s + step].reshape(b * n, g, -1)  # (B*n, G, P)
         scores = torch.bmm(qs, sel[..., :c].transpose(1, 2)) / smooth  # (B*n, G, M)
         mask = sign_with_sigmoid_grad(torch.bmm(qps, sel[..., c:].transpose(1, 2)))  # (B*n, G, M)
-        attn = torch.softmax(scores, dim=-1)
-        kept = attn * mask
+        kept = torch.softmax(scores, dim=-1) * mask
         vals = values_flat.index_select(0, r).view(b * n, m, -1)  # (B*n, M, Cv)
         outs.append(torch.bmm(kept, vals).view(b, n, g, -1))  # (B, n, G, Cv)
         confs.append(kept.sum(-1).view(b, n, g))
         if top_k is not None:
             cand = candidates[:, s : s + step].reshape(b * n, m)
-            tops.append(propagate_top_k(attn, cand, top_k).view(b, n, g, top_k))
+            tops.append(propagate_top_k(scores, cand, top_k).view(b, n, g, top_k))
         if values2_flat is not None:
             vals2 = values2_flat.index_select(0, r).view(b * n, m, -1)  # (B*n, M, C2)
             warps.append(torch.bmm(warp_weights(scores, mask), vals2).view(b, n, g, -1))
