@@ -99,13 +99,6 @@ def stylize_frames(
         yield from (to_uint8(img) for img in out)
 
 
-def load_styles(paths: Sequence[str | Path]) -> list[torch.Tensor]:
-    """Style images as ``(3, h, w)`` tensors; errors name the style file."""
-    if not paths:
-        raise DynastError("at least one style image is needed")
-    return [load_image(p) for p in paths]
-
-
 # ---------------------------------------------------------------------------------------------
 # dynast video
 # ---------------------------------------------------------------------------------------------
@@ -210,8 +203,8 @@ def run_video(
         raise DynastError(f"--batch must be at least 1, got {batch}")
     reader = VideoReader(input, start, end)
     styles = [Path(s) for s in style_paths]
-    style_images = load_styles(styles)
     mix = normalise_mix(mix, len(styles))
+    style_images = [load_image(s) for s in styles]  # errors name the style file
     output = Path(output) if output else default_output(reader.path, styles[0])
     video = not is_frame_folder(output)
     h, w = fit_size(reader.height, reader.width, max_size)
@@ -344,7 +337,7 @@ def evaluate_video(
     if max_frames < 2:
         raise DynastError(f"--max-frames must be at least 2 (warping compares frame pairs), got {max_frames}")
     reader = VideoReader(input)
-    (style_image,) = load_styles([style])
+    style_image = load_image(style)
     h, w = fit_size(reader.height, reader.width, max_size)
     dev = resolve_device(device)
 
