@@ -12,7 +12,8 @@ many keys) with the channel count the real models use at that level (256 at relu
 relu4_1); for an end-to-end case it is the side of the content image.
 
 Timing: the median of ``repeat`` calls after ``warmup`` calls, all under ``torch.inference_mode``
-(CUDA is synchronised around each call).
+(CUDA is synchronised around each call), in wall-clock time or, with ``clock="cpu"``, in CPU time
+of the process (see :func:`time_call`).
 
 Peak memory: the largest number of bytes the call holds above what was allocated when it started
 (its output included). On CUDA that is ``torch.cuda.max_memory_allocated``. On the CPU it is read
@@ -127,18 +128,26 @@ def _sync(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
-def time_call(fn: Variant, device: torch.device, warmup: int = 1, repeat: int = 5) -> list[float]:
-    """Milliseconds of ``repeat`` calls of ``fn`` after ``warmup`` untimed ones."""
+CLOCKS: dict[str, Callable[[], float]] = {"wall": time.perf_counter, "cpu": time.process_time}
+
+
+def time_call(fn: Variant, device: torch.device, warmup: int = 1, repeat: int = 5, clock: str = "wall") -> list[float]:
+    """Milliseconds of ``repeat`` calls of ``fn`` after ``warmup`` untimed ones.
+
+    ``clock``: ``wall`` (elapsed time) or ``cpu`` (CPU time of this process, all its threads): on a
+    shared, oversubscribed machine with one thread, ``cpu`` leaves out the time spent waiting for a core.
+    """
+    now = CLOCKS[clock]
     with torch.inference_mode():
         for _ in range(warmup):
             fn()
         _sync(device)
         times = []
         for _ in range(repeat):
-            start = time.perf_counter()
+            start = now()
             fn()
             _sync(device)
-            times.append((time.perf_counter() - start) * 1e3)
+            times.append((now() - start) * 1e3)
     return times
 
 
@@ -421,6 +430,7 @@ class BenchOptions:
     budget_mb: float = 4096.0  # skip a call expected to need more
     max_call_s: float = 30.0  # skip a call expected to take longer
     device: str = "cpu"
+    clock: str = "wall"  # or "cpu", see time_call
 
 
 def _measure(fn: Variant, device: torch.device, opts: BenchOptions) -> Measurement:
@@ -428,7 +438,7 @@ def _measure(fn: Variant, device: torch.device, opts: BenchOptions) -> Measureme
         with torch.inference_mode():
             fn()  # lazy initialisation of the libraries is not the call's memory
         peak = peak_memory_bytes(fn, device) / MB
-        times = time_call(fn, device, max(opts.warmup - 1, 0), opts.repeat)
+        times = time_call(fn, device, max(opts.warmup - 1, 0), opts.repeat, opts.clock)
     except (torch.OutOfMemoryError, MemoryError):
         return Measurement(note="out of memory")
     except RuntimeError as exc:  # a kernel that fails at this size is reported, the others still run
@@ -508,7 +518,7 @@ def environment(opts: BenchOptions) -> dict[str, Any]:
     device = resolve_device(opts.device)
     info = {
         "device": str(device), "torch": torch.__version__, "threads": torch.get_num_threads(),
-        "cpu_count": os.cpu_count(), "warmup": opts.warmup, "repeat": opts.repeat,
+        "cpu_count": os.cpu_count(), "warmup": opts.warmup, "repeat": opts.repeat, "clock": opts.clock,
         "budget_mb": opts.budget_mb, "max_call_s": opts.max_call_s,
         "memory_method": "cuda.max_memory_allocated" if device.type == "cuda" else "profiler allocator trace",
     }
@@ -520,6 +530,17 @@ def environment(opts: BenchOptions) -> dict[str, Any]:
 # ---------------------------------------------------------------------------------------------
 # plot
 # ---------------------------------------------------------------------------------------------
+
+
+def _guide_lines(ax: Any, sizes: list[int]) -> None:
+    """Grey lines of linear and quadratic growth in the number of positions, from the lowest first point."""
+    if len(sizes) < 2 or not ax.lines:
+        return
+    start = min(line.get_ydata()[0] for line in ax.lines)
+    first = min(line.get_xdata()[0] for line in ax.lines)
+    xs = [n for n in sizes if n >= first]
+    for exponent, style, label in ((2, ":", "∝ positions"), (4, "-.", "∝ positions²")):
+        ax.plot(xs, [start * (n / first) ** exponent for n in xs], style, color="grey", lw=1, label=label)
 
 
 def plot_results(results: Sequence[BenchResult], path: str | os.PathLike, title: str = "") -> None:
@@ -542,14 +563,18 @@ def plot_results(results: Sequence[BenchResult], path: str | os.PathLike, title:
             label = f"{name} ({variant})"
             ax_t.plot(xs, [m.median_ms for _, m in points], style, marker="o", color=colours(i % 10), label=label)
             ax_m.plot(xs, [m.peak_mb for _, m in points], style, marker="o", color=colours(i % 10), label=label)
+    sizes = sorted({r.size for r in results})
     for ax, ylabel in ((ax_t, "median time (ms)"), (ax_m, "peak memory (MB)")):
+        _guide_lines(ax, sizes)
         ax.set_xscale("log", base=2)
         ax.set_yscale("log")
-        ax.set_xlabel("n (an n x n grid of positions)")
+        ax.set_xticks(sizes, [f"{n}²" for n in sizes])
+        ax.xaxis.set_minor_locator(matplotlib.ticker.NullLocator())
+        ax.set_xlabel("positions (an n x n grid)")
         ax.set_ylabel(ylabel)
         ax.grid(True, which="both", alpha=0.3)
     ax_m.legend(fontsize=7, loc="upper left")
-    hint = "fast (solid) vs naive (dashed); slope 2 = linear in the positions n*n, slope 4 = quadratic"
-    fig.suptitle(f"{title}\n{hint}" if title else hint)
+    ax_t.legend(handles=ax_t.lines[-2:], fontsize=7, loc="upper left")
+    fig.suptitle(f"{title}: fast (solid) vs naive (dashed)" if title else "fast (solid) vs naive (dashed)")
     fig.savefig(path, dpi=110)
     plt.close(fig)

@@ -135,3 +135,16 @@ def test_cli_e2e_without_weights_explains_why(monkeypatch):
                               "--image-sizes", "32"])
     assert res.exit_code == 0, res.output
     assert "e2e:adain" in res.output and "unavailable: weights/manifest.json" in res.output
+
+
+def test_cpu_clock_counts_work_not_sleep():
+    import time
+
+    (slept,) = bench.time_call(lambda: time.sleep(0.05), CPU, warmup=0, repeat=1, clock="cpu")
+    (wall,) = bench.time_call(lambda: time.sleep(0.05), CPU, warmup=0, repeat=1, clock="wall")
+    assert slept < 25 <= 50 <= wall
+
+
+def test_cli_unknown_clock():
+    res = runner.invoke(app, ["bench", "--kernels", "full", "--sizes", "4", "--clock", "sundial"])
+    assert res.exit_code == 1 and "unknown --clock 'sundial'" in res.output

@@ -64,6 +64,7 @@ def bench(
     warmup: int = typer.Option(1, "--warmup", min=1, help="Untimed calls before timing."),
     budget_mb: float = typer.Option(4096, "--budget-mb", min=0.001, help="Skip calls expected to need more memory."),
     max_call_s: float = typer.Option(30, "--max-call-s", min=0.1, help="Skip calls expected to take longer."),
+    clock: str = typer.Option("wall", "--clock", help="wall, or cpu (process CPU time: steadier on a busy machine with --threads 1)."),
     device: str = typer.Option("auto", "--device", help="auto, cpu or cuda."),
     threads: Optional[int] = typer.Option(None, "--threads", min=1, help="CPU threads."),
     json_path: Optional[Path] = typer.Option(None, "--json", help="Also write the results as JSON."),
@@ -83,9 +84,12 @@ def bench(
             raise OutputError("folder does not exist", path.parent)
     if plot is not None and plot.suffix.lower() != ".png":
         raise OutputError("the plot is written as PNG (use a .png name)", plot)
+    if clock not in b.CLOCKS:
+        raise DynastError(f"unknown --clock '{clock}' (use wall or cpu)")
     set_threads(threads)
 
-    opts = b.BenchOptions(warmup=warmup, repeat=repeat, budget_mb=budget_mb, max_call_s=max_call_s, device=device)
+    opts = b.BenchOptions(warmup=warmup, repeat=repeat, budget_mb=budget_mb, max_call_s=max_call_s, device=device,
+                          clock=clock)
     env = b.environment(opts)
     with err_console.status("benchmarking", spinner="dots") as status:
 
@@ -95,7 +99,7 @@ def bench(
         results = b.run_benchmarks(cases, kernel_sizes, opts, tick)
         results += b.run_benchmarks(e2e_cases, e2e_sizes, opts, tick)
 
-    title = f"dynast bench on {env['device']} ({env['threads']} threads, median of {repeat})"
+    title = f"dynast bench on {env['device']} ({env['threads']} threads, median {clock} time of {repeat})"
     table, notes = results_table(results, title)
     console = Console(width=None if sys.stdout.isatty() else 132)
     console.print(table)
