@@ -76,23 +76,25 @@ def _adain(weights=None, device=torch.device("cpu"), vgg=None, **_: Any):
     return AdaINMethod(vgg16(device, vgg), universal_decoder(device, weights))
 
 
-def _architecture(weights: str | Path | None) -> str | None:
-    from dynast_cli.weights.io import read_metadata
-
-    return read_metadata(weights).get("architecture") if weights else None
-
-
 def _attention_model(kind: str, weights, device, vgg, **options: Any):
-    """A learned model from a converted/trained file, or the parameter-free one + universal decoder."""
-    arch = _architecture(weights)
+    """A learned model from a converted/trained file, or the parameter-free one + universal decoder.
+
+    A converted official checkpoint carries its own VGG19 (``encoder.*``); otherwise the ImageNet
+    VGG16 encoder is used.
+    """
+    from dynast_cli.weights.io import read_metadata, tensor_names
+
+    arch = read_metadata(weights).get("architecture") if weights else None
     if arch not in (None, "decoder"):
         if arch != kind:
             from dynast_cli.errors import WeightsError
 
-            raise WeightsError(f"holds '{arch}' weights, but --method {kind} was asked for", weights)
+            raise WeightsError(f"holds '{arch}' weights, but this method needs '{kind}' (or a decoder)", weights)
         from dynast_cli.weights.convert import load_style_model
 
-        return load_style_model(weights, encoder=None if vgg is None else vgg16(device, vgg), device=device, **options)
+        own_encoder = "encoder.0.weight" in tensor_names(weights)
+        encoder = None if own_encoder else vgg16(device, vgg)
+        return load_style_model(weights, encoder=encoder, device=device, **options).to(device).eval()
     decoder = universal_decoder(device, weights)
     encoder = vgg16(device, vgg)
     if kind == "adaattn":

@@ -73,6 +73,19 @@ def read_metadata(path: str | Path) -> dict[str, str]:
         raise WeightsError(f"not a safetensors file ({exc})", path) from None
 
 
+def tensor_names(path: str | Path) -> set[str]:
+    """The tensor names in a safetensors file, without reading the tensors."""
+    from safetensors import safe_open
+
+    path = Path(path)
+    _check_file(path)
+    try:
+        with safe_open(str(path), framework="pt") as fh:
+            return set(fh.keys())
+    except Exception as exc:
+        raise WeightsError(f"not a safetensors file ({exc})", path) from None
+
+
 def load_weights(path: str | Path, device: str | torch.device = "cpu") -> tuple[dict[str, torch.Tensor], dict[str, str]]:
     """Read a safetensors file -> (tensors, metadata). Clear errors for missing/corrupt files."""
     from safetensors import safe_open
