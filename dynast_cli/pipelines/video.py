@@ -341,11 +341,7 @@ def evaluate_video(
     h, w = fit_size(reader.height, reader.width, max_size)
     dev = resolve_device(device)
 
-    def sources() -> Iterator[np.ndarray]:
-        for frame in itertools.islice(reader.frames(), max_frames):
-            yield to_uint8(frames_to_batch([frame], (h, w)))
-
-    frames = list(sources())
+    frames = [to_uint8(frames_to_batch([f], (h, w))) for f in itertools.islice(reader.frames(), max_frames)]
     metric = WarpingError(flow)
     for frame in frames:
         metric.update(frame, frame)
@@ -365,6 +361,7 @@ def evaluate_video(
     models = [build_method(*parse_variant(v), weights, vgg, dev) for v in variants]
     for variant, model in zip(variants, models):
         states = prepare_styles(model, [style_image], style_size, dev)
+        next(stylize_frames(model, frames[:1], states, (h, w), device=dev))  # warm-up, not timed
         measure(variant, stylize_frames(model, frames, states, (h, w), batch=batch, device=dev))
     if per_frame and models:
         model = models[0]
