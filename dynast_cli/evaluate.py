@@ -5,7 +5,8 @@ For every content x style pair and every method: the output of the style pipelin
 
 * content loss: MSE of mean-variance-normalised relu4_1 and relu5_1, output vs content;
 * style loss: MSE of channel means + stds over relu1_1..relu5_1, output vs style;
-* seconds: ``stylize`` wall time with the style prepared (``prepare_s``, once per style, apart).
+* seconds: ``stylize`` wall time with the style prepared (``prepare_s``, once per style, apart),
+  after one untimed warm-up call per method.
 
 Results go to ``style_eval.json``, ``style_eval.md`` (per-pair and per-method tables) and
 ``style_eval_grid.png`` (one row per pair: content, style, then each method's output).
@@ -91,6 +92,8 @@ def markdown_table(results: Sequence[PairResult]) -> str:
               "| --- | --- | --- | ---: | ---: | ---: |"]
     lines += [f"| {r.method} | {r.content} | {r.style} | {r.content_loss:.4f} | {r.style_loss:.4f} | {r.seconds:.3f} |"
               for r in results]
+    columns = ", ".join(["content", "style", *dict.fromkeys(r.method for r in results)])
+    lines += ["", f"Grid ({GRID_FILE}): one row per content x style pair; columns: {columns}."]
     return "\n".join(lines) + "\n"
 
 
@@ -117,7 +120,10 @@ def evaluate_style(
 
     results: list[PairResult] = []
     outputs: dict[tuple[Path, Path, str], torch.Tensor] = {}
+    first_content, first_style = next(iter(content_images.values())), next(iter(style_images.values()))
     for name, method in methods.items():
+        with torch.inference_mode():
+            stylize(method, first_content, [method.prepare_style(first_style)])  # warm-up, untimed
         for s_path, style in style_images.items():
             start = time.perf_counter()
             with torch.inference_mode():

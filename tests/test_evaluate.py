@@ -73,6 +73,7 @@ def test_outputs_json_markdown_and_grid(pairs, tmp_path):
     markdown = (out / "style_eval.md").read_text()
     assert markdown == markdown_table(results)
     assert "| identity | content0.png | style0.png | 0.0000 |" in markdown
+    assert "columns: content, style, identity, paste." in markdown
     grid = Image.open(out / "style_eval_grid.png")
     # 4 rows (content x style) of 4 columns (content, style, identity, paste)
     assert grid.size[0] > 4 * GRID_CELL and grid.size[0] < 5 * GRID_CELL
