@@ -24,6 +24,15 @@ from dynast_cli.attention.reference import (
 HEADS = 8
 
 
+@pytest.fixture(autouse=True, scope="module")
+def _one_thread():
+    """One thread: tiny tensors gain nothing from two, and the CPU is shared."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
 def _maps(*shapes, seed=0):
     g = torch.Generator().manual_seed(seed)
     return [torch.randn(*s, generator=g) for s in shapes]

@@ -9,6 +9,15 @@ from dynast_cli.attention.adaattn import adaattn_stats, style_sample_index
 from dynast_cli.attention.reference import adaattn_stats_naive, style_sample_index_naive
 
 
+@pytest.fixture(autouse=True, scope="module")
+def _one_thread():
+    """One thread: tiny tensors gain nothing from two, and the CPU is shared."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
 def _inputs(b: int = 2, ck: int = 13, c: int = 7, nq: int = 37, nk: int = 29):
     g = torch.Generator().manual_seed(1)
     return torch.randn(b, ck, nq, generator=g), torch.randn(b, ck, nk, generator=g), torch.randn(b, c, nk, generator=g)
