@@ -129,8 +129,12 @@ def convert_adaattn(
     """Official AdaAttN ``latest_net_{transformer,decoder,adaattn_3}.pth`` (+ optional
     ``vgg_normalised.pth``) -> one safetensors at ``out``; returns ``out``."""
     parts = {
-        "transformer": _read(transformer, _layout(AdaAttNTransformer), "AdaAttN transformer (latest_net_transformer.pth)"),
-        "adaattn_3": _read(adaattn_3, _layout(lambda: AdaAttNLayer(256, 448, 64 * 64)), "AdaAttN adaattn_3 (latest_net_adaattn_3.pth)"),
+        "transformer": _read(
+            transformer, _layout(AdaAttNTransformer), "AdaAttN transformer (latest_net_transformer.pth)"
+        ),
+        "adaattn_3": _read(
+            adaattn_3, _layout(lambda: AdaAttNLayer(256, 448, 64 * 64)), "AdaAttN adaattn_3 (latest_net_adaattn_3.pth)"
+        ),
         "decoder": _read(decoder, _layout(lambda: VGGDecoder(skip=True)), "AdaAttN decoder (latest_net_decoder.pth)"),
     }
     tensors = {f"{prefix}.{k}": v for prefix, sd in parts.items() for k, v in sd.items()}
