@@ -215,7 +215,7 @@ def run_video(
         "input": str(reader.path.resolve()), "styles": [str(s.resolve()) for s in styles],
         "method": method if isinstance(method, str) else method.name, "attention": attention,
         "alpha": alpha, "mix": mix, "style_size": style_size,
-        "frames": [reader.start_frame, reader.end_frame], "size": [w, h],
+        "start/end": [reader.start_frame, reader.end_frame], "size": [w, h],
     }
     # a video output left by a Ctrl-C may be replaced by the resumed run
     done = _resumable_frames(folder, settings, overwrite, resume, video) if folder.exists() else 0
