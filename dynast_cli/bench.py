@@ -87,6 +87,8 @@ class Measurement:
 
 @dataclass
 class BenchResult:
+    """One case at one size: the fast variant and, for kernels, the naive twin."""
+
     case: str
     kind: str
     size: int
@@ -484,6 +486,8 @@ def run_benchmarks(
 
     opts = options or BenchOptions()
     device = resolve_device(opts.device)
+    if opts.clock == "cpu" and device.type != "cpu":
+        raise DynastError("--clock cpu measures CPU time, which leaves out the GPU's work (use --clock wall)")
     results = []
     for case in cases:
         done: dict[str, tuple[list[int], list[Measurement]]] = {}  # variant -> sizes, measurements

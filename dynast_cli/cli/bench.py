@@ -95,6 +95,8 @@ def bench(
 
         def tick(what: str) -> None:
             status.update(f"benchmarking {what}")
+            if not err_console.is_terminal:  # a log file gets one line per measurement instead of a spinner
+                err_console.print(f"benchmarking {what}", markup=False, highlight=False)
 
         results = b.run_benchmarks(cases, kernel_sizes, opts, tick)
         results += b.run_benchmarks(e2e_cases, e2e_sizes, opts, tick)
@@ -111,5 +113,7 @@ def bench(
         typer.echo(f"wrote {json_path}")
     if plot is not None:
         kernel_results = [r for r in results if r.kind == "kernel"]
-        b.plot_results(kernel_results, plot, title=f"attention kernels on {env['device']}")
+        b.plot_results(
+            kernel_results, plot, title=f"attention kernels on {env['device']}, {env['threads']} thread(s), {clock} time"
+        )
         typer.echo(f"wrote {plot}")
