@@ -16,6 +16,15 @@ CPU = torch.device("cpu")
 KERNELS = [name for name, case in bench.CASES.items() if case.kind == "kernel"]
 
 
+@pytest.fixture(autouse=True)
+def _one_thread():
+    """Tiny kernels on a shared machine: one thread avoids waiting for a second, busy core at every op."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
 def test_peak_memory_counts_the_transient_allocations_of_the_call():
     def transient() -> torch.Tensor:
         big = torch.ones(1024, 1024)  # 4 MiB, freed before returning
