@@ -203,8 +203,8 @@ def register(case: BenchCase) -> BenchCase:
     return case
 
 
-def _load(target: str) -> Callable[..., Any]:
-    """``"package.module:function"`` -> the function, or :class:`Unavailable` if it does not exist yet."""
+def _load(target: str) -> Any:
+    """``"package.module:name"`` -> the function (or constant), or :class:`Unavailable` if it does not exist yet."""
     module_name, _, attr = target.partition(":")
     try:
         module = importlib.import_module(module_name)
@@ -349,7 +349,7 @@ kernel_case(
     "dense", "DynaST dense attention with prune mask (1/8 level: 640/128/512 ch), top-4 for the next scale",
     lambda n, device, g: _dynast_inputs(640, 128, 512, n, device, g) | {"top_k": DYNAST_TOP_K},
     fast="dynast_cli.attention.dense:dense_attention", naive="dynast_cli.attention.reference:dense_attention_naive",
-    fast_options=_model_chunk,
+    fast_options=lambda n: {"chunk": _load("dynast_cli.attention.sparse:DEFAULT_CHUNK")},  # as the DynaST model
 )
 kernel_case(
     "inter", "DynaST inter-scale sparse attention (2x2 children of 4 coarse matches; 320/64/256 ch)",
