@@ -4,9 +4,9 @@ Public API (pure functions on tensors; the naive twins in ``dynast_cli.attention
 the official code and take the same arguments minus ``chunk``)::
 
     inter_scale_sparse_attention(q, k, q_prune, k_prune, v, prev_top_k, smooth, need_idx=True,
-                                 v2=None, chunk=4096) -> AttentionResult
+                                 v2=None, chunk=2048) -> AttentionResult
     inner_scale_sparse_attention(q, k, q_prune, k_prune, v, prev_top_k, smooth, need_idx=True,
-                                 v2=None, chunk=4096) -> AttentionResult
+                                 v2=None, chunk=2048) -> AttentionResult
         q (B, C, Hq, Wq), k (B, C, Hk, Wk), q_prune (B, P, Hq, Wq), k_prune (B, P, Hk, Wk),
         v (B, Cv, Hk, Wk), v2 (B, C2, Hk, Wk) or None (training: the reference image to warp)
         inter: prev_top_k (B, (Hq/2)*(Wq/2), K), indices into the (Hk/2, Wk/2) grid of the coarser scale
@@ -36,8 +36,9 @@ and breaks those ties by score; the naive twins do the same.
 
 Efficiency: the official code gathers, for every query, copies of all its candidate keys and values
 (at full resolution of a 256 image: 65,536 x 20 x 80 floats per tensor, several such tensors) and
-multiplies elementwise. Here candidate *indices* are built with integer shifts, keys and prune keys
-are gathered together in one index_select, and queries are processed ``chunk`` positions at a time so
+multiplies elementwise. Here candidate *indices* are built with integer shifts, candidate rows are
+gathered with index_select into contiguous per-chunk tensors (batched matmuls, no broadcast
+products), and queries are processed ``chunk`` positions at a time so
 the gathered copies held at once are (chunk x candidates x channels). Results do not depend on ``chunk``.
 """
 
@@ -49,7 +50,7 @@ import torch
 
 from dynast_cli.attention.dense import AttentionResult, sign_with_sigmoid_grad, warp_weights
 
-DEFAULT_CHUNK = 4096
+DEFAULT_CHUNK = 2048
 
 
 def inter_scale_candidates(prev_top_k: torch.Tensor, k_hw: tuple[int, int]) -> torch.Tensor:
@@ -100,10 +101,31 @@ def propagate_top_k(scores: torch.Tensor, candidates: torch.Tensor, top_k: int) 
     return candidates.gather(-1, choice)
 
 
+class _RowGather:
+    """``table[rows]`` for a (N, C) table, chunk after chunk.
+
+    Without autograd the rows go into one reused buffer: a fresh multi-megabyte tensor per chunk
+    costs more in page faults than the copy itself.
+    """
+
+    def __init__(self, table: torch.Tensor):
+        self.table = table.contiguous()  # rows must be contiguous in memory: (B, C, H, W) inputs are not
+        self.reuse = not (torch.is_grad_enabled() and table.requires_grad)
+        self.buffer = table.new_empty(0, table.shape[1])
+
+    def __call__(self, rows: torch.Tensor) -> torch.Tensor:
+        if not self.reuse:
+            return self.table.index_select(0, rows)
+        if self.buffer.shape[0] < rows.numel():
+            self.buffer = self.table.new_empty(rows.numel(), self.table.shape[1])
+        return torch.index_select(self.table, 0, rows, out=self.buffer[: rows.numel()])
+
+
 def _candidate_attention(
     q: torch.Tensor,
     q_prune: torch.Tensor,
     keys: torch.Tensor,
+    keys_prune: torch.Tensor,
     values: torch.Tensor,
     values2: Optional[torch.Tensor],
     candidates: torch.Tensor,
@@ -113,48 +135,46 @@ def _candidate_attention(
 ) -> tuple[torch.Tensor, torch.Tensor, Optional[torch.Tensor], Optional[torch.Tensor]]:
     """Attention of groups of queries over their shared candidate keys (the core of both variants).
 
-    q (B, L, G, C) and q_prune (B, L, G, P): L groups of G queries; keys (B, Nk, C + P): keys and
-    prune keys side by side; values (B, Nk, Cv); values2 (B, Nk, C2) or None; candidates (B, L, M)
-    indices into Nk. Groups are processed ``chunk`` query positions at a time.
+    q (B, L, G, C) and q_prune (B, L, G, P): L groups of G queries; keys (B, Nk, C), keys_prune
+    (B, Nk, P), values (B, Nk, Cv), values2 (B, Nk, C2) or None: one row per key position;
+    candidates (B, L, M) indices into Nk. Groups are processed ``chunk`` query positions at a time.
     -> output (B, L, G, Cv), conf (B, L, G), top-k key indices (B, L, G, K) or None, warped (B, L, G, C2) or None
     """
     b, n_groups, g, c = q.shape
+    q, q_prune = q.contiguous(), q_prune.contiguous()  # strided batches make bmm copy batch by batch
     n_k = keys.shape[1]
     m = candidates.shape[-1]
-    # flat row index of every candidate in (B*Nk, .): one index_select serves the whole batch
+    # flat row index of every candidate in (B*Nk, .): one index_select per tensor serves the whole batch
     rows = candidates + torch.arange(b, device=candidates.device).view(b, 1, 1) * n_k  # (B, L, M)
-    keys_flat = keys.reshape(b * n_k, -1)
-    values_flat = values.reshape(b * n_k, -1)
-    values2_flat = None if values2 is None else values2.reshape(b * n_k, -1)
+    gather_keys = _RowGather(keys.reshape(b * n_k, -1))
+    gather_keys_prune = _RowGather(keys_prune.reshape(b * n_k, -1))
+    gather_values = _RowGather(values.reshape(b * n_k, -1))
+    gather_values2 = None if values2 is None else _RowGather(values2.reshape(b * n_k, -1))
 
     outs, confs, tops, warps = [], [], [], []
     step = max(1, chunk // g)
     for s in range(0, n_groups, step):
         r = rows[:, s : s + step].reshape(-1)  # (B*n*M,)
         n = r.numel() // (b * m)
-        sel = keys_flat.index_select(0, r).view(b * n, m, -1)  # (B*n, M, C+P)
+        sel = gather_keys(r).view(b * n, m, c)  # (B*n, M, C)
+        sel_prune = gather_keys_prune(r).view(b * n, m, -1)  # (B*n, M, P)
         qs = q[:, s : s + step].reshape(b * n, g, c)  # (B*n, G, C)
         qps = q_prune[:, s : s + step].reshape(b * n, g, -1)  # (B*n, G, P)
-        scores = torch.bmm(qs, sel[..., :c].transpose(1, 2)) / smooth  # (B*n, G, M)
-        mask = sign_with_sigmoid_grad(torch.bmm(qps, sel[..., c:].transpose(1, 2)))  # (B*n, G, M)
+        scores = torch.bmm(qs, sel.transpose(1, 2)) / smooth  # (B*n, G, M)
+        mask = sign_with_sigmoid_grad(torch.bmm(qps, sel_prune.transpose(1, 2)))  # (B*n, G, M)
         kept = torch.softmax(scores, dim=-1) * mask
-        vals = values_flat.index_select(0, r).view(b * n, m, -1)  # (B*n, M, Cv)
+        vals = gather_values(r).view(b * n, m, -1)  # (B*n, M, Cv)
         outs.append(torch.bmm(kept, vals).view(b, n, g, -1))  # (B, n, G, Cv)
         confs.append(kept.sum(-1).view(b, n, g))
         if top_k is not None:
             cand = candidates[:, s : s + step].reshape(b * n, m)
             tops.append(propagate_top_k(scores, cand, top_k).view(b, n, g, top_k))
-        if values2_flat is not None:
-            vals2 = values2_flat.index_select(0, r).view(b * n, m, -1)  # (B*n, M, C2)
+        if gather_values2 is not None:
+            vals2 = gather_values2(r).view(b * n, m, -1)  # (B*n, M, C2)
             warps.append(torch.bmm(warp_weights(scores, mask), vals2).view(b, n, g, -1))
     top = torch.cat(tops, 1) if top_k is not None else None
-    warped = torch.cat(warps, 1) if values2_flat is not None else None
+    warped = torch.cat(warps, 1) if gather_values2 is not None else None
     return torch.cat(outs, 1), torch.cat(confs, 1), top, warped
-
-
-def _key_table(k: torch.Tensor, k_prune: torch.Tensor) -> torch.Tensor:
-    """(B, C, H, W), (B, P, H, W) -> (B, H*W, C+P): one row per key position."""
-    return torch.cat([k, k_prune], 1).flatten(2).transpose(1, 2)
 
 
 def _rows(x: Optional[torch.Tensor]) -> Optional[torch.Tensor]:
@@ -194,7 +214,8 @@ def inter_scale_sparse_attention(
     out, conf, top, warped = _candidate_attention(
         _windows(q),  # (B, L, 4, C)
         _windows(q_prune),  # (B, L, 4, P)
-        _key_table(k, k_prune),
+        _rows(k),
+        _rows(k_prune),
         _rows(v),
         _rows(v2),
         candidates,
@@ -231,7 +252,8 @@ def inner_scale_sparse_attention(
     out, conf, top, warped = _candidate_attention(
         _rows(q).unsqueeze(2),  # (B, Nq, 1, C)
         _rows(q_prune).unsqueeze(2),  # (B, Nq, 1, P)
-        _key_table(k, k_prune),
+        _rows(k),
+        _rows(k_prune),
         _rows(v),
         _rows(v2),
         candidates,
