@@ -28,6 +28,10 @@ import numpy as np
 from dynast_cli.errors import InputError, OutputError
 from dynast_cli.io.images import list_images, read_image_array, save_image
 
+# FFmpeg's own log lines ("moov atom not found") would come before dynast's one-line errors;
+# setting OPENCV_FFMPEG_LOGLEVEL (e.g. 24) shows them again.
+os.environ.setdefault("OPENCV_FFMPEG_LOGLEVEL", "-8")
+
 FOURCC = {".mp4": "mp4v", ".avi": "MJPG"}
 # ffmpeg audio options to try in turn. MP4 takes the source's track as it is (AAC re-encoded when
 # the codec does not fit); AVI gets PCM: AAC in AVI leaves a wrong duration in the header.

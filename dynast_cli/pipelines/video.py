@@ -229,7 +229,10 @@ def run_video(
         notes.append("audio not kept: a frame folder has no audio track")
 
     total = reader.frame_count
-    folder.mkdir(parents=True, exist_ok=True)  # its parent was checked writable
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise OutputError(f"cannot create folder ({exc.strerror})", folder) from None
     writer = VideoWriter(folder, reader.fps, (w, h), first=done)
     (folder / SETTINGS_FILE).write_text(json.dumps(settings, indent=1))
     if progress:
