@@ -59,9 +59,9 @@ class A2KLevel:
 class A2KLayer(nn.Module):
     """The official ``networks.A2K`` (keys q, k, v, q2, k2, v2, fusion1, fusion2, sim_alpha, sim_beta)."""
 
-    def __init__(self, planes: int, block: int, heads: int = HEADS, learned: bool = True):
+    def __init__(self, planes: int, block: int, heads: int = HEADS, learned: bool = True, residual: bool = True):
         super().__init__()
-        self.block, self.heads, self.learned = block, heads, learned
+        self.block, self.heads, self.learned, self.residual = block, heads, learned, residual
         if learned:
             for name in ("q", "k", "v", "q2", "k2", "v2", "fusion1", "fusion2"):
                 setattr(self, name, nn.Conv2d(planes, planes, 1))
@@ -81,7 +81,12 @@ class A2KLayer(nn.Module):
         return A2KLevel(k_agg, v_agg, self._proj("k2", norm_style), self._proj("v2", style))
 
     def forward(self, content: torch.Tensor, level: A2KLevel, chunk_elements: int = CHUNK_ELEMENTS) -> torch.Tensor:
-        """content (B, C, H, W) -> Z = fusion1(distributed) + fusion2(progressive) + content."""
+        """content (B, C, H, W) -> Z = fusion1(distributed) + fusion2(progressive) + content.
+
+        ``residual=False`` (parameter-free use with the universal decoder): Z = (distributed +
+        progressive) / 2, a feature map on the scale of VGG features, which that decoder inverts; the
+        official sum carries the content plus twice the style scale and washes the decoded image out.
+        """
         b, c, h, w = content.shape
         norm_content = mean_variance_norm(content)
         k_agg, v_agg, key2, value2 = level.k_agg, level.v_agg, level.key2, level.value2
@@ -91,16 +96,18 @@ class A2KLayer(nn.Module):
         chunk = max(1, chunk_elements // (self.heads * k_agg.shape[2]))
         da = distributed_attention(self._proj("q", norm_content).flatten(2), k_agg, v_agg, self.heads, chunk)
         pa = progressive_attention(self._proj("q2", norm_content), key2, value2, self.block, self.heads)
+        if not self.residual:
+            return 0.5 * (da.view(b, c, h, w) + pa)
         return self._proj("fusion1", da.view(b, c, h, w)) + self._proj("fusion2", pa) + content
 
 
 class A2KTransform(nn.Module):
     """The official ``networks.Transform`` (keys ``attn_adain_4_1``, ``attn_adain_5_1``, ``merge_conv``)."""
 
-    def __init__(self, learned: bool = True, heads: int = HEADS):
+    def __init__(self, learned: bool = True, heads: int = HEADS, residual: bool = True):
         super().__init__()
-        self.attn_adain_4_1 = A2KLayer(512, BLOCKS[1], heads, learned)
-        self.attn_adain_5_1 = A2KLayer(512, BLOCKS[2], heads, learned)
+        self.attn_adain_4_1 = A2KLayer(512, BLOCKS[1], heads, learned, residual)
+        self.attn_adain_5_1 = A2KLayer(512, BLOCKS[2], heads, learned, residual)
         self.merge_conv = nn.Conv2d(512, 512, 3) if learned else None
 
     def merge(self, f4: torch.Tensor, f5: torch.Tensor) -> torch.Tensor:
@@ -123,6 +130,8 @@ class StyA2KModel(nn.Module):
 
     State-dict prefixes: ``a2k.`` (only with ``skip3``), ``transformer.`` (the official ``transform``), ``decoder.``
     (+ the encoder's under ``encoder.``). ``decoder``: a VGGDecoder with ``skip == skip3`` to use.
+    ``residual=False`` (parameter-free only): each level outputs the mean of the two attentions
+    instead of the official content + both (see :meth:`A2KLayer.forward`).
     """
 
     architecture = "stya2k"
@@ -135,13 +144,16 @@ class StyA2KModel(nn.Module):
         heads: int = HEADS,
         decoder: VGGDecoder | None = None,
         chunk_elements: int = CHUNK_ELEMENTS,
+        residual: bool = True,
     ):
         super().__init__()
+        if residual is False and learned:
+            raise ValueError("residual=False is for the parameter-free model (learned=False)")
         if decoder is not None and decoder.skip != skip3:
             raise ValueError(f"decoder skip={decoder.skip} does not match skip3={skip3}")
         self.encoder = encoder
-        self.a2k = A2KLayer(256, BLOCKS[0], heads, learned) if skip3 else None
-        self.transformer = A2KTransform(learned, heads)
+        self.a2k = A2KLayer(256, BLOCKS[0], heads, learned, residual) if skip3 else None
+        self.transformer = A2KTransform(learned, heads, residual)
         self.decoder = decoder if decoder is not None else VGGDecoder(skip=skip3)
         self.learned, self.skip3, self.heads = learned, skip3, heads
         self.chunk_elements = chunk_elements

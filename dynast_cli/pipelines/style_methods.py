@@ -103,7 +103,8 @@ def _attention_model(kind: str, weights, device, vgg, **options: Any):
         return AdaAttNModel(encoder, learned=False, decoder=decoder, **options).to(device).eval()
     from dynast_cli.models.stya2k import StyA2KModel
 
-    return StyA2KModel(encoder, learned=False, decoder=decoder, **options).to(device).eval()
+    # residual=False: the official parameter-free Z = c + 2 attentions is off the decoder's input scale
+    return StyA2KModel(encoder, learned=False, decoder=decoder, residual=False, **options).to(device).eval()
 
 
 @register_method("adaattn", "AdaAttN attention-weighted mean/std (default; parameter-free + universal decoder, or learned weights)")
