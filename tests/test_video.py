@@ -267,13 +267,18 @@ def test_not_a_video_or_no_frames_is_a_clear_error_and_writes_nothing(style, tmp
     assert _listing(tmp_path) == before
 
 
-def test_unwritable_output_is_a_clear_error_and_writes_nothing(clip, style, tmp_path):
+def test_output_under_a_file_or_of_unknown_format_is_a_clear_error(clip, style, tmp_path):
     blocker = tmp_path / "blocker"
     blocker.write_text("a file where a folder should be")
+    before = _listing(tmp_path)
     with pytest.raises(OutputError, match="blocker: is not a folder"):
         run_video(clip, [style], blocker / "out.mp4", method=Tint())
     with pytest.raises(OutputError, match="unsupported video format '.mov'"):
         run_video(clip, [style], tmp_path / "out.mov", method=Tint())
+    assert _listing(tmp_path) == before
+
+
+def test_read_only_folder_is_a_clear_error(clip, style, tmp_path):
     locked = tmp_path / "locked"
     locked.mkdir(mode=0o500)
     if os.access(locked, os.W_OK):
