@@ -195,6 +195,36 @@ class DynastGenerator(nn.Module):
             return self.pos_embed
         return F.interpolate(self.pos_embed, size=hw, mode="bilinear", align_corners=False)
 
+    def _attend(
+        self,
+        level: int,
+        x: torch.Tensor,
+        kv: torch.Tensor,
+        pos: torch.Tensor,
+        top_k: torch.Tensor | int,
+        query: torch.Tensor,
+        ref_image: Optional[torch.Tensor],
+        warped: list[torch.Tensor],
+    ) -> tuple[torch.Tensor, torch.Tensor | int]:
+        """The attention blocks of one scale (4: 1/8 ... 1: full). ``top_k``: the number of matches
+        at 1/8, else the previous scale's indices; returns (features, this scale's indices).
+        With ``ref_image`` the warped references are appended to ``warped``."""
+        ref = None
+        if ref_image is not None:
+            factor = 2 ** (level - 1)
+            ref = F.avg_pool2d(ref_image, factor, stride=factor) if factor > 1 else ref_image
+        blocks = getattr(self, f"transformer_{level}")
+        for i, block in enumerate(blocks):
+            last = i == len(blocks) - 1
+            # 1/8 ranks matches after its last block; the very last block needs none
+            need_idx = last if level == 4 else not (level == 1 and last)
+            x, idx, warp = block(x, kv, pos, query, top_k, need_idx, ref, self.chunk)
+            if idx is not None:  # the matches found here seed the next block
+                top_k = idx
+            if warp is not None:
+                warped.append(warp)
+        return x, top_k
+
     def forward(
         self,
         query: torch.Tensor,
@@ -211,34 +241,17 @@ class DynastGenerator(nn.Module):
         q_feats = self.encoder_q(query)  # 1/8, 1/4, 1/2, 1
         kv_feats = self.encoder_kv(ref_input)
         warped: list[torch.Tensor] = []
-
-        def run_blocks(level: int, x: torch.Tensor, kv: torch.Tensor, pos: torch.Tensor, top_k):
-            ref = None
-            if return_all:
-                factor = 2 ** (level - 1)
-                ref = F.avg_pool2d(ref_image, factor, stride=factor) if factor > 1 else ref_image
-            blocks = getattr(self, f"transformer_{level}")
-            for i, block in enumerate(blocks):
-                last = i == len(blocks) - 1
-                need_idx = last if level == 4 else not (level == 1 and last)
-                x, idx, warp = block(x, kv, pos, query, top_k, need_idx, ref, self.chunk)
-                if idx is not None:  # the matches found here seed the next block
-                    top_k = idx
-                if warp is not None:
-                    warped.append(warp)
-            return x, top_k
-
         q = self.embed_q4(q_feats[0], query)
         kv = self.embed_kv4(kv_feats[0], ref_input)
         pos = self.positional_embedding(tuple(q.shape[-2:]))
-        x, top_k = run_blocks(4, q, kv, pos, cfg.top_k)
+        x, top_k = self._attend(4, q, kv, pos, cfg.top_k, query, ref_image if return_all else None, warped)
         for level in (3, 2, 1):
             up = f"{level + 1}{level}"
             x = getattr(self, f"decoder_{up}")(x)
             q = getattr(self, f"embed_q{level}")(getattr(self, f"decoder_q{up}")(q) + q_feats[4 - level], query)
             kv = getattr(self, f"embed_kv{level}")(getattr(self, f"decoder_kv{up}")(kv) + kv_feats[4 - level], ref_input)
             pos = getattr(self, f"pos_{up}")(pos)
-            x_level, top_k = run_blocks(level, q, kv, pos, top_k)
+            x_level, top_k = self._attend(level, q, kv, pos, top_k, query, ref_image if return_all else None, warped)
             merge = getattr(self, f"embed_{level}") if level > 1 else self.embed_q1
             x = merge(x + x_level, query)
         image = self.decoder_10(x)
