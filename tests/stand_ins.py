@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pytest
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -28,3 +29,13 @@ class TinyEncoder(nn.Module):
             pooled = F.avg_pool2d(x, 2**level, ceil_mode=True) if level else x
             feats.append(F.relu(conv(pooled)))
         return feats
+
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    """Autouse where imported: one torch thread (tiny convs run far faster on a busy CPU without
+    thread oversubscription)."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)

@@ -14,7 +14,7 @@ from conftest import make_image
 from dynast_cli.cli import app
 from dynast_cli.errors import InputError
 from dynast_cli.evaluate import GRID_CELL, evaluate_style, image_paths, markdown_table, summarise
-from stand_ins import TinyEncoder
+from stand_ins import TinyEncoder, one_thread  # noqa: F401 (autouse fixture)
 
 
 class Identity:

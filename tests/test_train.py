@@ -19,7 +19,7 @@ from dynast_cli.train.loop import load_checkpoint, save_checkpoint, train_loop, 
 from dynast_cli.train.losses import content_loss, perceptual_loss, reconstruction_loss, style_loss
 from dynast_cli.train.style import decoder_task, train_style
 from dynast_cli.weights.io import load_weights, sha256_file
-from stand_ins import TinyEncoder
+from stand_ins import TinyEncoder, one_thread  # noqa: F401 (autouse fixture)
 
 
 def _folder(root, name, n, h=40, w=56, seed=0):
@@ -199,17 +199,17 @@ def test_train_style_refuses_an_unknown_method(tmp_path):
                                               ("a2k", {"a2k", "transformer", "decoder"})])
 def test_attention_models_train_and_export_without_the_encoder(tmp_path, monkeypatch, method, prefixes):
     monkeypatch.setenv("DYNAST_WEIGHTS", str(tmp_path / "no-weights"))  # start from a fresh decoder
-    content, style = _folder(tmp_path, "c", 2, 64, 64), _folder(tmp_path, "s", 2, 64, 72, seed=9)
+    content, style = _folder(tmp_path, "c", 2, 32, 32), _folder(tmp_path, "s", 2, 32, 40, seed=9)
     out = tmp_path / "out"
-    path = train_style([content], [style], method=method, steps=3, batch=1, size=64, lr=1e-3, out=out,
-                       encoder=TinyEncoder(), sample_every=3)
+    path = train_style([content], [style], method=method, steps=2, batch=1, size=32, lr=1e-3, out=out,
+                       encoder=TinyEncoder(), sample_every=2)
     tensors, meta = load_weights(path)
     assert {k.split(".")[0] for k in tensors} == prefixes
     assert json.loads(meta["config"])["encoder"] == "vgg16"
     entry = json.loads((out / f"{path.stem}.json").read_text())
     assert set(entry["training"]["final_losses"]) == {"content", "global", "local", "total"}
     assert all(np.isfinite(v) for v in entry["training"]["final_losses"].values())
-    assert (out / "checkpoint" / "samples" / "step_000003.png").is_file()
+    assert (out / "checkpoint" / "samples" / "step_000002.png").is_file()
 
 
 def test_cli_rejects_a_bad_crop_size(tmp_path):
