@@ -114,11 +114,13 @@ def test_top_k_covering_all_candidates_equals_brute_force(coarse):
     assert torch.equal(got, torch.topk(scores, n_coarse, dim=-1).indices)
 
 
-def test_self_matching_finds_every_position_at_every_level():
-    model = make_model(top_k=2)
+@pytest.mark.parametrize("coarse", ["relu5_1", "relu4_1"])
+def test_self_matching_finds_every_position_at_every_level(coarse):
+    model = make_model(top_k=2, coarse=coarse)
     image = torch.rand(1, 3, 64, 64)
     matches = model.match(model.encoder(image), model.prepare_style(image))
-    for level in LEVELS:
+    assert (matches[4].top_k is None) == (coarse == "relu4_1")  # no top-k above the coarse level
+    for level in LEVELS[: LEVELS.index(model.coarse) + 1]:
         best = matches[level].top_k[0, :, 0]
         assert torch.equal(best, torch.arange(best.numel())), level
 
@@ -173,8 +175,8 @@ def test_registered_as_dynast_and_runs_through_the_pipeline(monkeypatch):
 
     monkeypatch.setattr(style_dynast, "vgg16", lambda device, path=None: TinyEncoder())
     monkeypatch.setattr(style_dynast, "universal_decoder", lambda device, path=None: VGGDecoder(skip=True))
-    method = style_pipeline.get_style_method("dynast", top_k=2, coarse="relu4_1")
-    assert isinstance(method, DynastStyleModel) and method.top_k == 2 and method.coarse == LEVELS[1]
+    method = style_pipeline.get_style_method("dynast", top_k=2, coarse="relu5_1")
+    assert isinstance(method, DynastStyleModel) and method.top_k == 2 and method.coarse == LEVELS[2]
     assert "dynast" in style_pipeline.METHODS
     state = method.prepare_style(torch.rand(1, 3, 32, 32))
     out = style_pipeline.stylize(method, torch.rand(3, 21, 35), [state])

@@ -17,7 +17,7 @@ from dynast_cli.pipelines.style_methods import universal_decoder, vgg16
 
 @register_method("dynast", "DynaST coarse-to-fine sparse matching, AdaAttN transform on the matches (parameter-free + universal decoder)")
 def _dynast(
-    weights=None, device=torch.device("cpu"), vgg=None, top_k: int = 4, coarse: str = "relu5_1", **_: Any
+    weights=None, device=torch.device("cpu"), vgg=None, top_k: int = 4, coarse: str = "relu4_1", **_: Any
 ) -> DynastStyleModel:
     model = DynastStyleModel(vgg16(device, vgg), universal_decoder(device, weights), top_k=top_k, coarse=coarse)
     return model.to(device).eval()
