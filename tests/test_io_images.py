@@ -88,3 +88,14 @@ def test_failed_save_leaves_no_partial_file(tmp_path, monkeypatch):
         save_image(torch.zeros(3, 4, 4), target)
     assert target.read_bytes() == b"old"
     assert [p.name for p in tmp_path.iterdir()] == ["out.png"]
+
+
+def test_saved_files_get_normal_permissions(tmp_path):
+    import os
+
+    old = os.umask(0o022)
+    try:
+        path = save_image(torch.zeros(3, 2, 2), tmp_path / "p.png")
+    finally:
+        os.umask(old)
+    assert path.stat().st_mode & 0o777 == 0o644

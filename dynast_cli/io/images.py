@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import os
 import re
-import tempfile
 import warnings
 from pathlib import Path
 
@@ -24,6 +23,7 @@ import torch
 from PIL import Image, ImageOps, UnidentifiedImageError
 
 from dynast_cli.errors import InputError, OutputError
+from dynast_cli.io.atomic import atomic_output
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff", ".ppm", ".pgm", ".gif"}
 WRITE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff"}
@@ -136,21 +136,12 @@ def save_image(image: torch.Tensor | np.ndarray, path: str | Path, quality: int 
     suffix = path.suffix.lower()
     if suffix not in WRITE_SUFFIXES:
         raise OutputError(f"unsupported output format '{path.suffix}'", path)
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        raise OutputError(f"cannot create folder ({exc.strerror})", path.parent) from None
     fmt = {".jpg": "JPEG", ".jpeg": "JPEG", ".png": "PNG", ".bmp": "BMP", ".webp": "WEBP",
            ".tif": "TIFF", ".tiff": "TIFF"}[suffix]
     kwargs = {"quality": quality} if fmt in ("JPEG", "WEBP") else {}
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=f"{suffix}.part", dir=path.parent)
     try:
-        with os.fdopen(fd, "wb") as fh:
-            Image.fromarray(arr).save(fh, format=fmt, **kwargs)
-        os.replace(tmp, path)
+        with atomic_output(path) as tmp:
+            Image.fromarray(arr).save(tmp, format=fmt, **kwargs)
     except OSError as exc:
         raise OutputError(f"cannot write ({exc.strerror or exc})", path) from None
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
     return path

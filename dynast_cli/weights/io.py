@@ -9,8 +9,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
-import tempfile
 from pathlib import Path
 from typing import Any, Mapping
 
@@ -18,6 +16,7 @@ import torch
 from torch import nn
 
 from dynast_cli.errors import OutputError, WeightsError
+from dynast_cli.io.atomic import atomic_output
 
 
 def sha256_file(path: str | Path, chunk: int = 1 << 20) -> str:
@@ -47,17 +46,11 @@ def save_weights(
         if dtype is not None and t.is_floating_point():
             t = t.to(dtype)
         out[key] = t.contiguous()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".part", dir=path.parent)
-    os.close(fd)
     try:
-        save_file(out, tmp, metadata=meta)
-        os.replace(tmp, path)
+        with atomic_output(path) as tmp:
+            save_file(out, str(tmp), metadata=meta)
     except OSError as exc:
         raise OutputError(f"cannot write ({exc.strerror or exc})", path) from None
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
     return path
 
 
