@@ -59,6 +59,17 @@ def resize_to(x: torch.Tensor, ref: torch.Tensor) -> torch.Tensor:
     return x if x.shape[-2:] == ref.shape[-2:] else F.interpolate(x, size=ref.shape[-2:], mode="nearest")
 
 
+def merge_levels(f4: torch.Tensor, f5: torch.Tensor, merge_conv: nn.Conv2d | None) -> torch.Tensor:
+    """The official transformer merge: merge_conv(reflect_pad(f4 + up(f5))); identity conv when None.
+
+    f4 (B, 512, h, w), f5 (B, 512, h', w') nearest-resized to (h, w) -> (B, 512, h, w).
+    """
+    x = f4 + resize_to(f5, f4)
+    if merge_conv is None:
+        return x
+    return merge_conv(F.pad(x, (1, 1, 1, 1), mode="reflect"))
+
+
 def mix_weights(mix: Sequence[float], n: int) -> list[float]:
     """Validate and normalise per-style mix weights to sum to 1."""
     if n == 0:
@@ -150,10 +161,7 @@ class AdaAttNTransformer(nn.Module):
 
     def merge(self, f4: torch.Tensor, f5: torch.Tensor) -> torch.Tensor:
         """relu4_1-level (B,512,h,w) + relu5_1-level (B,512,h',w') -> merge_conv(pad(f4 + up(f5)))."""
-        x = f4 + resize_to(f5, f4)
-        if self.merge_conv is None:
-            return x
-        return self.merge_conv(F.pad(x, (1, 1, 1, 1), mode="reflect"))
+        return merge_levels(f4, f5, self.merge_conv)
 
 
 @dataclass

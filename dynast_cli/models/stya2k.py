@@ -32,11 +32,10 @@ from dataclasses import dataclass
 from typing import Sequence
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from dynast_cli.attention.all_to_key import aggregate_blocks, distributed_attention, progressive_attention
-from dynast_cli.models.adaattn import CHUNK_ELEMENTS, finish_image, mix_weights, resize_to
+from dynast_cli.models.adaattn import CHUNK_ELEMENTS, finish_image, merge_levels, mix_weights
 from dynast_cli.nn.decoders import VGGDecoder
 from dynast_cli.nn.norm import mean_variance_norm
 
@@ -112,10 +111,7 @@ class A2KTransform(nn.Module):
 
     def merge(self, f4: torch.Tensor, f5: torch.Tensor) -> torch.Tensor:
         """merge_conv(pad(f4 + up(f5))), identity merge when not learned."""
-        x = f4 + resize_to(f5, f4)
-        if self.merge_conv is None:
-            return x
-        return self.merge_conv(F.pad(x, (1, 1, 1, 1), mode="reflect"))
+        return merge_levels(f4, f5, self.merge_conv)
 
 
 @dataclass
