@@ -18,7 +18,7 @@ import os
 import re
 import shutil
 import subprocess
-import tempfile
+from contextlib import ExitStack
 from pathlib import Path
 from typing import Iterator
 
@@ -26,6 +26,7 @@ import cv2
 import numpy as np
 
 from dynast_cli.errors import InputError, OutputError
+from dynast_cli.io.atomic import atomic_output
 from dynast_cli.io.images import list_images, read_image_array, save_image
 
 # FFmpeg's own log lines ("moov atom not found") would come before dynast's one-line errors;
@@ -226,7 +227,7 @@ class VideoWriter:
         self.audio_from = None if audio_from is None else Path(audio_from)
         self.audio_start = audio_start
         self.notice: str | None = None
-        self._tmp: Path | None = None
+        self._output = ExitStack()  # a file's atomic_output: renames on success, removes on error
         self._writer: cv2.VideoWriter | None = None
         if is_frame_folder(self.path):
             try:
@@ -240,12 +241,9 @@ class VideoWriter:
         if self.size[0] % 2 or self.size[1] % 2:
             raise ValueError(f"video sizes must be even, got {self.size[0]}x{self.size[1]}")
         try:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            fd, tmp = tempfile.mkstemp(prefix=f".{self.path.stem}.", suffix=f".part{suffix}", dir=self.path.parent)
+            self._tmp = self._output.enter_context(atomic_output(self.path, suffix=f".part{suffix}"))
         except OSError as exc:
             raise OutputError(f"cannot write ({exc.strerror})", self.path) from None
-        os.close(fd)
-        self._tmp = Path(tmp)
         self._writer = cv2.VideoWriter(str(self._tmp), cv2.VideoWriter_fourcc(*FOURCC[suffix]), self.fps, self.size)
         if not self._writer.isOpened():
             self.discard()
@@ -267,13 +265,11 @@ class VideoWriter:
             self._writer.release()
             self._writer = None
             try:
-                if self.audio_from is not None:
-                    self._copy_audio()
-                os.replace(self._tmp, self.path)
+                with self._output:
+                    if self.audio_from is not None:
+                        self._copy_audio()
             except OSError as exc:
                 raise OutputError(f"cannot write ({exc.strerror or exc})", self.path) from None
-            finally:
-                self.discard()
         return self.path
 
     def discard(self) -> None:
@@ -281,8 +277,7 @@ class VideoWriter:
         if self._writer is not None:
             self._writer.release()
             self._writer = None
-        if self._tmp is not None and self._tmp.exists():
-            self._tmp.unlink()
+            self._output.__exit__(OutputError, OutputError("discarded", self.path), None)
 
     def _copy_audio(self) -> None:
         """Mux the audio of :attr:`audio_from` into the temporary file, or set :attr:`notice`."""

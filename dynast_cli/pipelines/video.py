@@ -31,6 +31,7 @@ import numpy as np
 import torch
 
 from dynast_cli.errors import DynastError, InputError, OutputError
+from dynast_cli.io.atomic import atomic_output
 from dynast_cli.io.images import load_image, to_uint8
 from dynast_cli.io.video import (
     FOURCC, VideoReader, VideoWriter, check_video_output, count_done_frames, even_size, frame_files,
@@ -295,14 +296,11 @@ def _check_report_path(path: Path) -> None:
 
 def _write_text(path: Path, text: str) -> None:
     """Write ``text`` atomically (a temporary file beside ``path``, then a rename)."""
-    tmp = path.with_name(f".{path.name}.part")
     try:
-        tmp.write_text(text)
-        os.replace(tmp, path)
+        with atomic_output(path) as tmp:
+            tmp.write_text(text)
     except OSError as exc:
         raise OutputError(f"cannot write ({exc.strerror or exc})", path) from None
-    finally:
-        tmp.unlink(missing_ok=True)
 
 
 def parse_variant(variant: str) -> tuple[str, str | None]:
