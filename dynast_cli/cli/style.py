@@ -10,7 +10,8 @@ import typer
 from dynast_cli.cli.app import command, err_console
 
 
-def _parse_mix(mix: Optional[str]) -> Optional[list[float]]:
+def parse_mix(mix: Optional[str]) -> Optional[list[float]]:
+    """"0.7,0.3" -> [0.7, 0.3]; one-line error for anything else."""
     if not mix:
         return None
     try:
@@ -49,7 +50,7 @@ def style(
     set_threads(threads)
     opts = StyleOptions(
         method=method, weights=str(weights) if weights else None, vgg=str(vgg) if vgg else None,
-        alpha=alpha, mix=_parse_mix(mix), size=size, max_size=max_size, style_size=style_size,
+        alpha=alpha, mix=parse_mix(mix), size=size, max_size=max_size, style_size=style_size,
         keep_color=keep_color, device=device,
         method_options={"steps": steps} if method == "optimize" else {},
     )

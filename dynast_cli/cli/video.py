@@ -8,7 +8,7 @@ from typing import Callable, List, Optional
 import typer
 
 from dynast_cli.cli.app import command, err_console, eval_app
-from dynast_cli.cli.style import _parse_mix
+from dynast_cli.cli.style import parse_mix
 
 
 def _frame_progress():
@@ -71,7 +71,7 @@ def video(
         report = run_video(
             input, styles, output, method=method, attention=attention, batch=batch, start=start, end=end,
             max_size=max_size, overwrite=overwrite, resume=resume, progress=_ticker(bar, bar.add_task("video")),
-            weights=weights, vgg=vgg, device=device, alpha=alpha, mix=_parse_mix(mix), style_size=style_size,
+            weights=weights, vgg=vgg, device=device, alpha=alpha, mix=parse_mix(mix), style_size=style_size,
         )
     for note in report.notes:
         err_console.print(f"note: {note}", markup=False)

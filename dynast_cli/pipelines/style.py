@@ -158,6 +158,18 @@ def stylize(
     return out if content.dim() == 4 else out[0]
 
 
+def prepare_styles(
+    method: StyleMethod, styles: Sequence[torch.Tensor], style_size: int | None, device: torch.device
+) -> list[Any]:
+    """Encode each style image ``(3, h, w)`` once, its long side resized to ``style_size``."""
+    states = []
+    with torch.inference_mode():
+        for img in styles:
+            img = resize(img[None], fit_size(*img.shape[-2:], max_size=style_size)).to(device)
+            states.append(method.prepare_style(img))
+    return states
+
+
 def normalise_mix(mix: Sequence[float] | None, n: int) -> list[float]:
     """Mixing weights for ``n`` styles: default equal, must be >= 0, normalised to sum 1."""
     if n == 0:
@@ -226,11 +238,7 @@ def run_style(
     device = resolve_device(opts.device)
     style_images = [load_image(p) for p in style_paths]  # errors name the style file
     method = get_style_method(opts.method, weights=opts.weights, device=device, vgg=opts.vgg, **opts.method_options)
-    states = []
-    with torch.inference_mode():
-        for img in style_images:
-            img = resize(img[None], fit_size(*img.shape[-2:], max_size=opts.style_size)).to(device)
-            states.append(method.prepare_style(img))
+    states = prepare_styles(method, style_images, opts.style_size, device)
 
     report = BatchReport()
     for i, (src, dst) in enumerate(pairs):

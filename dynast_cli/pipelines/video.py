@@ -37,7 +37,9 @@ from dynast_cli.io.video import (
     FOURCC, VideoReader, VideoWriter, check_video_output, count_done_frames, even_size, frame_files,
     has_audio, is_frame_folder,
 )
-from dynast_cli.pipelines.style import METHODS, StyleMethod, fit_size, get_style_method, normalise_mix, resize, stylize
+from dynast_cli.pipelines.style import (
+    METHODS, StyleMethod, fit_size, get_style_method, normalise_mix, prepare_styles, resize, stylize,
+)
 from dynast_cli.runtime import resolve_device
 from dynast_cli.temporal import WarpingError
 
@@ -68,18 +70,6 @@ def build_method(
         if "attention" in inspect.signature(METHODS[name].factory).parameters:
             options["attention"] = attention
     return get_style_method(name, weights=weights, device=device, vgg=vgg, **options)
-
-
-def prepare_styles(
-    method: StyleMethod, styles: Sequence[torch.Tensor], style_size: int | None, device: torch.device
-) -> list[Any]:
-    """Encode each style image ``(3, h, w)`` once, its long side resized to ``style_size``."""
-    states = []
-    with torch.inference_mode():
-        for img in styles:
-            img = resize(img[None], fit_size(*img.shape[-2:], max_size=style_size)).to(device)
-            states.append(method.prepare_style(img))
-    return states
 
 
 def frames_to_batch(frames: Sequence[np.ndarray], hw: tuple[int, int]) -> torch.Tensor:
