@@ -28,6 +28,10 @@ increase of fresh single-thread processes at 64x64: naive full attention 132.0 M
 inner-scale 126.0 vs 126.4 MB, fast progressive 64.2 vs 96.1 MB (fragmentation), naive inner-scale
 202.1 vs 135.1 MB (RSS misses what glibc re-used from earlier frees).
 
+The profiler keeps a record of every operator, ~15 kB each: a call running more than
+:data:`MAX_PROFILED_OPS` operators (a naive twin looping in Python) is timed, and its peak memory is
+left out with a note, rather than measured at the cost of gigabytes of profiler records.
+
 Growth guard: the sizes run in increasing order and, before each call, the time and memory of the
 previous size are extrapolated as if the variant were quadratic in the number of positions (a
 factor ``(n / n_prev) ** 4``). A call expected to exceed ``budget_mb`` or ``max_call_s`` is skipped
@@ -49,10 +53,14 @@ from typing import Any, Callable, Iterator, Sequence
 
 import torch
 import torch.nn.functional as F
+from torch.utils._python_dispatch import TorchDispatchMode
 
 from dynast_cli.errors import DynastError
 
 MB = 1024 * 1024
+#: The CPU profiler keeps ~15 kB per operator: calls running more (naive twins that loop over
+#: positions or blocks in Python) get a time but no peak memory.
+MAX_PROFILED_OPS = 50_000
 
 Variant = Callable[[], Any]
 
@@ -108,7 +116,7 @@ class BenchResult:
     @property
     def memory_ratio(self) -> float | None:
         """naive peak / fast peak (> 1: the fast kernel needs less memory)."""
-        if self.naive is None or not (self.fast.ok and self.naive.ok) or not self.fast.peak_mb:
+        if self.naive is None or self.naive.peak_mb is None or not self.fast.peak_mb:
             return None
         return self.naive.peak_mb / self.fast.peak_mb
 
@@ -438,17 +446,31 @@ class BenchOptions:
     clock: str = "wall"  # or "cpu", see time_call
 
 
+class _OpCounter(TorchDispatchMode):
+    """Counts the ATen operators a call runs."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.ops = 0
+
+    def __torch_dispatch__(self, func: Any, types: Any, args: tuple = (), kwargs: dict | None = None) -> Any:
+        self.ops += 1
+        return func(*args, **(kwargs or {}))
+
+
 def _measure(fn: Variant, device: torch.device, opts: BenchOptions) -> Measurement:
     try:
-        with torch.inference_mode():
+        with torch.inference_mode(), _OpCounter() as counter:
             fn()  # lazy initialisation of the libraries is not the call's memory
-        peak = peak_memory_bytes(fn, device) / MB
+        too_many = device.type == "cpu" and counter.ops > MAX_PROFILED_OPS
+        peak = None if too_many else peak_memory_bytes(fn, device) / MB
         times = time_call(fn, device, max(opts.warmup - 1, 0), opts.repeat, opts.clock)
     except (torch.OutOfMemoryError, MemoryError):
         return Measurement(note="out of memory")
     except RuntimeError as exc:  # a kernel that fails at this size is reported, the others still run
         return Measurement(note=f"error: {str(exc).splitlines()[0][:120]}")
-    return Measurement(statistics.median(times), peak, [round(t, 3) for t in times])
+    note = f"peak memory not measured: {counter.ops:,} operators (a Python loop)" if too_many else ""
+    return Measurement(statistics.median(times), peak, [round(t, 3) for t in times], note)
 
 
 def _extrapolate(history: list[tuple[int, float]], size: int) -> float:
@@ -469,7 +491,8 @@ def _guard(history: list[Measurement], sizes: list[int], size: int, opts: BenchO
     """Why a call at ``size`` should be skipped, given the measurements at the smaller ``sizes``."""
     if not history:
         return ""
-    mb = _extrapolate([(s, m.peak_mb) for s, m in zip(sizes, history)], size)
+    with_peak = [(s, m.peak_mb) for s, m in zip(sizes, history) if m.peak_mb is not None]
+    mb = _extrapolate(with_peak, size) if with_peak else 0.0
     if mb > opts.budget_mb:
         return f"skipped: ~{mb:,.0f} MB expected > budget {opts.budget_mb:,.0f} MB"
     seconds = _extrapolate([(s, m.median_ms) for s, m in zip(sizes, history)], size) / 1e3
@@ -563,13 +586,13 @@ def plot_results(results: Sequence[BenchResult], path: str | os.PathLike, title:
     for i, name in enumerate(names):
         rows = [r for r in results if r.case == name]
         for variant, style in (("fast", "-"), ("naive", "--")):
-            points = [(r.size, getattr(r, variant)) for r in rows if getattr(r, variant) and getattr(r, variant).ok]
-            if not points:
-                continue
-            xs = [s for s, _ in points]
+            measured = [(r.size, m) for r in rows if (m := getattr(r, variant)) is not None and m.ok]
             label = f"{name} ({variant})"
-            ax_t.plot(xs, [m.median_ms for _, m in points], style, marker="o", color=colours(i % 10), label=label)
-            ax_m.plot(xs, [m.peak_mb for _, m in points], style, marker="o", color=colours(i % 10), label=label)
+            for ax, values in ((ax_t, [(n, m.median_ms) for n, m in measured]),
+                               (ax_m, [(n, m.peak_mb) for n, m in measured if m.peak_mb is not None])):
+                if values:
+                    xs, ys = zip(*values)
+                    ax.plot(xs, ys, style, marker="o", color=colours(i % 10), label=label)
     sizes = sorted({r.size for r in results})
     for ax, ylabel in ((ax_t, "median time (ms)"), (ax_m, "peak memory (MB)")):
         _guide_lines(ax, sizes)

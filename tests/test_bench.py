@@ -157,3 +157,11 @@ def test_cpu_clock_counts_work_not_sleep():
 def test_cli_unknown_clock():
     res = runner.invoke(app, ["bench", "--kernels", "full", "--sizes", "4", "--clock", "sundial"])
     assert res.exit_code == 1 and "unknown --clock 'sundial'" in res.output
+
+
+def test_loop_heavy_calls_are_timed_without_profiling_their_memory(monkeypatch):
+    monkeypatch.setattr(bench, "MAX_PROFILED_OPS", 2)  # SDPA is one operator, the naive version several
+    (r,) = bench.run_benchmarks([bench.CASES["full"]], [8], bench.BenchOptions(repeat=1))
+    assert r.fast.ok and r.fast.peak_mb > 0 and not r.fast.note
+    assert r.naive.ok and r.naive.peak_mb is None and "operators" in r.naive.note
+    assert r.speed_ratio is not None and r.memory_ratio is None
