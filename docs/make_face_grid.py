@@ -23,7 +23,7 @@ from dynast_cli.train.samples import image_grid
 ROOT = Path(__file__).resolve().parents[1]
 #: (face, exemplar) pairs: same class, different faces.
 PAIRS = (
-    ("female-noble--00000050.jpg", "female-noble--00000093.jpg"),
+    ("female-noble--00000095.jpg", "female-noble--00000106.jpg"),
     ("male-noble--00000000.jpg", "male-noble--00000002.jpg"),
     ("male-warrior--00000035.jpg", "male-warrior--00000044.jpg"),
     ("male-commoner--00000043.jpg", "male-commoner--00000265.jpg"),
