@@ -15,7 +15,7 @@ from dynast_cli.attention.sparse import (
     propagate_top_k,
 )
 
-TOL = dict(atol=1e-5, rtol=1e-5)
+TOL = {"atol": 1e-5, "rtol": 1e-5}
 
 
 def _inputs(hq, wq, hk, wk, c=6, p=4, cv=5, c2=3, b=2, seed=0):

@@ -8,6 +8,8 @@ naive attention of ``dynast_cli.attention.reference``), independently of ``dynas
 
 from __future__ import annotations
 
+import dataclasses
+import json
 import os
 import time
 from pathlib import Path
@@ -19,7 +21,11 @@ import torch.nn.functional as F
 from dynast_cli.attention import reference as ref
 from dynast_cli.errors import InputError, WeightsError
 from dynast_cli.models.dynast import DynastConfig, DynastGenerator, load_dynast
-from dynast_cli.weights.convert_dynast import convert_dynast, fold_spectral_norm, official_layout
+from dynast_cli.weights.convert_dynast import (
+    convert_dynast,
+    fold_spectral_norm,
+    official_layout,
+)
 from dynast_cli.weights.io import read_metadata, save_weights
 
 SMALL = DynastConfig(ngf=16, max_multi=4, n_layers=2, top_k=3, smooth=0.01, pos_dim=8, prune_dim=4,
@@ -43,7 +49,7 @@ def make_official_checkpoint(config: DynastConfig, seed: int = 0) -> dict[str, t
             t = torch.randn(shape, generator=g)
         elif key.endswith("running_var"):
             t = torch.rand(shape, generator=g) + 0.5
-        elif key.endswith("running_mean") or key.endswith("bias"):
+        elif key.endswith(("running_mean", "bias")):
             t = 0.1 * torch.randn(shape, generator=g)
         elif len(shape) == 1 and shape[0] == 1:  # PReLU
             t = 0.25 + 0.05 * torch.randn(shape, generator=g)
@@ -191,10 +197,10 @@ def small(tmp_path_factory):
 
 
 def test_conversion_metadata_and_dropped_keys(small):
-    sd, path, model = small
+    _, path, model = small
     meta = read_metadata(path)
     assert meta["architecture"] == "dynast"
-    assert DynastConfig.from_dict(__import__("json").loads(meta["config"])) == SMALL
+    assert DynastConfig.from_dict(json.loads(meta["config"])) == SMALL
     assert len(meta["source_sha256"]) == 64
     keys = set(model.state_dict())
     assert not any(k.startswith("embed_1.") or k.endswith(("_orig", "_u", "_v")) for k in keys)
@@ -353,6 +359,12 @@ def test_input_errors(small, bad):
         model(query, ref_image, ref_sem)
 
 
+def test_top_k_larger_than_the_coarse_grid_is_an_input_error():
+    model = DynastGenerator(dataclasses.replace(SMALL, top_k=5)).eval()
+    with pytest.raises(InputError, match="top_k=5"):
+        model(*_inputs(SMALL, 16, 16))
+
+
 @pytest.mark.slow
 def test_official_size_parity_and_other_sizes(tmp_path):
     """The DeepFashion configuration: 92M parameters, 256x256 parity, then 512x512 and 256x192."""
@@ -370,9 +382,9 @@ def test_official_size_parity_and_other_sizes(tmp_path):
         ours = model(*inputs)
         theirs = official_forward(sd, cfg, *inputs)
     torch.testing.assert_close(ours, theirs, atol=1e-4, rtol=1e-4)
-    if time.monotonic() - start > 45:
-        pytest.skip("machine too slow for the 512x512 / 256x192 runs within a minute")
-    with torch.inference_mode():
-        for hw in ((256, 192), (512, 512)):
+    for hw, budget in (((256, 192), 45), ((512, 512), 30)):
+        if time.monotonic() - start > budget:
+            pytest.skip(f"parity passed; machine too slow for the {hw[0]}x{hw[1]} run within a minute")
+        with torch.inference_mode():
             out = model(*_inputs(cfg, *hw))
-            assert out.shape == (1, 3, *hw) and torch.isfinite(out).all() and out.std() > 0.05
+        assert out.shape == (1, 3, *hw) and torch.isfinite(out).all() and out.std() > 0.05

@@ -23,7 +23,7 @@ attention at the next scale (``dynast_cli.attention.sparse``).
 
 from __future__ import annotations
 
-from typing import NamedTuple, Optional
+from typing import NamedTuple
 
 import torch
 
@@ -33,8 +33,8 @@ class AttentionResult(NamedTuple):
 
     output: torch.Tensor
     conf: torch.Tensor
-    top_k: Optional[torch.Tensor]
-    warped: Optional[torch.Tensor]
+    top_k: torch.Tensor | None
+    warped: torch.Tensor | None
 
 
 class _SignWithSigmoidGrad(torch.autograd.Function):
@@ -72,10 +72,10 @@ def dense_attention(
     q_prune: torch.Tensor,
     k_prune: torch.Tensor,
     v: torch.Tensor,
-    smooth: Optional[float] = None,
-    top_k: Optional[int] = None,
-    v2: Optional[torch.Tensor] = None,
-    chunk: Optional[int] = None,
+    smooth: float | None = None,
+    top_k: int | None = None,
+    v2: torch.Tensor | None = None,
+    chunk: int | None = None,
 ) -> AttentionResult:
     """Masked dense attention of every query position over every key position.
 

@@ -131,9 +131,9 @@ def progressive_attention_naive(
 # functions, the next top-k rank candidates by raw score (the official code ranks by the softmax,
 # whose underflowed zeros leave ties to torch.topk; see dynast_cli.attention.sparse).
 
-import torch.nn.functional as F  # noqa: E402
+import torch.nn.functional as F
 
-from dynast_cli.attention.dense import AttentionResult, sign_with_sigmoid_grad  # noqa: E402
+from dynast_cli.attention.dense import AttentionResult, sign_with_sigmoid_grad
 
 
 def dense_attention_naive(
@@ -169,7 +169,7 @@ def dense_attention_naive(
 
 def _unfold_windows(x: torch.Tensor) -> torch.Tensor:
     """(B, C, H, W) -> (B, (H/2)*(W/2), 4, C) with F.unfold, as the official code."""
-    b, c, h, w = x.shape
+    b, c = x.shape[:2]
     return F.unfold(x, kernel_size=2, stride=2).view(b, c, 4, -1).permute(0, 3, 2, 1)
 
 

@@ -44,11 +44,13 @@ the gathered copies held at once are (chunk x candidates x channels). Results do
 
 from __future__ import annotations
 
-from typing import Optional
-
 import torch
 
-from dynast_cli.attention.dense import AttentionResult, sign_with_sigmoid_grad, warp_weights
+from dynast_cli.attention.dense import (
+    AttentionResult,
+    sign_with_sigmoid_grad,
+    warp_weights,
+)
 
 DEFAULT_CHUNK = 2048
 
@@ -127,12 +129,12 @@ def _candidate_attention(
     keys: torch.Tensor,
     keys_prune: torch.Tensor,
     values: torch.Tensor,
-    values2: Optional[torch.Tensor],
+    values2: torch.Tensor | None,
     candidates: torch.Tensor,
     smooth: float,
-    top_k: Optional[int],
+    top_k: int | None,
     chunk: int,
-) -> tuple[torch.Tensor, torch.Tensor, Optional[torch.Tensor], Optional[torch.Tensor]]:
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None, torch.Tensor | None]:
     """Attention of groups of queries over their shared candidate keys (the core of both variants).
 
     q (B, L, G, C) and q_prune (B, L, G, P): L groups of G queries; keys (B, Nk, C), keys_prune
@@ -177,7 +179,7 @@ def _candidate_attention(
     return torch.cat(outs, 1), torch.cat(confs, 1), top, warped
 
 
-def _rows(x: Optional[torch.Tensor]) -> Optional[torch.Tensor]:
+def _rows(x: torch.Tensor | None) -> torch.Tensor | None:
     """(B, C, H, W) -> (B, H*W, C), or None."""
     return None if x is None else x.flatten(2).transpose(1, 2)
 
@@ -204,7 +206,7 @@ def inter_scale_sparse_attention(
     prev_top_k: torch.Tensor,
     smooth: float,
     need_idx: bool = True,
-    v2: Optional[torch.Tensor] = None,
+    v2: torch.Tensor | None = None,
     chunk: int = DEFAULT_CHUNK,
 ) -> AttentionResult:
     """Each 2x2 query window attends to the 2x2 children of its coarse parent's top-k matches."""
@@ -242,7 +244,7 @@ def inner_scale_sparse_attention(
     prev_top_k: torch.Tensor,
     smooth: float,
     need_idx: bool = True,
-    v2: Optional[torch.Tensor] = None,
+    v2: torch.Tensor | None = None,
     chunk: int = DEFAULT_CHUNK,
 ) -> AttentionResult:
     """Each query attends to its own top-k matches and its 4 neighbours' matches, shifted back."""

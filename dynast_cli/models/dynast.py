@@ -32,14 +32,17 @@ from __future__ import annotations
 import json
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
-from typing import Optional
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from dynast_cli.attention.dense import dense_attention
-from dynast_cli.attention.sparse import DEFAULT_CHUNK, inner_scale_sparse_attention, inter_scale_sparse_attention
+from dynast_cli.attention.sparse import (
+    DEFAULT_CHUNK,
+    inner_scale_sparse_attention,
+    inter_scale_sparse_attention,
+)
 from dynast_cli.errors import InputError, WeightsError
 from dynast_cli.nn.spade import (
     SPADE,
@@ -78,7 +81,7 @@ class DynastConfig:
         return json.dumps(asdict(self), sort_keys=True)
 
     @classmethod
-    def from_dict(cls, data: dict) -> "DynastConfig":
+    def from_dict(cls, data: dict) -> DynastConfig:
         """Build from a dict (e.g. safetensors metadata); unknown keys raise ValueError."""
         known = {f.name for f in fields(cls)}
         unknown = sorted(set(data) - known)
@@ -94,7 +97,7 @@ class DynastTransformerBlock(nn.Module):
     res_block(positional_norm(attn + (1 - conf) * SPADE(x, seg) + x)).
     """
 
-    def __init__(self, dim_qk: int, dim_v: int, dim_prune: int, ic: int, kind: str, smooth: Optional[float]):
+    def __init__(self, dim_qk: int, dim_v: int, dim_prune: int, ic: int, kind: str, smooth: float | None):
         super().__init__()
         self.f = nn.Conv2d(dim_qk, dim_qk, (1, 1))
         self.g = nn.Conv2d(dim_qk, dim_qk, (1, 1))
@@ -112,11 +115,11 @@ class DynastTransformerBlock(nn.Module):
         kv: torch.Tensor,
         pos: torch.Tensor,
         seg: torch.Tensor,
-        top_k: Optional[torch.Tensor | int],
+        top_k: torch.Tensor | int | None,
         need_idx: bool,
-        ref: Optional[torch.Tensor],
+        ref: torch.Tensor | None,
         chunk: int,
-    ) -> tuple[torch.Tensor, Optional[torch.Tensor], Optional[torch.Tensor]]:
+    ) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor | None]:
         """x, kv (B, C, h, w); pos (1, Cp, h, w); seg (B, ic, H, W); ref (B, 3, h, w) to warp or None.
 
         ``top_k``: for ``dense`` the number of matches to return (used when ``need_idx``), otherwise
@@ -188,6 +191,8 @@ class DynastGenerator(nn.Module):
             )
         if h % 8 or w % 8 or h < 16 or w < 16:
             raise InputError(f"DynaST needs height and width that are multiples of 8 and at least 16, got {h}x{w}")
+        if (h // 8) * (w // 8) < self.config.top_k:
+            raise InputError(f"DynaST with top_k={self.config.top_k} needs at least that many 8x8 cells, got {h}x{w}")
 
     def positional_embedding(self, hw: tuple[int, int]) -> torch.Tensor:
         """The learned 1/8-scale embedding (1, C, h, w), bilinearly resized when the size differs from the crop."""
@@ -203,7 +208,7 @@ class DynastGenerator(nn.Module):
         pos: torch.Tensor,
         top_k: torch.Tensor | int,
         query: torch.Tensor,
-        ref_image: Optional[torch.Tensor],
+        ref_image: torch.Tensor | None,
         warped: list[torch.Tensor],
     ) -> tuple[torch.Tensor, torch.Tensor | int]:
         """The attention blocks of one scale (4: 1/8 ... 1: full). ``top_k``: the number of matches
