@@ -580,7 +580,7 @@ def plot_results(results: Sequence[BenchResult], path: str | os.PathLike, title:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, (ax_t, ax_m) = plt.subplots(1, 2, figsize=(12, 5), constrained_layout=True)
+    fig, (ax_t, ax_m) = plt.subplots(1, 2, figsize=(14, 5.5), constrained_layout=True)
     names = list(dict.fromkeys(r.case for r in results))
     colours = plt.get_cmap("tab10")
     for i, name in enumerate(names):
@@ -603,7 +603,7 @@ def plot_results(results: Sequence[BenchResult], path: str | os.PathLike, title:
         ax.set_xlabel("positions (an n x n grid)")
         ax.set_ylabel(ylabel)
         ax.grid(True, which="both", alpha=0.3)
-    ax_m.legend(fontsize=7, loc="upper left")
+    ax_m.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.02, 1))
     ax_t.legend(handles=ax_t.lines[-2:], fontsize=7, loc="upper left")
     fig.suptitle(f"{title}: fast (solid) vs naive (dashed)" if title else "fast (solid) vs naive (dashed)")
     fig.savefig(path, dpi=110)
