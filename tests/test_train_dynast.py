@@ -180,10 +180,10 @@ def test_a_few_steps_decrease_the_reconstruction_losses(faces, tmp_path):
 
 
 def test_resume_continues_from_the_saved_step_bit_identically(faces, tmp_path):
-    straight = _task(faces)
+    straight = _task(faces, batch=1)
     full = _run(straight, tmp_path / "a", 3)
-    _run(_task(faces), tmp_path / "b", 2)
-    resumed = _task(faces)  # a new process rebuilds everything
+    _run(_task(faces, batch=1), tmp_path / "b", 2)
+    resumed = _task(faces, batch=1)  # a new process rebuilds everything
     result = _run(resumed, tmp_path / "b", 3, resume=True)
     assert [h["step"] for h in result.history] == [1, 2, 3]
     assert [h["total"] for h in result.history] == [h["total"] for h in full.history]

@@ -64,7 +64,9 @@ def hinge_generator_loss(pred_fake: MultiscaleOutput) -> torch.Tensor:
     return torch.stack([-scale[-1].mean() for scale in pred_fake]).mean()
 
 
-def hinge_discriminator_loss(pred_fake: MultiscaleOutput, pred_real: MultiscaleOutput) -> tuple[torch.Tensor, torch.Tensor]:
+def hinge_discriminator_loss(
+    pred_fake: MultiscaleOutput, pred_real: MultiscaleOutput
+) -> tuple[torch.Tensor, torch.Tensor]:
     """(mean relu(1 + D(fake)), mean relu(1 - D(real))), each averaged over scales."""
     fake = torch.stack([F.relu(1 + scale[-1]).mean() for scale in pred_fake]).mean()
     real = torch.stack([F.relu(1 - scale[-1]).mean() for scale in pred_real]).mean()

@@ -196,7 +196,8 @@ def train_dynast(
     """Train a DynaST generator on ``source`` and export ``out/<name>.safetensors``; returns its path.
 
     ``preset`` picks the generator and discriminator sizes; ``config`` / ``ndf`` override them (tests
-    use tiny ones). ``encoder`` defaults to the ImageNet VGG16 (:func:`dynast_cli.models.vgg.load_vgg16`).
+    use tiny ones); the config's ``crop_size`` is always the data's size. ``encoder`` defaults to the
+    ImageNet VGG16 (:func:`dynast_cli.models.vgg.load_vgg16`).
     """
     dev = torch.device(device)
     sample = source.fixed_batch(1)

@@ -103,22 +103,30 @@ class FacePairs:
 
     def batch(self, size: int, generator: torch.Generator) -> FaceBatch:
         """``size`` random (target, exemplar) pairs."""
-        queries, refs, ref_inputs, targets = [], [], [], []
+        items = []
         for _ in range(size):
             index = int(torch.randint(0, len(self.paths), (1,), generator=generator))
             other = self.exemplar_for(index, generator)
             flips = torch.rand((2,), generator=generator) < 0.5
-            target, query = self.sample(index, bool(flips[0]))
-            ref, ref_input = self.sample(other, bool(flips[1]))
-            queries.append(query), refs.append(ref), ref_inputs.append(ref_input), targets.append(target)
-        return FaceBatch(torch.stack(queries), torch.stack(refs), torch.stack(ref_inputs), torch.stack(targets))
+            items.append((self.sample(index, bool(flips[0])), self.sample(other, bool(flips[1]))))
+        return stack_pairs(items)
 
     def fixed_batch(self, count: int) -> FaceBatch:
         """Deterministic pairs for sample grids: evenly spread faces, each with a fixed (seeded) exemplar."""
         generator = torch.Generator().manual_seed(0)
         picks = np.linspace(0, len(self.paths) - 1, count).round().astype(int)
         pairs = [(int(i), self.exemplar_for(int(i), generator)) for i in picks]
-        targets = [self.sample(i, False) for i, _ in pairs]
-        refs = [self.sample(j, False) for _, j in pairs]
-        return FaceBatch(torch.stack([q for _, q in targets]), torch.stack([r for r, _ in refs]),
-                         torch.stack([q for _, q in refs]), torch.stack([t for t, _ in targets]))
+        return stack_pairs([(self.sample(i, False), self.sample(j, False)) for i, j in pairs])
+
+
+Sample = tuple[torch.Tensor, torch.Tensor]  # (image (3, S, S) in [-1, 1], input (C, S, S))
+
+
+def stack_pairs(items: list[tuple[Sample, Sample]]) -> FaceBatch:
+    """[((target image, target input), (exemplar image, exemplar input)), ...] -> a :class:`FaceBatch`."""
+    return FaceBatch(
+        query=torch.stack([target[1] for target, _ in items]),
+        ref_image=torch.stack([ref[0] for _, ref in items]),
+        ref_semantics=torch.stack([ref[1] for _, ref in items]),
+        target=torch.stack([target[0] for target, _ in items]),
+    )

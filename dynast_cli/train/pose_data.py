@@ -18,7 +18,7 @@ from dynast_cli.errors import InputError
 from dynast_cli.io.images import load_image
 from dynast_cli.io.keypoints import load_keypoints
 from dynast_cli.pipelines.pose import pad_to_square, prepare_reference, render_pose_map, square_frame
-from dynast_cli.train.face_data import FaceBatch
+from dynast_cli.train.face_data import FaceBatch, stack_pairs
 
 KEYPOINT_SUFFIXES = ("_candidate.txt", ".json")
 
@@ -81,10 +81,7 @@ class PosePairs:
         return self._cache[image]
 
     def _batch(self, picks: list[tuple[str, str]]) -> FaceBatch:
-        targets = [self.person(t) for t, _ in picks]
-        refs = [self.person(r) for _, r in picks]
-        return FaceBatch(torch.stack([p for _, p in targets]), torch.stack([i for i, _ in refs]),
-                         torch.stack([p for _, p in refs]), torch.stack([i for i, _ in targets]))
+        return stack_pairs([(self.person(target), self.person(ref)) for target, ref in picks])
 
     def batch(self, size: int, generator: torch.Generator) -> FaceBatch:
         """``size`` random (target, reference) pairs."""
