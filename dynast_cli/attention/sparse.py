@@ -37,9 +37,16 @@ and breaks those ties by score; the naive twins do the same.
 Efficiency: the official code gathers, for every query, copies of all its candidate keys and values
 (at full resolution of a 256 image: 65,536 x 20 x 80 floats per tensor, several such tensors) and
 multiplies elementwise. Here candidate *indices* are built with integer shifts, candidate rows are
-gathered with index_select into contiguous per-chunk tensors (batched matmuls, no broadcast
-products), and queries are processed ``chunk`` positions at a time so
-the gathered copies held at once are (chunk x candidates x channels). Results do not depend on ``chunk``.
+gathered with index_select into contiguous per-chunk buffers (batched matmuls, no broadcast
+products), and queries are processed ``chunk`` positions at a time. Without autograd
+(:func:`_candidate_attention_lowmem`) no full-size copy of any input is made either: the work is
+also split by channels (``CHANNEL_SLICE`` at a time, only that slice of a key/value table made
+row-major), scores are accumulated into one small (queries x candidates) tensor, and each chunk's
+output is written straight to its positions in the preallocated (B, C, H, W) result. Peak memory
+is then about the output plus one channel slice of the inputs (inter 256^2, 320/64/256 channels:
+~120 MB against ~820 MB for the naive twin). With autograd on, the simpler path that keeps
+whole row-major copies is used. Results do not depend on ``chunk`` or ``CHANNEL_SLICE`` (up to
+float rounding of the score sums).
 """
 
 from __future__ import annotations
@@ -179,6 +186,113 @@ def _candidate_attention(
     return torch.cat(outs, 1), torch.cat(confs, 1), top, warped
 
 
+#: channels per slice in :func:`_candidate_attention_lowmem`: one (B, Nk, slice) row table at a time
+CHANNEL_SLICE = 64
+
+
+def _candidate_attention_lowmem(
+    q: torch.Tensor,
+    q_prune: torch.Tensor,
+    k: torch.Tensor,
+    k_prune: torch.Tensor,
+    v: torch.Tensor,
+    v2: torch.Tensor | None,
+    candidates: torch.Tensor,
+    positions: torch.Tensor,
+    smooth: float,
+    top_k: int | None,
+    chunk: int,
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None, torch.Tensor | None]:
+    """:func:`_candidate_attention` without autograd, holding no full-size copy of any input.
+
+    q (B, C, Nq), q_prune (B, P, Nq), k (B, C, Nk), k_prune (B, P, Nk), v (B, Cv, Nk),
+    v2 (B, C2, Nk) or None: channel-first, positions flattened (views of the (B, C, H, W) inputs);
+    candidates (B, L, M) indices into Nk; positions (L, G) the query position of each of the G
+    queries of each group. -> output (B, Cv, Nq), conf (B, Nq), top-k (B, Nq, K) or None,
+    warped (B, C2, Nq) or None, in raster order.
+
+    The work is split by channels as well as by queries: for each slice of ``CHANNEL_SLICE``
+    channels, that slice of the key (value) table is made row-major once, (B, Nk, slice), and the
+    candidates' rows are gathered from it ``chunk`` queries at a time. Scores are accumulated
+    slice by slice into one (B, L, G, M) tensor (small: M candidates per query); outputs go
+    straight to their positions in the preallocated result.
+    """
+    b, _, n_q = q.shape
+    n_k = k.shape[-1]
+    n_groups, g = positions.shape
+    m = candidates.shape[-1]
+    rows = candidates + torch.arange(b, device=candidates.device).view(b, 1, 1) * n_k  # (B, L, M)
+    flat_pos = positions.reshape(-1)  # (L*G,)
+    step = max(1, chunk // g)
+    buffer = q.new_empty(0)
+
+    def gather(table: torch.Tensor, r: torch.Tensor) -> torch.Tensor:
+        """Rows r of a (B*Nk, c) table into a reused buffer (a fresh tensor per chunk costs page faults)."""
+        nonlocal buffer
+        size = r.numel() * table.shape[1]
+        if buffer.numel() < size:
+            buffer = table.new_empty(size)
+        return torch.index_select(table, 0, r, out=buffer[:size].view(r.numel(), table.shape[1]))
+
+    def dot_products(queries: torch.Tensor, keys: torch.Tensor) -> torch.Tensor:
+        """(B, c, Nq) queries . (B, c, Nk) keys over each group's candidates -> (B, L, G, M)."""
+        acc = q.new_zeros(b, n_groups, g, m)
+        for c0 in range(0, queries.shape[1], CHANNEL_SLICE):
+            # (B, L*G, cs) and (B*Nk, cs): this slice, row-major
+            q_rows = queries[:, c0 : c0 + CHANNEL_SLICE].transpose(1, 2).index_select(1, flat_pos)
+            table = keys[:, c0 : c0 + CHANNEL_SLICE].transpose(1, 2).contiguous().view(b * n_k, -1)
+            cs = table.shape[1]
+            for s in range(0, n_groups, step):
+                n = min(step, n_groups - s)
+                sel = gather(table, rows[:, s : s + n].reshape(-1)).view(b * n, m, cs)  # (B*n, M, cs)
+                qs = q_rows[:, s * g : (s + n) * g].reshape(b * n, g, cs)  # (B*n, G, cs)
+                acc[:, s : s + n] += torch.bmm(qs, sel.transpose(1, 2)).view(b, n, g, m)
+        return acc
+
+    def weighted_sum(weights: torch.Tensor, values: torch.Tensor) -> torch.Tensor:
+        """(B, L, G, M) weights over each group's candidates of (B, c, Nk) values -> (B, c, Nq)."""
+        out = values.new_empty(b, values.shape[1], n_q)
+        for c0 in range(0, values.shape[1], CHANNEL_SLICE):
+            table = values[:, c0 : c0 + CHANNEL_SLICE].transpose(1, 2).contiguous().view(b * n_k, -1)
+            cs = table.shape[1]
+            for s in range(0, n_groups, step):
+                n = min(step, n_groups - s)
+                vals = gather(table, rows[:, s : s + n].reshape(-1)).view(b * n, m, cs)  # (B*n, M, cs)
+                w = weights[:, s : s + n].reshape(b * n, g, m)
+                res = torch.bmm(w, vals).view(b, n * g, cs).transpose(1, 2)  # (B, cs, n*G)
+                out[:, c0 : c0 + cs].index_copy_(2, flat_pos[s * g : (s + n) * g], res)
+        return out
+
+    scores = dot_products(q, k).div_(smooth)  # (B, L, G, M)
+    mask = sign_with_sigmoid_grad(dot_products(q_prune, k_prune))
+    kept = torch.softmax(scores, dim=-1).mul_(mask)
+    conf = q.new_empty(b, n_q).index_copy_(1, flat_pos, kept.sum(-1).view(b, -1))
+    top = None
+    if top_k is not None:
+        top_grouped = propagate_top_k(scores, candidates, top_k).view(b, -1, top_k)  # (B, L*G, K)
+        top = top_grouped.new_empty(b, n_q, top_k).index_copy_(1, flat_pos, top_grouped)
+    out = weighted_sum(kept, v)
+    warped = None if v2 is None else weighted_sum(warp_weights(scores, mask), v2)
+    return out, conf, top, warped
+
+
+def _needs_grad(*tensors: torch.Tensor | None) -> bool:
+    return torch.is_grad_enabled() and any(t is not None and t.requires_grad for t in tensors)
+
+
+def _flat(x: torch.Tensor | None) -> torch.Tensor | None:
+    """(B, C, H, W) -> (B, C, H*W) view, or None."""
+    return None if x is None else x.flatten(2)
+
+
+def _window_positions(hw: tuple[int, int], device: torch.device) -> torch.Tensor:
+    """Raster positions of the 2x2 windows' queries: (L, 4), the order of :func:`_windows`."""
+    h, w = hw
+    rows = 2 * torch.arange(h // 2, device=device).view(-1, 1) * w
+    top_left = (rows + 2 * torch.arange(w // 2, device=device)).view(-1, 1)
+    return top_left + torch.tensor([0, 1, w, w + 1], device=device)
+
+
 def _rows(x: torch.Tensor | None) -> torch.Tensor | None:
     """(B, C, H, W) -> (B, H*W, C), or None."""
     return None if x is None else x.flatten(2).transpose(1, 2)
@@ -210,9 +324,20 @@ def inter_scale_sparse_attention(
     chunk: int = DEFAULT_CHUNK,
 ) -> AttentionResult:
     """Each 2x2 query window attends to the 2x2 children of its coarse parent's top-k matches."""
-    hq, wq = q.shape[-2:]
+    b, _, hq, wq = q.shape
     top_k = prev_top_k.shape[-1]
     candidates = inter_scale_candidates(prev_top_k, k.shape[-2:])  # (B, L, 4K)
+    if not _needs_grad(q, k, q_prune, k_prune, v, v2):
+        out, conf, top, warped = _candidate_attention_lowmem(
+            _flat(q), _flat(q_prune), _flat(k), _flat(k_prune), _flat(v), _flat(v2), candidates,
+            _window_positions((hq, wq), q.device), smooth, top_k if need_idx else None, chunk,
+        )  # fmt: skip
+        return AttentionResult(
+            out.view(b, -1, hq, wq),
+            conf.view(b, 1, hq, wq),
+            top,
+            None if warped is None else warped.view(b, -1, hq, wq),
+        )
     out, conf, top, warped = _candidate_attention(
         _windows(q),  # (B, L, 4, C)
         _windows(q_prune),  # (B, L, 4, P)
@@ -251,6 +376,17 @@ def inner_scale_sparse_attention(
     b, _, hq, wq = q.shape
     top_k = prev_top_k.shape[-1]
     candidates = inner_scale_candidates(prev_top_k, (hq, wq), k.shape[-2:])  # (B, Nq, 5K)
+    if not _needs_grad(q, k, q_prune, k_prune, v, v2):
+        out, conf, top, warped = _candidate_attention_lowmem(
+            _flat(q), _flat(q_prune), _flat(k), _flat(k_prune), _flat(v), _flat(v2), candidates,
+            torch.arange(hq * wq, device=q.device).view(-1, 1), smooth, top_k if need_idx else None, chunk,
+        )  # fmt: skip
+        return AttentionResult(
+            out.view(b, -1, hq, wq),
+            conf.view(b, 1, hq, wq),
+            top,
+            None if warped is None else warped.view(b, -1, hq, wq),
+        )
     out, conf, top, warped = _candidate_attention(
         _rows(q).unsqueeze(2),  # (B, Nq, 1, C)
         _rows(q_prune).unsqueeze(2),  # (B, Nq, 1, P)
