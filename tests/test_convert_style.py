@@ -414,3 +414,25 @@ def test_official_modules_here_match_the_shared_key_lists():
         a2k = _reference_layout("stya2k_keys.txt")
         assert shapes(OfficialA2K(256)) == a2k["latest_net_A2K.pth"]
         assert shapes(OfficialTransform()) == a2k["latest_net_transform.pth"]
+
+
+def test_our_trained_export_loads_with_the_vgg16_it_names(tmp_path, monkeypatch):
+    """`dynast train style --method adaattn` exports without encoder keys, config "encoder": "vgg16"."""
+    from dynast_cli.models import vgg as vgg_module
+    from dynast_cli.models.adaattn import AdaAttNModel
+    from dynast_cli.weights.io import save_weights
+    from stand_ins import TinyEncoder
+
+    encoder = TinyEncoder()
+    model = AdaAttNModel(encoder, learned=True).eval()
+    state = {k: v for k, v in model.state_dict().items() if not k.startswith("encoder.")}
+    path = save_weights(state, tmp_path / "adaattn_vgg16.safetensors",
+                        {"architecture": "adaattn", "config": {**model.config(), "encoder": "vgg16"}})
+    monkeypatch.setattr(vgg_module, "load_vgg16", lambda device="cpu": encoder)
+    loaded = load_style_model(path)
+    assert loaded.encoder is encoder
+    content, style = torch.rand(1, 3, 32, 48), torch.rand(1, 3, 40, 40)
+    with torch.inference_mode():
+        expected = model.stylize(content, [model.prepare_style(style)], [1.0])
+        got = loaded.stylize(content, [loaded.prepare_style(style)], [1.0])
+    torch.testing.assert_close(got, expected)

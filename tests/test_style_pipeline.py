@@ -17,7 +17,7 @@ from dynast_cli.errors import BatchError, DynastError
 from dynast_cli.nn.decoders import VGGDecoder
 from dynast_cli.pipelines import style as style_pipeline
 from dynast_cli.pipelines import style_methods
-from helpers import TinyEncoder
+from stand_ins import TinyEncoder
 
 runner = CliRunner()
 

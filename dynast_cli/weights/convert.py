@@ -184,20 +184,28 @@ def load_style_model(
 ) -> nn.Module:
     """Build the AdaAttN / StyA2K model a dynast safetensors describes and load it strictly (eval mode).
 
-    ``encoder``: the feature encoder to use; by default the file's own ``encoder.*`` VGG19.
+    ``encoder``: the feature encoder to use; by default the file's own ``encoder.*`` VGG19, or the
+    ImageNet VGG16 for files trained by ``dynast train style`` (config ``"encoder": "vgg16"``).
     ``options``: constructor arguments overriding the stored config (e.g. ``attention="cosine"``).
     """
     tensors, meta = load_weights(path)
     arch = meta.get("architecture")
     if arch not in _ARCHITECTURES:
         raise WeightsError(f"is a '{arch or 'unknown'}' file, expected one of {sorted(_ARCHITECTURES)}", path)
+    config = config_from_metadata(meta)
+    encoder_name = config.pop("encoder", None)  # our own trained files name the (fetched) encoder they need
     if encoder is None:
-        if "encoder.0.weight" not in tensors:
-            raise WeightsError("holds no encoder: convert it with --vgg vgg_normalised.pth or pass an encoder", path)
-        from dynast_cli.models.vgg import vgg19_from_state_dict
+        if "encoder.0.weight" in tensors:
+            from dynast_cli.models.vgg import vgg19_from_state_dict
 
-        encoder = vgg19_from_state_dict(tensors, source=path, prefix="encoder.")
-    model = _ARCHITECTURES[arch](encoder, **{**config_from_metadata(meta), **options})
+            encoder = vgg19_from_state_dict(tensors, source=path, prefix="encoder.")
+        elif encoder_name == "vgg16":
+            from dynast_cli.models.vgg import load_vgg16
+
+            encoder = load_vgg16(device=device)
+        else:
+            raise WeightsError("holds no encoder: convert it with --vgg vgg_normalised.pth or pass an encoder", path)
+    model = _ARCHITECTURES[arch](encoder, **{**config, **options})
     children = dict(model.named_children())
     for key in tensors:
         prefix = key.split(".", 1)[0]
