@@ -156,6 +156,7 @@ def test_run_face_writes_output_and_edges(tmp_path):
 
 def test_cli_errors(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("DYNAST_WEIGHTS", str(tmp_path / "no_weights"))  # as if no face weights were installed
     _photo(tmp_path / "a.png", 0)
     runner = CliRunner()
 

@@ -255,12 +255,11 @@ def face_from_edges(
 
 
 def load_face_generator(weights: str | Path | None, device: torch.device) -> nn.Module:
-    """The edge-to-face generator from ``weights`` or ``weights/dynast_face.safetensors``, in eval mode."""
-    if weights:
-        path = Path(weights)
-    else:
-        folders = (Path("weights"), Path(__file__).resolve().parents[2] / "weights")
-        path = next((f / WEIGHTS_NAME for f in folders if (f / WEIGHTS_NAME).is_file()), None)
+    """The edge-to-face generator from ``weights`` or the manifest's ``dynast_face`` entry (the
+    project's trained weights; ``$DYNAST_WEIGHTS`` moves the folder), in eval mode."""
+    from dynast_cli.weights.registry import default_weights
+
+    path = Path(weights) if weights else default_weights("face")  # manifest entry, sha256-verified
     if path is None:
         raise WeightsError(
             f"no edge-to-face weights (weights/{WEIGHTS_NAME}): DynaST published no CelebA-HQ checkpoint; "

@@ -204,8 +204,11 @@ def pose_sequence(
 
 
 def default_weights_path() -> Path | None:
-    """``weights/dynast_deepfashion.safetensors`` in the working folder or beside the package, if present."""
-    for folder in (Path("weights"), Path(__file__).resolve().parents[2] / "weights"):
+    """``weights/dynast_deepfashion.safetensors`` (a user's converted official checkpoint) in the working
+    folder or the weights folder (``$DYNAST_WEIGHTS`` or the repository's), if present."""
+    from dynast_cli.weights.registry import weights_dir
+
+    for folder in (Path("weights"), weights_dir()):
         if (folder / WEIGHTS_NAME).is_file():
             return folder / WEIGHTS_NAME
     return None
