@@ -11,7 +11,7 @@ from dynast_cli.models.decoder import decode_features
 from dynast_cli.models.dynast_style import LEVELS, DynastStyle, DynastStyleModel, matching_features
 from dynast_cli.nn.decoders import VGGDecoder
 from dynast_cli.pipelines import style as style_pipeline
-from tests.helpers import TinyEncoder
+from stand_ins import TinyEncoder
 
 
 def make_model(**options) -> DynastStyleModel:
