@@ -39,14 +39,14 @@ Efficiency: the official code gathers, for every query, copies of all its candid
 multiplies elementwise. Here candidate *indices* are built with integer shifts, candidate rows are
 gathered with index_select into contiguous per-chunk buffers (batched matmuls, no broadcast
 products), and queries are processed ``chunk`` positions at a time. Without autograd
-(:func:`_candidate_attention_lowmem`) no full-size copy of any input is made either: the work is
-also split by channels (``CHANNEL_SLICE`` at a time, only that slice of a key/value table made
-row-major), scores are accumulated into one small (queries x candidates) tensor, and each chunk's
-output is written straight to its positions in the preallocated (B, C, H, W) result. Peak memory
-is then about the output plus one channel slice of the inputs (inter 256^2, 320/64/256 channels:
-~120 MB against ~820 MB for the naive twin). With autograd on, the simpler path that keeps
-whole row-major copies is used. Results do not depend on ``chunk`` or ``CHANNEL_SLICE`` (up to
-float rounding of the score sums).
+(:func:`_candidate_attention_lowmem`) no full-size copy of any input is made either: scores are
+computed chunk by chunk from the candidates' key columns gathered out of the channel-first inputs
+(each dot product one reduction over all channels, as in the naive twin, so prune-mask signs agree),
+the weighted sums of values are split by channels (``CHANNEL_SLICE`` at a time, only that slice of
+a value table made row-major; exact, each output channel is independent), and each chunk's output is
+written straight to its positions in the preallocated (B, C, H, W) result. With autograd on, the
+simpler path that keeps whole row-major copies is used. Results do not depend on ``chunk`` or
+``CHANNEL_SLICE``.
 """
 
 from __future__ import annotations
@@ -211,11 +211,11 @@ def _candidate_attention_lowmem(
     queries of each group. -> output (B, Cv, Nq), conf (B, Nq), top-k (B, Nq, K) or None,
     warped (B, C2, Nq) or None, in raster order.
 
-    The work is split by channels as well as by queries: for each slice of ``CHANNEL_SLICE``
-    channels, that slice of the key (value) table is made row-major once, (B, Nk, slice), and the
-    candidates' rows are gathered from it ``chunk`` queries at a time. Scores are accumulated
-    slice by slice into one (B, L, G, M) tensor (small: M candidates per query); outputs go
-    straight to their positions in the preallocated result.
+    Queries are processed ``chunk`` at a time. Scores: the chunk's candidate key columns are
+    gathered from the channel-first table and reduced over all channels in one bmm. Values: for each
+    slice of ``CHANNEL_SLICE`` channels, that slice of the value table is made row-major once,
+    (B, Nk, slice), and the candidates' rows gathered from it; outputs go straight to their
+    positions in the preallocated result.
     """
     b, _, n_q = q.shape
     n_k = k.shape[-1]
@@ -235,18 +235,22 @@ def _candidate_attention_lowmem(
         return torch.index_select(table, 0, r, out=buffer[:size].view(r.numel(), table.shape[1]))
 
     def dot_products(queries: torch.Tensor, keys: torch.Tensor) -> torch.Tensor:
-        """(B, c, Nq) queries . (B, c, Nk) keys over each group's candidates -> (B, L, G, M)."""
-        acc = q.new_zeros(b, n_groups, g, m)
-        for c0 in range(0, queries.shape[1], CHANNEL_SLICE):
-            # (B, L*G, cs) and (B*Nk, cs): this slice, row-major
-            q_rows = queries[:, c0 : c0 + CHANNEL_SLICE].transpose(1, 2).index_select(1, flat_pos)
-            table = keys[:, c0 : c0 + CHANNEL_SLICE].transpose(1, 2).contiguous().view(b * n_k, -1)
-            cs = table.shape[1]
-            for s in range(0, n_groups, step):
-                n = min(step, n_groups - s)
-                sel = gather(table, rows[:, s : s + n].reshape(-1)).view(b * n, m, cs)  # (B*n, M, cs)
-                qs = q_rows[:, s * g : (s + n) * g].reshape(b * n, g, cs)  # (B*n, G, cs)
-                acc[:, s : s + n] += torch.bmm(qs, sel.transpose(1, 2)).view(b, n, g, m)
+        """(B, c, Nq) queries . (B, c, Nk) keys over each group's candidates -> (B, L, G, M).
+
+        Each dot product is one reduction over all c channels (as in the naive twin): splitting it
+        by channels would change the float rounding and can flip a prune-mask sign at a near-zero
+        product. Only the chunk's candidate columns and queries are copied.
+        """
+        c = queries.shape[1]
+        flat_keys = keys.transpose(0, 1).reshape(c, b * n_k)  # (c, B*Nk); a view when B == 1
+        acc = q.new_empty(b, n_groups, g, m)
+        for s in range(0, n_groups, step):
+            n = min(step, n_groups - s)
+            sel = flat_keys.index_select(1, rows[:, s : s + n].reshape(-1))  # (c, B*n*M)
+            sel = sel.view(c, b * n, m).permute(1, 0, 2)  # (B*n, c, M)
+            qs = queries.index_select(2, flat_pos[s * g : (s + n) * g])  # (B, c, n*G)
+            qs = qs.view(b, c, n, g).permute(0, 2, 3, 1).reshape(b * n, g, c)  # (B*n, G, c)
+            acc[:, s : s + n] = torch.bmm(qs, sel).view(b, n, g, m)
         return acc
 
     def weighted_sum(weights: torch.Tensor, values: torch.Tensor) -> torch.Tensor:
