@@ -37,7 +37,7 @@ from torch import nn
 from dynast_cli.attention.all_to_key import aggregate_blocks, distributed_attention, progressive_attention
 from dynast_cli.models.adaattn import CHUNK_ELEMENTS, finish_image, merge_levels, mix_weights
 from dynast_cli.nn.decoders import VGGDecoder
-from dynast_cli.nn.norm import mean_variance_norm
+from dynast_cli.nn.norm import adain, mean_variance_norm
 
 HEADS = 8
 #: Block sizes of the official A2K layers at relu3_1, relu4_1, relu5_1.
@@ -82,9 +82,10 @@ class A2KLayer(nn.Module):
     def forward(self, content: torch.Tensor, level: A2KLevel, chunk_elements: int = CHUNK_ELEMENTS) -> torch.Tensor:
         """content (B, C, H, W) -> Z = fusion1(distributed) + fusion2(progressive) + content.
 
-        ``residual=False`` (parameter-free use with the universal decoder): Z = (distributed +
-        progressive) / 2, a feature map on the scale of VGG features, which that decoder inverts; the
-        official sum carries the content plus twice the style scale and washes the decoded image out.
+        ``residual=False`` (parameter-free use with the universal decoder): Z = AdaIN((distributed +
+        progressive) / 2, style), a feature map on the scale of VGG features, which that decoder
+        inverts (the official sum carries the content plus twice the style scale and washes the decoded
+        image out; the block averages alone lose contrast, which AdaIN to the style restores).
         """
         b, c, h, w = content.shape
         norm_content = mean_variance_norm(content)
@@ -95,8 +96,8 @@ class A2KLayer(nn.Module):
         chunk = max(1, chunk_elements // (self.heads * k_agg.shape[2]))
         da = distributed_attention(self._proj("q", norm_content).flatten(2), k_agg, v_agg, self.heads, chunk)
         pa = progressive_attention(self._proj("q2", norm_content), key2, value2, self.block, self.heads)
-        if not self.residual:
-            return 0.5 * (da.view(b, c, h, w) + pa)
+        if not self.residual:  # parameter-free only: value2 is the style feature itself
+            return adain(0.5 * (da.view(b, c, h, w) + pa), value2)
         return self._proj("fusion1", da.view(b, c, h, w)) + self._proj("fusion2", pa) + content
 
 
@@ -126,8 +127,8 @@ class StyA2KModel(nn.Module):
 
     State-dict prefixes: ``a2k.`` (only with ``skip3``), ``transformer.`` (the official ``transform``), ``decoder.``
     (+ the encoder's under ``encoder.``). ``decoder``: a VGGDecoder with ``skip == skip3`` to use.
-    ``residual=False`` (parameter-free only): each level outputs the mean of the two attentions
-    instead of the official content + both (see :meth:`A2KLayer.forward`).
+    ``residual=False`` (parameter-free only): each level outputs the mean of the two attentions,
+    AdaIN-matched to the style, instead of the official content + both (see :meth:`A2KLayer.forward`).
     """
 
     architecture = "stya2k"
