@@ -8,7 +8,7 @@ from typing import Callable, Optional
 
 import typer
 
-from dynast_cli.cli.app import command, err_console
+from dynast_cli.cli.app import command
 from dynast_cli.errors import DynastError
 
 
@@ -18,12 +18,12 @@ class Network(str, Enum):
     all = "all"
 
 
-def _resolver(name: str) -> Optional[Callable[[Optional[Path]], Path]]:
-    """``dynast_cli.weights.fetch.<name>_weights_path`` (explicit file or None -> verified cached
-    file), or None when this version has no fetcher for ``name``."""
-    from dynast_cli.weights import fetch
+def _resolvers() -> dict[str, Callable[[Optional[Path]], Path]]:
+    """Network name -> ``(explicit file or None) -> verified converted file in the cache``."""
+    from dynast_cli.weights.fetch import vgg16_weights_path
+    from dynast_cli.weights.fetch_hed import hed_weights_path
 
-    return getattr(fetch, f"{name}_weights_path", None)
+    return {"vgg16": vgg16_weights_path, "hed": hed_weights_path}
 
 
 @command()
@@ -37,11 +37,6 @@ def fetch(
     names = ["vgg16", "hed"] if network is Network.all else [network.value]
     if source is not None and len(names) > 1:
         raise DynastError("--from takes the file of one network: name it (dynast fetch vgg16 --from FILE)")
+    resolvers = _resolvers()
     for name in names:
-        resolve = _resolver(name)
-        if resolve is None:
-            if network is not Network.all:
-                raise DynastError(f"fetching '{name}' is not supported by this version of dynast")
-            err_console.print(f"{name}: not supported by this version of dynast, skipped", markup=False)
-            continue
-        typer.echo(f"{name}: {resolve(source)}")
+        typer.echo(f"{name}: {resolvers[name](source)}")

