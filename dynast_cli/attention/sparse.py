@@ -315,6 +315,32 @@ def _unwindow(x: torch.Tensor, hw: tuple[int, int]) -> torch.Tensor:
     return x.view(b, h // 2, w // 2, 2, 2, c).permute(0, 5, 1, 3, 2, 4).reshape(b, c, h, w)
 
 
+def _lowmem_result(
+    q: torch.Tensor,
+    k: torch.Tensor,
+    q_prune: torch.Tensor,
+    k_prune: torch.Tensor,
+    v: torch.Tensor,
+    v2: torch.Tensor | None,
+    candidates: torch.Tensor,
+    positions: torch.Tensor,
+    smooth: float,
+    top_k: int | None,
+    chunk: int,
+) -> AttentionResult:
+    """:func:`_candidate_attention_lowmem` on (B, C, H, W) inputs -> an AttentionResult in (B, C, H, W)."""
+    b, _, hq, wq = q.shape
+    out, conf, top, warped = _candidate_attention_lowmem(
+        _flat(q), _flat(q_prune), _flat(k), _flat(k_prune), _flat(v), _flat(v2), candidates, positions, smooth, top_k, chunk
+    )
+    return AttentionResult(
+        out.view(b, -1, hq, wq),
+        conf.view(b, 1, hq, wq),
+        top,
+        None if warped is None else warped.view(b, -1, hq, wq),
+    )
+
+
 def inter_scale_sparse_attention(
     q: torch.Tensor,
     k: torch.Tensor,
@@ -332,16 +358,8 @@ def inter_scale_sparse_attention(
     top_k = prev_top_k.shape[-1]
     candidates = inter_scale_candidates(prev_top_k, k.shape[-2:])  # (B, L, 4K)
     if not _needs_grad(q, k, q_prune, k_prune, v, v2):
-        out, conf, top, warped = _candidate_attention_lowmem(
-            _flat(q), _flat(q_prune), _flat(k), _flat(k_prune), _flat(v), _flat(v2), candidates,
-            _window_positions((hq, wq), q.device), smooth, top_k if need_idx else None, chunk,
-        )  # fmt: skip
-        return AttentionResult(
-            out.view(b, -1, hq, wq),
-            conf.view(b, 1, hq, wq),
-            top,
-            None if warped is None else warped.view(b, -1, hq, wq),
-        )
+        positions = _window_positions((hq, wq), q.device)  # (L, 4)
+        return _lowmem_result(q, k, q_prune, k_prune, v, v2, candidates, positions, smooth, top_k if need_idx else None, chunk)
     out, conf, top, warped = _candidate_attention(
         _windows(q),  # (B, L, 4, C)
         _windows(q_prune),  # (B, L, 4, P)
@@ -381,16 +399,8 @@ def inner_scale_sparse_attention(
     top_k = prev_top_k.shape[-1]
     candidates = inner_scale_candidates(prev_top_k, (hq, wq), k.shape[-2:])  # (B, Nq, 5K)
     if not _needs_grad(q, k, q_prune, k_prune, v, v2):
-        out, conf, top, warped = _candidate_attention_lowmem(
-            _flat(q), _flat(q_prune), _flat(k), _flat(k_prune), _flat(v), _flat(v2), candidates,
-            torch.arange(hq * wq, device=q.device).view(-1, 1), smooth, top_k if need_idx else None, chunk,
-        )  # fmt: skip
-        return AttentionResult(
-            out.view(b, -1, hq, wq),
-            conf.view(b, 1, hq, wq),
-            top,
-            None if warped is None else warped.view(b, -1, hq, wq),
-        )
+        positions = torch.arange(hq * wq, device=q.device).view(-1, 1)  # (Nq, 1): one query per group
+        return _lowmem_result(q, k, q_prune, k_prune, v, v2, candidates, positions, smooth, top_k if need_idx else None, chunk)
     out, conf, top, warped = _candidate_attention(
         _rows(q).unsqueeze(2),  # (B, Nq, 1, C)
         _rows(q_prune).unsqueeze(2),  # (B, Nq, 1, P)
