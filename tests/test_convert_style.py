@@ -21,6 +21,7 @@ from torch import nn
 from dynast_cli.errors import WeightsError
 from dynast_cli.weights.convert import convert_adaattn, convert_stya2k, load_style_model
 from dynast_cli.weights.io import read_metadata, sha256_file
+from test_attention_a2k import _official_block, _official_unblock  # the official StyA2K block helpers
 
 REFERENCE = Path(__file__).resolve().parents[2] / "shared" / "reference"
 SIZE = 128  # square, a multiple of 64: the official StyA2K code needs it
@@ -143,18 +144,6 @@ def official_adaattn_forward(vgg, transformer, adaattn_3, decoder, c, s, seed=66
     return official_decode(decoder, cs, c3)
 
 
-def _block(x, patch):
-    b, c, h, w = x.shape
-    y = F.unfold(x, kernel_size=patch, stride=patch).permute(0, 2, 1)
-    return y.view(b, -1, c, patch * patch).permute(0, 2, 1, 3)
-
-
-def _unblock(x, patch, h):
-    b, c, l, r = x.shape
-    x = x.permute(0, 2, 1, 3).contiguous().view(b, l, -1).permute(0, 2, 1)
-    return F.fold(x, h, kernel_size=patch, stride=patch)
-
-
 class OfficialA2K(nn.Module):
     def __init__(self, planes):
         super().__init__()
@@ -171,25 +160,25 @@ class OfficialA2K(nn.Module):
         head = 8
         nc, ns = mvn(content), mvn(style)
         Q1, K1, V1, Q2, K2, V2 = self.q(nc), self.k(ns), self.v(style), self.q2(nc), self.k2(ns), self.v2(style)
-        DA_q = _block(Q1, region)
+        DA_q = _official_block(Q1, region)
         b, c, n, r = DA_q.shape
         DA_q = DA_q.view(b, head, c // head, n, r)
-        DA_k = _block(K1, region).view(b, head, c // head, n, r)
-        DA_v = _block(V1, region).view(b, head, c // head, n, r)
-        PA_q = _block(Q2, region).view(b, head, c // head, n, r)
-        PA_k = _block(K2, region).view(b, head, c // head, n, r)
-        PA_v = _block(V2, region).view(b, head, c // head, n, r)
+        DA_k = _official_block(K1, region).view(b, head, c // head, n, r)
+        DA_v = _official_block(V1, region).view(b, head, c // head, n, r)
+        PA_q = _official_block(Q2, region).view(b, head, c // head, n, r)
+        PA_k = _official_block(K2, region).view(b, head, c // head, n, r)
+        PA_v = _official_block(V2, region).view(b, head, c // head, n, r)
         k_c, v_c = DA_k.mean(-1), DA_v.mean(-1)
         dis = torch.einsum("bhcx,bhcxy->bhxy", k_c, DA_k)
         sim = torch.sigmoid(self.sim_beta + self.sim_alpha * dis)
         k_agg = (torch.einsum("bhxy,bhcxy->bhcx", sim, DA_k) + k_c) / (r + 1)
         v_agg = (torch.einsum("bhxy,bhcxy->bhcx", sim, DA_v) + v_c) / (r + 1)
         scores = torch.softmax(torch.einsum("bhcxy,bhcz->bhyxz", DA_q, k_agg), dim=-1)
-        DA = _unblock(torch.einsum("bhyxz,bhcz->bhcxy", scores, v_agg).contiguous().view(b, c, n, r), region, h)
+        DA = _official_unblock(torch.einsum("bhyxz,bhcz->bhcxy", scores, v_agg).contiguous().view(b, c, n, r), region, h)
         index = torch.argmax(torch.einsum("bhcxy,bhczy->bhxz", PA_q, PA_k), dim=-1).view(b, head, 1, n, 1).expand_as(PA_k)
         k_re, v_re = torch.gather(PA_k, -2, index), torch.gather(PA_v, -2, index)
         scores2 = torch.softmax(torch.einsum("bhcxy,bhcxz->bhxyz", PA_q, k_re), dim=-1)
-        PA = _unblock(torch.einsum("bhxyz,bhcxz->bhcxy", scores2, v_re).contiguous().view(b, c, n, r), region, h)
+        PA = _official_unblock(torch.einsum("bhxyz,bhcxz->bhcxy", scores2, v_re).contiguous().view(b, c, n, r), region, h)
         return self.fusion1(DA) + self.fusion2(PA) + content
 
 
