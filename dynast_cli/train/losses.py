@@ -10,7 +10,9 @@
 * AdaAttN local feature loss: MSE between the output's features and the parameter-free AdaAttN
   transform of (content, style) at relu3_1..relu5_1;
 * reconstruction (our universal decoder): pixel L1 + scale-normalised perceptual MSE at
-  relu1_1..relu4_1.
+  relu1_1..relu4_1;
+* AdaAttN cross-image similarity (video): two frames and their stylisations keep the same
+  normalised cosine-distance structure between each other at relu3_1, relu4_1.
 """
 
 from __future__ import annotations
@@ -98,3 +100,44 @@ def reconstruction_loss(
     pixel = F.l1_loss(out, target)
     perceptual = perceptual_loss(out_feats, target_feats, perceptual_weights)
     return {"pixel": pixel, "perceptual": perceptual, "total": pixel_weight * pixel + perceptual}
+
+
+def cross_image_similarity_loss(
+    content_1: Sequence[torch.Tensor],
+    content_2: Sequence[torch.Tensor],
+    stylised_1: Sequence[torch.Tensor],
+    stylised_2: Sequence[torch.Tensor],
+    layers: Sequence[int] = (2, 3),
+    eps: float = 1e-8,
+) -> torch.Tensor:
+    """AdaAttN's cross-image similarity loss for video (Liu et al. 2021, video extension).
+
+    Two content frames c1, c2 and their stylisations cs1, cs2 should relate the same way: if
+    position i of c1 looks like position j of c2, then position i of cs1 should look like position
+    j of cs2. Per layer (default relu3_1, relu4_1), with features flattened to positions::
+
+        D_ij   = 1 - cos(F(x1)_i, F(x2)_j)          cosine distance, in [0, 2]
+        D~_ij  = D_ij / sum_i D_ij                   each column normalised over frame 1's positions
+        L      = mean_ij |D~c_ij - D~cs_ij|          (the paper's 1/(N1 N2) sum)
+
+    summed over ``layers``. Arguments are encoder feature lists ``[relu1_1, ...]``; sizes of the two
+    frames may differ, the two pairs must have the same per-frame sizes. Zero exactly when both
+    pairs have the same (normalised) distance structure, e.g. when the stylisation scales each
+    feature vector by a positive factor.
+    """
+    total = content_1[0].new_zeros(())
+    for i in layers:
+        d_content = _normalised_cosine_distance(content_1[i], content_2[i], eps)  # (B, N1, N2)
+        d_stylised = _normalised_cosine_distance(stylised_1[i], stylised_2[i], eps)  # (B, N1, N2)
+        total = total + (d_content - d_stylised).abs().mean()
+    return total
+
+
+def _normalised_cosine_distance(a: torch.Tensor, b: torch.Tensor, eps: float) -> torch.Tensor:
+    """a (B, C, H1, W1), b (B, C, H2, W2) -> (B, N1, N2): cosine distances, columns summing to 1."""
+    a = a.flatten(2)  # (B, C, N1)
+    b = b.flatten(2)  # (B, C, N2)
+    a = a / (a.norm(dim=1, keepdim=True) + eps)  # unit vectors per position
+    b = b / (b.norm(dim=1, keepdim=True) + eps)
+    distance = 1.0 - torch.bmm(a.transpose(1, 2), b)  # (B, N1, N2)
+    return distance / (distance.sum(dim=1, keepdim=True) + eps)  # / sum_i D_ij
