@@ -28,6 +28,7 @@ from dynast_cli.pipelines.face_mesh import (
     FACE_MESH_CONTOURS,
     contour_segments,
     draw_face_contours,
+    face_oval_mask,
 )
 
 HINT = r"pip install 'dynast-cli\[mediapipe\]'"
@@ -117,6 +118,9 @@ def test_contours_scale_with_the_output_size():
     edges = draw_face_contours(landmarks, (50, 100))
     ys, xs = np.nonzero(edges)
     assert abs(xs.min() - 10) <= 1 and abs(xs.max() - 89) <= 1 and abs(ys.min() - 10) <= 1 and abs(ys.max() - 39) <= 1
+    inside = face_oval_mask(landmarks, (50, 100))
+    assert inside[edges].all() and inside[25, 50] and not inside[25, 5] and not inside[5, 50]
+    assert abs(inside.sum() - np.pi * 40 * 15) < 0.05 * np.pi * 40 * 15  # the ellipse's area
     with pytest.raises(ValueError, match="468"):
         draw_face_contours(np.zeros((33, 3)), (32, 32))
 
@@ -139,12 +143,21 @@ def fake_mesh(monkeypatch):
     return found
 
 
+def _mesh_and_canny(photo: Path, landmarks: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    """What --edges mediapipe should give: the part outlines, and Canny outside the face oval."""
+    background = face_pipeline.edges_from_photo(face_pipeline.load_image(photo), "canny", size)
+    return draw_face_contours(landmarks, size) | (background & ~face_oval_mask(landmarks, size))
+
+
 def test_mediapipe_edges_feed_the_15_channel_builder(tmp_path, fake_mesh):
     photo = _photo(tmp_path / "face.png")
     query = face_pipeline.face_input(photo, "mediapipe", size=(64, 64))
-    expected = face_pipeline.build_face_input(draw_face_contours(fake_mesh["landmarks"], (64, 64)))
-    assert torch.equal(query, expected) and query.shape == (15, 64, 64)
-    assert query[0].sum() > 100 and (query[1:14] == 1).all() and (query[14] == 0).all()
+    edges = _mesh_and_canny(photo, fake_mesh["landmarks"], (64, 64))
+    assert torch.equal(query, face_pipeline.build_face_input(edges)) and query.shape == (15, 64, 64)
+    assert (query[1:14] == 1).all() and (query[14] == 0).all()
+    contours = draw_face_contours(fake_mesh["landmarks"], (64, 64))
+    inside = face_oval_mask(fake_mesh["landmarks"], (64, 64))
+    assert np.array_equal(edges & inside, contours) and (edges & ~inside).sum() > 50  # noise photo: Canny outside
 
 
 def test_mediapipe_without_a_face_names_the_photo(tmp_path, fake_mesh):
@@ -168,7 +181,7 @@ def test_run_face_with_mediapipe_edges(tmp_path, fake_mesh):
                                      method="mediapipe", save_edges=tmp_path / "edges.png", generator=_Generator())
     assert written == [tmp_path / "edges.png", tmp_path / "out.png"]
     edges = np.asarray(Image.open(tmp_path / "edges.png").convert("L")) > 127
-    assert np.array_equal(edges, draw_face_contours(fake_mesh["landmarks"], (256, 256)))
+    assert np.array_equal(edges, _mesh_and_canny(tmp_path / "b.png", fake_mesh["landmarks"], (256, 256)))
 
 
 @pytest.fixture
@@ -266,7 +279,10 @@ def test_face_mesh_edges_of_celebahq_photos(shared_data):
     assert photos
     for photo in photos:
         query = face_pipeline.face_input(photo, "mediapipe")
-        edges = query[0].numpy() > 0
-        assert query.shape == (15, 256, 256) and 0.01 < edges.mean() < 0.1
-        ys, xs = np.nonzero(edges)  # a face in the middle of a CelebA-HQ crop
-        assert 64 < xs.mean() < 192 and 64 < ys.mean() < 192
+        assert query.shape == (15, 256, 256)
+        landmarks = mediapipe_landmarks.face_mesh_landmarks(face_pipeline.to_uint8(face_pipeline.load_image(photo)), photo)
+        contours = draw_face_contours(landmarks, (256, 256))
+        inside = face_oval_mask(landmarks, (256, 256))
+        assert np.array_equal(query[0].numpy().astype(bool) & inside, contours)
+        ys, xs = np.nonzero(contours)  # a face in the middle of a CelebA-HQ crop
+        assert 64 < xs.mean() < 192 and 64 < ys.mean() < 192 and 0.01 < contours.mean() < 0.1

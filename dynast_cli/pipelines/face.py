@@ -12,9 +12,9 @@ The input follows the official CoCosNet/DynaST ``celebahqedge`` recipe, at the m
 
 A part boundary marks both pixels of every horizontally or vertically adjacent pair whose labels differ.
 Part masks come from CelebAMask-HQ annotations (:func:`face_input_from_parts`). Without part masks
-(an edge image, or edges found in a photo with Canny, HED or the MediaPipe face mesh's part outlines,
-:mod:`dynast_cli.pipelines.face_mesh`), channel 0 holds those edges, channels 1-13 are 1.0 and channel 14
-is 0, as for a face without annotated parts.
+(an edge image, or edges found in a photo with Canny, HED or the MediaPipe face mesh's part outlines
+plus Canny outside the face, :mod:`dynast_cli.pipelines.face_mesh`), channel 0 holds those edges,
+channels 1-13 are 1.0 and channel 14 is 0, as for a face without annotated parts.
 """
 
 from __future__ import annotations
@@ -202,11 +202,11 @@ def edges_from_photo(
     path: str | Path | None = None,
 ) -> np.ndarray:
     """bool ``(H, W)`` edges of a face photo ``(3, h, w)``: Canny (no weights), HED (``hed``, thresholded)
-    or the MediaPipe face mesh's part outlines (``path`` names the photo in errors)."""
+    or the MediaPipe face mesh's part outlines with Canny outside the face (``path`` names the photo in errors)."""
     if method == "mediapipe":
         from dynast_cli.pipelines.face_mesh import mesh_edges
 
-        return mesh_edges(photo, size, path)
+        return mesh_edges(photo, size, path, background=canny(_gray_at(photo, size)))
     if method == "canny":
         return canny(_gray_at(photo, size))
     if method == "hed":

@@ -2,8 +2,11 @@
 
 The 468-landmark mesh gives the outline of each face part; drawn as 1-pixel polylines they make an edge
 image (bool ``(H, W)``) that takes the place of the Canny or HED edges in
-:func:`dynast_cli.pipelines.face.build_face_input`. Parts, as landmark index chains (each consecutive pair
-is one of MediaPipe's ``FACEMESH_*`` connections, plus the two segments that close each eyebrow):
+:func:`dynast_cli.pipelines.face.build_face_input`. As in the official recipe (part boundaries, plus
+Canny edges outside the parts), the face pipeline adds the photo's Canny edges outside the face oval
+(hair, headwear, clothes): the part outlines alone leave the generator nothing to draw around the face.
+Parts, as landmark index chains (each consecutive pair is one of MediaPipe's ``FACEMESH_*`` connections,
+plus the two segments that close each eyebrow):
 
 * face oval (closed), both eyebrows (closed outlines), both eyes (closed);
 * nose: the bridge and middle line (open) and the outline of the nose tip and wings (closed);
@@ -72,12 +75,30 @@ def draw_face_contours(landmarks: np.ndarray, size: tuple[int, int], thickness: 
     return canvas > 0
 
 
-def mesh_edges(photo: torch.Tensor, size: tuple[int, int], path: str | Path | None = None) -> np.ndarray:
-    """bool ``(H, W)`` face-part edges of a face photo ``(3, h, w)`` in ``[0, 1]`` (``path`` names it in
-    errors): MediaPipe face mesh on the photo at its own size, contours drawn at ``size``."""
+def face_oval_mask(landmarks: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    """bool ``(H, W)``: inside the face oval (its outline included) of ``landmarks`` (as
+    :func:`draw_face_contours`)."""
+    h, w = size
+    (chain, _), = FACE_MESH_CONTOURS["face_oval"]
+    vertices = np.round((np.asarray(landmarks)[list(chain), :2] * (w, h) - 0.5) * (1 << _SHIFT)).astype(np.int32)
+    mask = np.zeros((h, w), np.uint8)
+    cv2.fillPoly(mask, [vertices], 1, cv2.LINE_8, _SHIFT)
+    cv2.polylines(mask, [vertices], True, 1, 1, cv2.LINE_8, _SHIFT)
+    return mask > 0
+
+
+def mesh_edges(
+    photo: torch.Tensor, size: tuple[int, int], path: str | Path | None = None, background: np.ndarray | None = None
+) -> np.ndarray:
+    """bool ``(H, W)`` edges of a face photo ``(3, h, w)`` in ``[0, 1]`` (``path`` names it in errors):
+    MediaPipe face mesh on the photo at its own size, part outlines drawn at ``size``, plus the
+    ``background`` edges (bool ``(H, W)``, e.g. Canny) outside the face oval."""
     from dynast_cli.io.mediapipe_landmarks import face_mesh_landmarks
 
     landmarks = face_mesh_landmarks(to_uint8(photo), path or "photo")
     if landmarks is None:
         raise InputError("no face found by MediaPipe (try --edges canny or hed)", path)
-    return draw_face_contours(landmarks, size)
+    edges = draw_face_contours(landmarks, size)
+    if background is not None:
+        edges |= background & ~face_oval_mask(landmarks, size)
+    return edges
