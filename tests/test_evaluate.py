@@ -103,3 +103,24 @@ def test_cli_prints_the_table_and_writes_files(pairs, tmp_path, monkeypatch):
     assert result.exit_code == 0, result.output
     assert "identity" in result.output and "paste" in result.output
     assert {p.name for p in out.iterdir()} == {"style_eval.json", "style_eval.md", "style_eval_grid.png"}
+
+
+def test_cli_method_weights_suffix(pairs, tmp_path, monkeypatch):
+    import dynast_cli.models.vgg as vgg
+    import dynast_cli.pipelines.style as style_pipeline
+
+    calls = []
+
+    def build(name, weights=None, **kw):
+        calls.append((name, weights))
+        return Identity()
+
+    monkeypatch.setattr(style_pipeline, "get_style_method", build)
+    monkeypatch.setattr(vgg, "load_vgg16", lambda path=None, device="cpu": TinyEncoder())
+    content, style = pairs
+    result = CliRunner().invoke(app, ["eval", "style", "--content", str(content), "--style", str(style),
+                                      "--methods", "identity,identity:none", "--size", "32",
+                                      "--out", str(tmp_path / "o"), "--device", "cpu"])
+    assert result.exit_code == 0, result.output
+    assert calls == [("identity", None), ("identity", "none")]
+    assert "identity:none" in result.output

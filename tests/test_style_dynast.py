@@ -10,6 +10,7 @@ from dynast_cli.models.adaattn import finish_image
 from dynast_cli.models.decoder import decode_features
 from dynast_cli.models.dynast_style import LEVELS, DynastStyle, DynastStyleModel, matching_features
 from dynast_cli.nn.decoders import VGGDecoder
+from dynast_cli.nn.norm import mean_variance_norm
 from dynast_cli.pipelines import style as style_pipeline
 from stand_ins import TinyEncoder
 
@@ -181,3 +182,119 @@ def test_registered_as_dynast_and_runs_through_the_pipeline(monkeypatch):
     state = method.prepare_style(torch.rand(1, 3, 32, 32))
     out = style_pipeline.stylize(method, torch.rand(3, 21, 35), [state])
     assert out.shape == (3, 21, 35)
+
+
+# ---- the learned prune mask -----------------------------------------------------------------------
+
+def learned_pair(**options) -> tuple[DynastStyleModel, DynastStyleModel]:
+    """A parameter-free model and an untrained learned one sharing encoder and decoder."""
+    free = make_model(**options)
+    learned = DynastStyleModel(free.encoder, free.decoder, prune_dim=6, seed=4, **options).eval()
+    return free, learned
+
+
+@pytest.mark.parametrize("grad", [False, True])  # the no-grad low-memory path and the autograd path
+def test_untrained_learned_mask_equals_the_parameter_free_model_exactly(grad):
+    free, learned = learned_pair(chunk=7)
+    styles = [torch.rand(1, 3, 32, 48), torch.rand(1, 3, 41, 29)]
+    content = torch.rand(2, 3, 37, 45)
+    with torch.set_grad_enabled(grad):
+        for mix in ([1.0], [0.3, 0.7]):
+            expected = free.stylize(content, [free.prepare_style(s) for s in styles[: len(mix)]], mix)
+            state = [learned.prepare_style(s) for s in styles[: len(mix)]]
+            assert torch.equal(learned.stylize(content, state, mix), expected)
+        matches = learned.match(learned.encoder(content[..., :32, :32]), state[0])
+    assert all(torch.all(m.conf > 1 - 1e-5) for m in matches.values())  # every match kept
+
+
+def test_initial_gate_keeps_everything_for_any_unit_inputs():
+    _, learned = learned_pair()
+    for j, embeddings in enumerate(learned.prune):
+        x = torch.nn.functional.normalize(torch.randn(500, embeddings.query.in_channels), dim=1)
+        x[0] = 0  # a zero feature (constant region) too
+        q = x @ embeddings.query.weight[:, :, 0, 0].T + embeddings.query.bias
+        k = x.flip(0) @ embeddings.key.weight[:, :, 0, 0].T + embeddings.key.bias
+        assert (q @ k.T).min() > 0.7, j
+        assert not torch.allclose(embeddings.query.weight, embeddings.key.weight)  # random, not symmetric
+
+
+def test_fully_pruned_levels_fall_back_to_the_styles_global_statistics():
+    _, learned = learned_pair()
+    with torch.no_grad():
+        for embeddings in learned.prune:
+            embeddings.query.weight.zero_()
+            embeddings.key.weight.zero_()
+            embeddings.key.bias.copy_(-embeddings.query.bias)  # every product < 0: nothing kept
+    style_image = torch.rand(1, 3, 32, 48)
+    state = learned.prepare_style(style_image)
+    feats = learned.encoder(torch.rand(1, 3, 32, 32))
+    matches = learned.match(feats, state)
+    assert all(torch.equal(m.conf, torch.zeros_like(m.conf)) for m in matches.values())
+    style_feats = learned.encoder(style_image)  # a multiple of 16: no padding
+    for t, level in zip(learned.transform(feats, [state], [1.0]), LEVELS):
+        f = style_feats[level].flatten(2)
+        mean, std = f.mean(-1), torch.sqrt(torch.relu((f * f).mean(-1) - f.mean(-1) ** 2))
+        expected = std[..., None, None] * mean_variance_norm(feats[level]) + mean[..., None, None]
+        assert torch.allclose(t, expected, rtol=1e-4, atol=1e-4), level  # AdaIN with the style's moments
+    # prune=False ignores the mask
+    free = make_model()
+    for a, b in zip(learned.transform(feats, [state], [1.0], prune=False),
+                    free.transform(feats, [free.prepare_style(style_image)], [1.0])):
+        assert torch.equal(a, b)
+
+
+@pytest.mark.parametrize("kind", ["inter", "inner"])
+def test_sparse_autograd_path_with_frozen_values_matches_the_naive_twin(kind):
+    """Only the prune embeddings need gradients (frozen VGG values): the chunked autograd path must
+    not overwrite gathered value rows that the backward pass still needs (it did)."""
+    from dynast_cli.attention import reference, sparse
+
+    gen = torch.Generator().manual_seed(1)
+    q, k = torch.randn(1, 8, 6, 8, generator=gen), torch.randn(1, 8, 6, 8, generator=gen)
+    v = torch.randn(1, 5, 6, 8, generator=gen)
+    qp0, kp0 = torch.randn(1, 3, 6, 8, generator=gen), torch.randn(1, 3, 6, 8, generator=gen)
+    if kind == "inter":
+        prev = torch.randint(0, 12, (1, 12, 2), generator=gen)
+        fast, naive = sparse.inter_scale_sparse_attention, reference.inter_scale_sparse_attention_naive
+    else:
+        prev = torch.randint(0, 48, (1, 48, 2), generator=gen)
+        fast, naive = sparse.inner_scale_sparse_attention, reference.inner_scale_sparse_attention_naive
+    grads = []
+    for fn, options in ((fast, {"chunk": 5}), (naive, {})):
+        qp, kp = qp0.clone().requires_grad_(True), kp0.clone().requires_grad_(True)
+        res = fn(q, k, qp, kp, v, prev, 0.5, **options)
+        (res.output.square().sum() + res.conf.sum()).backward()
+        grads.append((res.output.detach(), qp.grad, kp.grad))
+    for a, b in zip(*grads):
+        assert torch.allclose(a, b, atol=1e-5)
+    assert grads[0][1].abs().sum() > 0
+
+
+def test_learned_mask_round_trips_through_an_fp16_file_and_the_method_factory(tmp_path, monkeypatch):
+    import json
+
+    from dynast_cli.pipelines import style_dynast
+    from dynast_cli.models.dynast_style import ARCHITECTURE, load_dynast_style
+    from dynast_cli.weights.io import save_weights, sha256_file
+
+    _, learned = learned_pair()
+    path = tmp_path / "prune.safetensors"
+    state = {f"prune.{k}": v for k, v in learned.prune.state_dict().items()}
+    save_weights(state, path, {"architecture": ARCHITECTURE, "config": {**learned.config(), "encoder": "vgg16"}},
+                 dtype=torch.float16)
+    loaded = load_dynast_style(path, learned.encoder, learned.decoder)
+    assert loaded.prune_dim == 6 and loaded.top_k == learned.top_k
+    for key, value in learned.prune.state_dict().items():
+        assert torch.equal(loaded.prune.state_dict()[key], value.half().float()), key
+
+    monkeypatch.setattr(style_dynast, "vgg16", lambda device, path=None: TinyEncoder())
+    monkeypatch.setattr(style_dynast, "universal_decoder", lambda device, path=None: VGGDecoder(skip=True))
+    monkeypatch.setenv("DYNAST_WEIGHTS", str(tmp_path))  # no manifest: the parameter-free model
+    assert style_pipeline.get_style_method("dynast").prune is None
+    assert style_pipeline.get_style_method("dynast", weights=str(path)).prune_dim == 6
+    entry = {"name": "dynast_style_vgg16", "file": path.name, "architecture": ARCHITECTURE, "config": {},
+             "sha256": sha256_file(path)}
+    (tmp_path / "manifest.json").write_text(json.dumps({"weights": [entry]}))
+    assert style_pipeline.get_style_method("dynast").prune_dim == 6  # the registry default
+    assert style_pipeline.get_style_method("dynast", weights="none").prune is None
+    assert style_pipeline.get_style_method("dynast", weights="None").prune is None

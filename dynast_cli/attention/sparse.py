@@ -114,12 +114,14 @@ class _RowGather:
     """``table[rows]`` for a (N, C) table, chunk after chunk.
 
     Without autograd the rows go into one reused buffer: a fresh multi-megabyte tensor per chunk
-    costs more in page faults than the copy itself.
+    costs more in page faults than the copy itself. With autograd on, never: the gathered rows of a
+    table that needs no gradient are still saved for the backward pass when the other operand of
+    their matmul needs one (frozen values, learned prune embeddings), so overwriting them breaks it.
     """
 
     def __init__(self, table: torch.Tensor):
         self.table = table.contiguous()  # rows must be contiguous in memory: (B, C, H, W) inputs are not
-        self.reuse = not (torch.is_grad_enabled() and table.requires_grad)
+        self.reuse = not torch.is_grad_enabled()
         self.buffer = table.new_empty(0, table.shape[1])
 
     def __call__(self, rows: torch.Tensor) -> torch.Tensor:

@@ -13,7 +13,9 @@ from dynast_cli.cli.app import command, eval_app
 def eval_style_command(
     content: Path = typer.Option(..., "--content", help="Content image or folder."),
     style: Path = typer.Option(..., "--style", help="Style image or folder."),
-    methods: str = typer.Option("adain,adaattn,a2k", "--methods", help="Comma-separated style methods."),
+    methods: str = typer.Option("adain,adaattn,a2k", "--methods",
+                                help="Comma-separated style methods; METHOD:WEIGHTS picks its --weights, e.g. "
+                                "dynast:none (the parameter-free DynaST) next to dynast (the learned prune mask)."),
     size: int = typer.Option(512, "--size", min=16, help="Long side of contents and styles, in pixels."),
     out: Path = typer.Option(Path("eval/style"), "--out", help="Folder for the JSON, Markdown table and grid."),
     device: str = typer.Option("auto", "--device", help="auto, cpu, cuda or cuda:N."),
@@ -34,7 +36,10 @@ def eval_style_command(
         raise InputError("no method given", "--methods")
     contents, styles = image_paths(content), image_paths(style)
     dev = resolve_device(device)
-    built = {name: get_style_method(name, device=dev, vgg=vgg) for name in names}
+    built = {}
+    for name in names:
+        method, _, weights = name.partition(":")
+        built[name] = get_style_method(method, weights=weights or None, device=dev, vgg=vgg)
     results = evaluate_style(contents, styles, built, load_vgg16(vgg, device=dev), out, size=size, device=dev)
 
     table = Table(title=f"style evaluation ({len(contents)} content x {len(styles)} style, {size} px)")

@@ -1,4 +1,4 @@
-"""``dynast train style``: train the universal decoder, AdaAttN or StyA2K."""
+"""``dynast train style``: train the universal decoder, AdaAttN, StyA2K or the DynaST prune mask."""
 
 from __future__ import annotations
 
@@ -13,7 +13,8 @@ from dynast_cli.cli.app import command, train_app
 def train_style_command(
     content: list[Path] = typer.Option(..., "--content", help="Folder of content images (repeatable)."),
     style: list[Path] = typer.Option(..., "--style", help="Folder of style images (repeatable)."),
-    method: str = typer.Option("decoder", "--method", help="decoder | adaattn | a2k."),
+    method: str = typer.Option("decoder", "--method",
+                               help="decoder | adaattn | a2k | dynast (the learned DynaST prune mask; frozen universal decoder)."),
     steps: int = typer.Option(1000, "--steps", min=1, help="Total steps (a resumed run counts its earlier ones)."),
     batch: int = typer.Option(4, "--batch", min=1, help="Images per step."),
     size: int = typer.Option(192, "--size", min=32, help="Crop size in pixels (a multiple of 16)."),

@@ -28,6 +28,19 @@ Prune mask: without learned prune embeddings every match is kept. This is done t
 functions' own prune gate, with constant one-dimensional prune embeddings equal to 1 on both sides
 (gate ``1 * 1 > 0``), so ``conf`` is 1 everywhere and the attention functions are used unchanged.
 
+Learned prune mask (``prune_dim``): as the DynaST generator's ``f_prune``/``g_prune``, each level has
+two 1x1 convolutions (:class:`PruneEmbeddings`) from the level's matching features to ``prune_dim``
+channels, one for the content (query) side and one for the style (key) side; match (i, j) is kept
+iff ``<q_prune_i, k_prune_j> > 0`` (the attention functions' gate, straight-through sigmoid gradient),
+so each content position keeps a variable number of its matches. The attention mass of the pruned
+matches (``1 - conf``) goes to the style's *global* moments, as the generator fills ``1 - conf`` from
+its own branch: per level the moments are ``attended + (1 - conf) * global``, a mixture of the kept
+local distribution and the whole style (all pruned = AdaIN). :meth:`PruneEmbeddings.init_all_kept`
+starts from a provably all-kept gate (unit-norm inputs, a shared bias of norm 1, weights of spectral
+norm 0.1: every product >= 1 - 0.2 - 0.01 > 0), and ``1 - conf`` below ``LOST_EPS`` (softmax
+rounding, not pruning) counts as exactly 0 in the forward pass, so the untrained learned model gives
+exactly the parameter-free outputs.
+
 Sizes: the inter-scale step needs each level to be exactly twice the next coarser one, so the
 content is reflect-padded to a multiple of 16 (and the image cropped back) and the style is
 reflect-padded to a multiple of 16 once in :meth:`DynastStyleModel.prepare_style`.
@@ -53,6 +66,8 @@ from dynast_cli.pipelines.style import pad_to_multiple
 #: Encoder output indices of the transformed levels, fine to coarse: relu3_1, relu4_1, relu5_1.
 LEVELS = (2, 3, 4)
 LEVEL_NAMES = {"relu3_1": 2, "relu4_1": 3, "relu5_1": 4}
+#: Channels of relu3_1, relu4_1, relu5_1 (VGG16/VGG19).
+LEVEL_CHANNELS = (256, 512, 512)
 #: relu5_1 is at 1/16 of the input; every level must be exactly twice the next coarser one.
 SIZE_MULTIPLE = 16
 
@@ -71,13 +86,50 @@ def moments_to_mean_std(moments: torch.Tensor) -> tuple[torch.Tensor, torch.Tens
     return mean, torch.sqrt(torch.relu(second - mean * mean))
 
 
+#: Spectral norm of the prune convolutions' weights relative to their bias at initialisation.
+INIT_WEIGHT_NORM = 0.1
+#: Pruned attention mass below this is softmax rounding (every match kept), taken as exactly 0.
+LOST_EPS = 1e-4
+
+
+def lost_mass(conf: torch.Tensor) -> torch.Tensor:
+    """``1 - conf``, the attention mass of the pruned matches, forward-exactly 0 where it is below
+    ``LOST_EPS`` (a softmax sums to 1 only up to rounding); the gradient is that of ``1 - conf`` everywhere."""
+    lost = 1 - conf
+    return lost - torch.where(lost > LOST_EPS, torch.zeros_like(lost), lost).detach()
+
+
 @dataclass
 class DynastStyle:
     """A style encoded once. Per entry of :data:`LEVELS` (relu3_1, relu4_1, relu5_1):
-    keys (1, C, hk, wk) matching features, moments (1, 2C, hk, wk) = cat(feature, feature^2)."""
+    keys (B, C, hk, wk) matching features, moments (B, 2C, hk, wk) = cat(feature, feature^2);
+    with a learned prune mask also key_prune (B, P, hk, wk) and global_moments (B, 2C, 1, 1)
+    (the moments averaged over the whole style). B is 1, or the content batch (training pairs)."""
 
     keys: list[torch.Tensor]
     moments: list[torch.Tensor]
+    key_prune: list[torch.Tensor] | None = None
+    global_moments: list[torch.Tensor] | None = None
+
+
+class PruneEmbeddings(nn.Module):
+    """Learned prune embeddings of one level: ``query``/``key`` 1x1 convs (C -> P) on the matching features."""
+
+    def __init__(self, channels: int, prune_dim: int):
+        super().__init__()
+        self.query = nn.Conv2d(channels, prune_dim, 1)
+        self.key = nn.Conv2d(channels, prune_dim, 1)
+
+    @torch.no_grad()
+    def init_all_kept(self, generator: torch.Generator | None = None) -> None:
+        """Random weights of spectral norm ``INIT_WEIGHT_NORM`` and one shared random unit bias on both
+        sides: for inputs of norm <= 1 (matching features) every gate product is > 0 (all kept)."""
+        bias = F.normalize(torch.randn(self.query.out_channels, generator=generator), dim=0)
+        for conv in (self.query, self.key):
+            weight = torch.randn(conv.weight.shape[:2], generator=generator)
+            weight *= INIT_WEIGHT_NORM / torch.linalg.matrix_norm(weight, ord=2)
+            conv.weight.copy_(weight.view_as(conv.weight))
+            conv.bias.copy_(bias)
 
 
 class DynastStyleModel(nn.Module):
@@ -88,7 +140,9 @@ class DynastStyleModel(nn.Module):
     ``top_k``: matches carried from level to level (capped by the number of coarse style positions);
     ``coarse``: ``"relu4_1"`` or ``"relu5_1"``, where the dense matching happens;
     ``smooth``: softmax temperature on cosine similarities; ``inner_steps``: inner-scale steps per
-    finer level; ``chunk``: query positions per attention chunk (bounds memory, not the result).
+    finer level; ``chunk``: query positions per attention chunk (bounds memory, not the result);
+    ``prune_dim``: None (parameter-free, every match kept) or the width of learned prune embeddings
+    (``self.prune``, one :class:`PruneEmbeddings` per level, initialised all-kept from ``seed``).
     """
 
     name = "dynast"
@@ -102,6 +156,8 @@ class DynastStyleModel(nn.Module):
         smooth: float = 0.05,
         inner_steps: int = 1,
         chunk: int = 1024,
+        prune_dim: int | None = None,
+        seed: int = 0,
     ):
         super().__init__()
         if coarse not in ("relu4_1", "relu5_1"):
@@ -115,24 +171,45 @@ class DynastStyleModel(nn.Module):
         self.smooth = smooth
         self.inner_steps = inner_steps
         self.chunk = chunk
+        self.prune_dim = prune_dim
+        self.prune: nn.ModuleList | None = None
+        if prune_dim is not None:
+            if prune_dim < 1:
+                raise ValueError(f"need prune_dim >= 1 (got {prune_dim})")
+            generator = torch.Generator().manual_seed(seed)
+            self.prune = nn.ModuleList(PruneEmbeddings(c, prune_dim) for c in LEVEL_CHANNELS)
+            for embeddings in self.prune:
+                embeddings.init_all_kept(generator)
+
+    def config(self) -> dict:
+        """The constructor options an exported learned prune mask records (``architecture`` dynast_style)."""
+        return {"top_k": self.top_k, "coarse": {v: k for k, v in LEVEL_NAMES.items()}[self.coarse],
+                "smooth": self.smooth, "inner_steps": self.inner_steps, "prune_dim": self.prune_dim}
 
     def prepare_style(self, style: torch.Tensor) -> DynastStyle:
         """style (1, 3, h, w) in [0, 1] -> its matching keys and value moments at relu3_1..relu5_1
         (computed on the style reflect-padded to a multiple of 16)."""
         feats = self.encoder(pad_to_multiple(style, SIZE_MULTIPLE)[0])
+        keys = [matching_features(feats[i]) for i in LEVELS]
+        moments = [torch.cat([feats[i], feats[i] * feats[i]], dim=1) for i in LEVELS]
+        if self.prune is None:
+            return DynastStyle(keys=keys, moments=moments)
         return DynastStyle(
-            keys=[matching_features(feats[i]) for i in LEVELS],
-            moments=[torch.cat([feats[i], feats[i] * feats[i]], dim=1) for i in LEVELS],
+            keys=keys, moments=moments,
+            key_prune=[embeddings.key(k) for embeddings, k in zip(self.prune, keys)],
+            global_moments=[m.mean(dim=(2, 3), keepdim=True) for m in moments],
         )
 
-    def match(self, feats: Sequence[torch.Tensor], style: DynastStyle) -> dict[int, AttentionResult]:
+    def match(self, feats: Sequence[torch.Tensor], style: DynastStyle, prune: bool = True) -> dict[int, AttentionResult]:
         """Coarse-to-fine matching of content features to one style.
 
         feats: content [relu1_1 .. relu5_1] (B, C_i, H_i, W_i), each level twice the next coarser one.
         -> {level index (4, 3, 2): AttentionResult(output = attended moments (B, 2C, H, W),
-        conf (B, 1, H, W) == 1, top_k (B, H*W, K) indices into the style grid of that level, or None
-        for a dense level coarser than ``coarse``)}.
+        conf (B, 1, H, W) (== 1 without a learned prune mask), top_k (B, H*W, K) indices into the
+        style grid of that level, or None for a dense level coarser than ``coarse``)}.
+        ``prune=False`` ignores a learned prune mask (the parameter-free matching: the training target).
         """
+        learned = prune and self.prune is not None and style.key_prune is not None
         results: dict[int, AttentionResult] = {}
         top: torch.Tensor | None = None
         for j, level in reversed(list(enumerate(LEVELS))):
@@ -140,8 +217,12 @@ class DynastStyleModel(nn.Module):
             b = q.shape[0]
             k = style.keys[j].expand(b, -1, -1, -1)
             v = style.moments[j].expand(b, -1, -1, -1)
-            keep_q = q.new_ones(b, 1, *q.shape[-2:])  # constant prune embeddings: every match kept
-            keep_k = k.new_ones(b, 1, *k.shape[-2:])
+            if learned:
+                keep_q = self.prune[j].query(q)
+                keep_k = style.key_prune[j].expand(b, -1, -1, -1)
+            else:
+                keep_q = q.new_ones(b, 1, *q.shape[-2:])  # constant prune embeddings: every match kept
+                keep_k = k.new_ones(b, 1, *k.shape[-2:])
             if level >= self.coarse:
                 n_keys = k.shape[-2] * k.shape[-1]
                 want = min(self.top_k, n_keys) if level == self.coarse else None
@@ -155,19 +236,26 @@ class DynastStyleModel(nn.Module):
         return results
 
     def transform(
-        self, feats: Sequence[torch.Tensor], states: Sequence[DynastStyle], mix: Sequence[float], alpha: float = 1.0
+        self, feats: Sequence[torch.Tensor], states: Sequence[DynastStyle], mix: Sequence[float], alpha: float = 1.0,
+        prune: bool = True,
     ) -> list[torch.Tensor]:
         """Content features [relu1_1 .. relu5_1] -> transformed relu3_1, relu4_1, relu5_1 features.
 
-        Per style and level ``std * mean_variance_norm(content) + mean`` from the matched moments,
+        Per style and level ``std * mean_variance_norm(content) + mean`` from the matched moments
+        (with a learned prune mask: the kept moments + ``(1 - conf)`` x the style's global moments),
         blended over the styles with the normalised ``mix``, then ``alpha * t + (1 - alpha) * content``.
+        ``prune=False``: the parameter-free transform even when a prune mask is learned.
         """
         weights = mix_weights(mix, len(states))
         blended = [torch.zeros_like(feats[level]) for level in LEVELS]
         for state, w in zip(states, weights):
-            matches = self.match(feats, state)
+            learned = prune and self.prune is not None and state.global_moments is not None
+            matches = self.match(feats, state, prune=prune)
             for j, level in enumerate(LEVELS):
-                mean, std = moments_to_mean_std(matches[level].output)
+                moments = matches[level].output
+                if learned:
+                    moments = moments + lost_mass(matches[level].conf) * state.global_moments[j]
+                mean, std = moments_to_mean_std(moments)
                 blended[j] = blended[j] + w * (std * mean_variance_norm(feats[level]) + mean)
         if alpha == 1.0:
             return blended
@@ -180,3 +268,27 @@ class DynastStyleModel(nn.Module):
         padded, size = pad_to_multiple(content, SIZE_MULTIPLE)
         t3, t4, t5 = self.transform(self.encoder(padded), states, mix, alpha)
         return finish_image(decode_features(self.decoder, t3, t4, t5), size)
+
+
+#: ``architecture`` of an exported learned prune mask (the ``prune.*`` tensors only).
+ARCHITECTURE = "dynast_style"
+
+
+def load_dynast_style(path, encoder: nn.Module, decoder: VGGDecoder, device: str | torch.device = "cpu",
+                      **overrides) -> DynastStyleModel:
+    """A :class:`DynastStyleModel` with the learned prune mask of ``path`` (``architecture`` dynast_style,
+    ``prune.*`` tensors, config from the metadata) on ``encoder`` and ``decoder``; eval mode, float32.
+    ``overrides`` replace config entries other than ``prune_dim`` (e.g. ``top_k``, ``chunk``)."""
+    from dynast_cli.errors import WeightsError
+    from dynast_cli.weights.io import config_from_metadata, load_state, load_weights
+
+    tensors, meta = load_weights(path)
+    if meta.get("architecture") != ARCHITECTURE:
+        raise WeightsError(f"is a '{meta.get('architecture', 'unknown')}' file, expected '{ARCHITECTURE}'", path)
+    config = {k: v for k, v in config_from_metadata(meta).items() if k not in ("encoder", "decoder")}
+    config.update({k: v for k, v in overrides.items() if k != "prune_dim"})
+    model = DynastStyleModel(encoder, decoder, **config)
+    if model.prune is None:
+        raise WeightsError("records no prune_dim", path)
+    load_state(model.prune, {k.removeprefix("prune."): v.float() for k, v in tensors.items()}, source=path)
+    return model.to(device).eval()

@@ -1,7 +1,13 @@
 """``dynast style --method dynast``: DynaST coarse-to-fine matching for style transfer.
 
-The parameter-free :class:`~dynast_cli.models.dynast_style.DynastStyleModel` on the frozen VGG16
-encoder, decoded by the project's universal decoder (``--weights`` may name another decoder file).
+:class:`~dynast_cli.models.dynast_style.DynastStyleModel` on the frozen VGG16 encoder, decoded by the
+project's universal decoder. ``--weights`` chooses the prune mask:
+
+- default: the learned prune mask installed in the registry (manifest entry ``dynast_style_vgg16``,
+  ``dynast train style --method dynast``), or the parameter-free model when none is installed;
+- ``none``: the parameter-free model (every match kept);
+- a ``dynast_style`` file: that learned prune mask; a ``decoder`` file: the parameter-free model with
+  that decoder.
 """
 
 from __future__ import annotations
@@ -10,14 +16,36 @@ from typing import Any
 
 import torch
 
-from dynast_cli.models.dynast_style import DynastStyleModel
+from dynast_cli.models.dynast_style import ARCHITECTURE, DynastStyleModel, load_dynast_style
 from dynast_cli.pipelines.style import register_method
 from dynast_cli.pipelines.style_methods import universal_decoder, vgg16
 
+#: ``--weights`` value selecting the parameter-free model.
+PARAMETER_FREE = "none"
 
-@register_method("dynast", "DynaST coarse-to-fine sparse matching, AdaAttN transform on the matches (parameter-free + universal decoder)")
+
+def _prune_weights(weights) -> tuple[Any, Any]:
+    """``--weights`` -> (learned prune mask file or None, decoder file or None)."""
+    from dynast_cli.weights.io import read_metadata
+    from dynast_cli.weights.registry import default_weights
+
+    if weights is None:
+        return default_weights("dynast"), None
+    if str(weights).lower() == PARAMETER_FREE:
+        return None, None
+    if read_metadata(weights).get("architecture") == ARCHITECTURE:
+        return weights, None
+    return None, weights  # a decoder file (load_universal_decoder checks it)
+
+
+@register_method("dynast", "DynaST coarse-to-fine sparse matching, AdaAttN transform on the matches "
+                 "(learned prune mask by default; --weights none: parameter-free; universal decoder)")
 def _dynast(
     weights=None, device=torch.device("cpu"), vgg=None, top_k: int = 4, coarse: str = "relu4_1", **_: Any
 ) -> DynastStyleModel:
-    model = DynastStyleModel(vgg16(device, vgg), universal_decoder(device, weights), top_k=top_k, coarse=coarse)
+    prune, decoder_path = _prune_weights(weights)
+    encoder, decoder = vgg16(device, vgg), universal_decoder(device, decoder_path)
+    if prune is not None:
+        return load_dynast_style(prune, encoder, decoder, device, top_k=top_k, coarse=coarse)
+    model = DynastStyleModel(encoder, decoder, top_k=top_k, coarse=coarse)
     return model.to(device).eval()

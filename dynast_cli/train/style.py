@@ -8,6 +8,11 @@
   ``content * L_content + global * L_style + local * L_local`` (AdaAttN's local feature loss against
   the parameter-free AdaAttN target). Their decoder starts from the universal decoder when one is
   installed; the frozen encoder is not exported.
+* ``dynast``: the learned prune mask of :class:`~dynast_cli.models.dynast_style.DynastStyleModel`
+  (its ``prune.*`` embeddings only; encoder and universal decoder frozen and not exported: the
+  decoder is loaded from the registry at run time) with the unified unsupervised objective
+  ``content * L_content + global * L_style + local * L_local``, the local target being the
+  parameter-free DynaST transform of the same pair (every match kept).
 
 :func:`train_style` builds a task, trains it and exports fp16 safetensors with the metadata and the
 manifest entry (``<name>.json`` beside it) that ``weights/manifest.json`` records.
@@ -36,10 +41,17 @@ from dynast_cli.weights.io import save_weights, sha256_file
 
 Encoder = Callable[..., list[torch.Tensor]]
 
-STYLE_METHODS = ("decoder", "adaattn", "a2k")
+STYLE_METHODS = ("decoder", "adaattn", "a2k", "dynast")
 SAMPLE_COUNT = 4
 #: Loss weights of the attention models (the official AdaAttN / StyA2K training options).
 ATTENTION_LOSS_WEIGHTS = {"content": 0.0, "global": 10.0, "local": 3.0}
+#: Loss weights of the DynaST prune mask (``dynast``): the papers' unified unsupervised objective with
+#: their global:local ratio 10:3. The normalised content term is ~1.6 while the others, on VGG16 features
+#: in the caffe range, are ~1e5 (192 px crops): a content weight of 1 would be inert, 3e4 makes it ~10%
+#: of the global term at initialisation.
+DYNAST_LOSS_WEIGHTS = {"content": 3e4, "global": 10.0, "local": 3.0}
+#: Width of the learned prune embeddings of ``dynast``.
+DYNAST_PRUNE_DIM = 8
 
 
 @dataclass
@@ -53,10 +65,11 @@ class Task:
     name: str
     architecture: str
     config: dict
+    frozen: tuple[str, ...] = ("encoder.",)
 
     def export_state(self) -> dict[str, torch.Tensor]:
-        """The trained tensors, without a frozen encoder held under ``encoder.``."""
-        return {k: v for k, v in self.model.state_dict().items() if not k.startswith("encoder.")}
+        """The trained tensors, without the frozen parts held under the ``frozen`` prefixes (the encoder)."""
+        return {k: v for k, v in self.model.state_dict().items() if not k.startswith(self.frozen)}
 
 
 def decoder_task(encoder: Encoder, crops: RandomCrops, batch: int, device: torch.device) -> Task:
@@ -132,6 +145,58 @@ def attention_task(method: str, encoder: nn.Module, contents: RandomCrops, style
     name = "adaattn_vgg16" if method == "adaattn" else "stya2k_vgg16"
     return Task(model, loss_fn, data, sample_fn, name=name, architecture=model_class.architecture,
                 config={**model.config(), "encoder": "vgg16"})
+
+
+def dynast_task(encoder: nn.Module, contents: RandomCrops, styles: RandomCrops, batch: int, device: torch.device,
+                decoder: VGGDecoder | None, seed: int = 0) -> Task:
+    """The learned prune mask of DynaST style matching; only ``prune.*`` is trained and exported.
+
+    Each step matches every content crop to its own style crop. Losses on the frozen encoder:
+    ``content`` (normalised relu4_1/relu5_1), ``global`` (mean/std relu1_1..relu5_1) and ``local``
+    (relu3_1..relu5_1 against the parameter-free transform, which equals the model at initialisation);
+    ``kept`` (logged, not optimised) is the mean attention mass the gate keeps over the three levels.
+    """
+    from dynast_cli.models.dynast_style import LEVELS, DynastStyleModel
+
+    decoder = (decoder if decoder is not None else VGGDecoder(skip=True)).to(device).requires_grad_(False)
+    model = DynastStyleModel(encoder, decoder, prune_dim=DYNAST_PRUNE_DIM, seed=seed).to(device)
+    sample_content = contents.center_crops(SAMPLE_COUNT).to(device)
+    sample_style = styles.center_crops(SAMPLE_COUNT).to(device)
+    w = DYNAST_LOSS_WEIGHTS
+
+    def data(generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+        return contents.crops(batch, generator).to(device), styles.crops(batch, generator).to(device)
+
+    def loss_fn(net: nn.Module, pair: tuple[torch.Tensor, torch.Tensor]) -> dict[str, torch.Tensor]:
+        content, style = pair
+        with torch.no_grad():
+            content_feats, style_feats = encoder(content), encoder(style)
+        state = net.prepare_style(style)
+        transformed = net.transform(content_feats, [state], [1.0])
+        with torch.no_grad():
+            targets = net.transform(content_feats, [state], [1.0], prune=False)
+            matches = net.match(content_feats, state)
+        out_feats = encoder(decode_features(net.decoder, *transformed))
+        losses = {
+            "content": content_loss(out_feats, content_feats),
+            "global": style_loss(out_feats, style_feats),
+            "local": local_feature_loss(out_feats, content_feats, style_feats,
+                                        lambda _c, _s, i: targets[LEVELS.index(i)], layers=LEVELS),
+        }
+        losses["total"] = sum(w[k] * v for k, v in losses.items())
+        losses["kept"] = torch.stack([m.conf.mean() for m in matches.values()]).mean()
+        return losses
+
+    def sample_fn(net: nn.Module) -> torch.Tensor:
+        state = net.prepare_style(sample_style)
+        feats = encoder(sample_content)
+        learned = decode_features(net.decoder, *net.transform(feats, [state], [1.0])).clamp(0, 1)
+        free = decode_features(net.decoder, *net.transform(feats, [state], [1.0], prune=False)).clamp(0, 1)
+        return image_grid([list(row) for row in zip(sample_content, sample_style, free, learned)], cell=contents.size)
+
+    return Task(model, loss_fn, data, sample_fn, name="dynast_style_vgg16", architecture="dynast_style",
+                config={**model.config(), "encoder": "vgg16", "decoder": "decoder_vgg16"},
+                frozen=("encoder.", "decoder."))
 
 
 def _hardware(device: torch.device) -> str:
@@ -219,8 +284,12 @@ def train_style(
         contents = RandomCrops(content, size=size, max_per_folder=max_per_folder)
         styles = RandomCrops(style, size=size, max_per_folder=max_per_folder)
         summaries = contents.summary + styles.summary
-        task = attention_task(method, encoder, contents, styles, batch, dev, _initial_decoder(init_decoder, dev))
-        loss_text = " + ".join(f"{v} * {k}" for k, v in ATTENTION_LOSS_WEIGHTS.items())
+        if method == "dynast":  # frozen decoder: the universal one (or init_decoder), a fresh one if neither
+            task = dynast_task(encoder, contents, styles, batch, dev, _initial_decoder(init_decoder, dev), seed)
+            loss_text = " + ".join(f"{v} * {k}" for k, v in DYNAST_LOSS_WEIGHTS.items())
+        else:
+            task = attention_task(method, encoder, contents, styles, batch, dev, _initial_decoder(init_decoder, dev))
+            loss_text = " + ".join(f"{v} * {k}" for k, v in ATTENTION_LOSS_WEIGHTS.items())
     optimizer = torch.optim.Adam([p for p in task.model.parameters() if p.requires_grad], lr=lr)
     result = train_loop(task.model, task.loss_fn, task.data, optimizer, steps, out / "checkpoint", resume=resume,
                         sample_fn=task.sample_fn, sample_every=sample_every, seed=seed, device=dev,
