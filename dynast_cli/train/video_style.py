@@ -49,9 +49,10 @@ from dynast_cli.train.style import (
 
 #: Weight of the cross-image similarity loss. The loss is a mean of normalised entries (~1/N each),
 #: so its raw value is tiny (~5e-4 at the start, 128 px crops), while the official style terms on
-#: ImageNet VGG16 features (caffe scale) are ~1e5-1e6: this weight makes the similarity term about a
-#: third of the objective at the start of fine-tuning.
-VIDEO_LOSS_WEIGHT = 2e9
+#: ImageNet VGG16 features (caffe scale) are ~1e5-1e6: this weight makes the similarity term about
+#: three quarters of the objective at the start of fine-tuning. (2e9, a quarter, let the style terms
+#: win: after 100 CPU steps the warping error on cutBunny rose from 1.20e-3 to 2.02e-3.)
+VIDEO_LOSS_WEIGHT = 2e10
 #: Layers of the similarity loss: relu3_1, relu4_1.
 SIMILARITY_LAYERS = (2, 3)
 #: Simulated motion between the two frames: shift (fraction of the crop), rotation, zoom.
