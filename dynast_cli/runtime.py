@@ -26,3 +26,41 @@ def set_threads(threads: int | None) -> None:
     threads = threads or int(os.environ.get("DYNAST_THREADS", "0") or 0)
     if threads > 0:
         torch.set_num_threads(threads)
+
+
+#: What ``--compile`` prints when there is nothing to compile for (torch.compile is used on CUDA only).
+COMPILE_CPU_NOTICE = "--compile: torch.compile is used on CUDA only; running uncompiled on {device}"
+
+
+def compile_module(module: torch.nn.Module, device: torch.device, notify=None) -> torch.nn.Module:
+    """``--compile``: ``torch.compile(module)`` on CUDA; elsewhere ``module`` unchanged and a one-line
+    notice to ``notify`` (compiling for the CPU costs minutes of start-up for a few images)."""
+    if torch.device(device).type != "cuda":
+        if notify:
+            notify(COMPILE_CPU_NOTICE.format(device=torch.device(device).type))
+        return module
+    return torch.compile(module)
+
+
+def compile_modules(owner: object, names: tuple[str, ...], device: torch.device, notify=None) -> None:
+    """:func:`compile_module` on the nn.Module attributes ``names`` of ``owner`` (one notice off CUDA)."""
+    if torch.device(device).type != "cuda":
+        compile_module(torch.nn.Identity(), device, notify)
+        return
+    for name in names:
+        module = getattr(owner, name, None)
+        if isinstance(module, torch.nn.Module):
+            setattr(owner, name, compile_module(module, device))
+
+
+def prepare_generator(generator: torch.nn.Module, size: tuple[int, int], max_memory: int | None = None,
+                      compile: bool = False, notify=None) -> torch.nn.Module:
+    """``--max-memory`` / ``--compile`` for a DynaST generator producing (H, W) = ``size`` images:
+    the attention chunk planned under the budget (:func:`dynast_cli.memory.budget_generator`, raises
+    when it cannot be met), then :func:`compile_module`. Returns the generator to call."""
+    device = next(generator.parameters()).device
+    if max_memory is not None:
+        from dynast_cli.memory import budget_generator
+
+        budget_generator(generator, size, max_memory, device)
+    return compile_module(generator, device, notify) if compile else generator

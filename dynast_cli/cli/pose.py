@@ -31,13 +31,20 @@ def pose(
     fps: float = typer.Option(25.0, "--fps", min=1.0, help="Frame rate of a video output."),
     device: str = typer.Option("auto", "--device", help="auto, cpu or cuda."),
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace existing output files."),
+    max_memory: Optional[str] = typer.Option(
+        None, "--max-memory", help="Peak memory budget, e.g. 2G: sets the attention chunk (same result); fails at once when too small."),
+    compile_: bool = typer.Option(False, "--compile", help="torch.compile the generator (CUDA only; a notice on CPU)."),
 ) -> None:
     """Re-pose the person in REFERENCE to TARGET_POSE."""
+    from dynast_cli.cli.app import err_console
+    from dynast_cli.memory import parse_memory
     from dynast_cli.pipelines.pose import run_pose
 
     written = run_pose(
         reference, target_pose, output, weights=weights, reference_pose=reference_pose,
         save_pose=save_pose, device=device, fps=fps, overwrite=overwrite,
+        max_memory=parse_memory(max_memory), compile=compile_,
+        notify=lambda line: err_console.print(line, markup=False, highlight=False),
     )
     for path in written:
         typer.echo(f"wrote {path}")

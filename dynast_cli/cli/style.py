@@ -40,19 +40,26 @@ def style(
     device: str = typer.Option("auto", "--device", help="auto, cpu or cuda."),
     threads: Optional[int] = typer.Option(None, "--threads", min=1, help="CPU threads."),
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace existing output files."),
+    max_memory: Optional[str] = typer.Option(
+        None, "--max-memory", help="Peak memory budget, e.g. 4G or 500M: sets the attention tiles (same result); "
+        "fails at once, naming the estimated minimum, when it cannot be met."),
+    compile_: bool = typer.Option(False, "--compile", help="torch.compile the networks (CUDA only; a notice on CPU)."),
 ) -> None:
     """Stylise CONTENT with STYLES; several styles are mixed (see --mix)."""
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
+    from dynast_cli.memory import parse_memory
     from dynast_cli.pipelines.style import StyleOptions, run_style
     from dynast_cli.runtime import set_threads
 
+    budget = parse_memory(max_memory)
     set_threads(threads)
     opts = StyleOptions(
         method=method, weights=str(weights) if weights else None, vgg=str(vgg) if vgg else None,
         alpha=alpha, mix=parse_mix(mix), size=size, max_size=max_size, style_size=style_size,
         keep_color=keep_color, device=device,
         method_options={"steps": steps} if method == "optimize" else {},
+        max_memory=budget, compile=compile_,
     )
     with Progress(
         TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
@@ -63,6 +70,7 @@ def style(
         def tick(i: int, n: int, path: Path) -> None:
             bar.update(task, completed=i, total=n, description=f"stylising {path.name}")
 
-        report = run_style(content, styles, output, opts, overwrite=overwrite, progress=tick)
+        report = run_style(content, styles, output, opts, overwrite=overwrite, progress=tick,
+                           notify=lambda line: err_console.print(line, markup=False, highlight=False))
     for path in report.written:
         typer.echo(f"wrote {path}")

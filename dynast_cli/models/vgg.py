@@ -113,9 +113,10 @@ class VGGEncoder(nn.Module):
         layers = list(self.children())
         feats: list[torch.Tensor] = []
         start = 0
+        inplace = not torch.is_grad_enabled()  # inference: ReLU on the fresh conv output, no extra copy
         for end in self.ends[:upto]:
             for layer in layers[start:end]:
-                x = layer(x)
+                x = torch.relu_(x) if inplace and isinstance(layer, nn.ReLU) else layer(x)
             feats.append(x)
             start = end
         return feats

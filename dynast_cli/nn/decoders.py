@@ -64,4 +64,8 @@ class VGGDecoder(nn.Module):
             x = self.decoder_layer_1[-1](x)
             if self.skip:
                 raise ValueError("this decoder needs the relu3_1-level skip feature")
-        return self.decoder_layer_2(x)
+        if torch.is_grad_enabled():
+            return self.decoder_layer_2(x)
+        for layer in self.decoder_layer_2:  # inference: in-place ReLUs (each acts on a fresh conv output)
+            x = torch.relu_(x) if isinstance(layer, nn.ReLU) else layer(x)
+        return x

@@ -288,11 +288,15 @@ def run_face(
     device: str = "auto",
     overwrite: bool = False,
     generator: nn.Module | None = None,
+    max_memory: int | None = None,
+    compile: bool = False,
+    notify=None,
 ) -> list[Path]:
     """Draw the face of ``edges`` (a photo whose edges are found with ``method``, or an edge image with
-    ``method='image'``) in the look of ``exemplar``; write it (default ``<edges>_as_<exemplar>.png``)."""
+    ``method='image'``) in the look of ``exemplar``; write it (default ``<edges>_as_<exemplar>.png``).
+    ``max_memory`` (bytes) / ``compile``: see :func:`dynast_cli.runtime.prepare_generator`."""
     from dynast_cli.io.images import check_output_path, save_image
-    from dynast_cli.runtime import resolve_device
+    from dynast_cli.runtime import prepare_generator, resolve_device
 
     if method not in EDGE_SOURCES:
         raise InputError(f"unknown edge source '{method}' (use one of {', '.join(EDGE_SOURCES)})")
@@ -310,6 +314,7 @@ def run_face(
     reference = face_input(exemplar, "canny" if method == "image" else method, hed=hed)
     if generator is None:
         generator = load_face_generator(weights, resolve_device(device))
+    generator = prepare_generator(generator, MODEL_SIZE, max_memory, compile, notify)
     written = []
     if save_edges is not None:
         written.append(save_image(query[0].expand(3, -1, -1), save_edges))

@@ -32,7 +32,7 @@ from torch import nn
 from dynast_cli.errors import InputError, OutputError, WeightsError
 from dynast_cli.io.images import IMAGE_SUFFIXES, check_output_path, load_image, natural_key, save_image, to_uint8
 from dynast_cli.io.keypoints import NUM_KEYPOINTS, Keypoints, load_keypoints, mirror_folder
-from dynast_cli.runtime import resolve_device
+from dynast_cli.runtime import prepare_generator, resolve_device
 
 # Limbs as 1-based point pairs, in the official order; only the first 17 are drawn.
 LIMB_SEQ = ((2, 3), (2, 6), (3, 4), (4, 5), (6, 7), (7, 8), (2, 9), (9, 10), (10, 11), (2, 12),
@@ -274,6 +274,9 @@ def run_pose(
     fps: float = 25.0,
     overwrite: bool = False,
     generator: nn.Module | None = None,
+    max_memory: int | None = None,
+    compile: bool = False,
+    notify=None,
 ) -> list[Path]:
     """Re-pose the person of ``reference`` to ``target_pose`` (a keypoint file, a photo, or a folder
     of them: a sequence) and write the result(s); returns the written paths.
@@ -281,6 +284,7 @@ def run_pose(
     ``output``: an image file; for a sequence a folder of frames or a ``.mp4``/``.avi`` video
     (default ``<reference>_to_<target>.png`` / ``<reference>_to_<target>/``). ``save_pose``: the
     target pose map(s) as PNG (a folder for a sequence). ``generator`` replaces loading ``weights``.
+    ``max_memory`` (bytes) / ``compile``: see :func:`dynast_cli.runtime.prepare_generator`.
     """
     reference, target_pose = Path(reference), Path(target_pose)
     if not target_pose.exists():
@@ -296,6 +300,7 @@ def run_pose(
     target_kps = [load_keypoints(t, default_frame_size=ref_kps.frame_size) for t in targets]
     if generator is None:
         generator = load_pose_generator(weights, resolve_device(device))
+    generator = prepare_generator(generator, MODEL_SIZE, max_memory, compile, notify)
 
     written = []
     for kps, path in zip(target_kps, pose_paths):

@@ -134,6 +134,10 @@ class StyleOptions:
     keep_color: bool = False
     device: str = "auto"
     method_options: dict = field(default_factory=dict)
+    #: --max-memory in bytes (None: no budget): sets the attention tiles, see dynast_cli.memory
+    max_memory: int | None = None
+    #: --compile: torch.compile the encoder/decoder on CUDA (a notice elsewhere)
+    compile: bool = False
 
 
 def stylize(
@@ -221,11 +225,15 @@ def run_style(
     options: StyleOptions | None = None,
     overwrite: bool = False,
     progress: Callable[[int, int, Path], None] | None = None,
+    notify: Callable[[str], None] | None = None,
 ) -> BatchReport:
     """Stylise a content file or every image of a folder with one or more styles.
 
     Inputs and outputs are checked before any work; in a folder, a bad file is skipped and
     reported (the others are written) and :class:`BatchError` is raised at the end.
+    ``options.max_memory``: the attention tiles are planned for the largest content before any work
+    (:func:`dynast_cli.memory.plan_style`; a budget that cannot be met raises at once). ``notify``
+    receives one-line notices (a budget that changed the method's settings, ``--compile`` on CPU).
     """
     opts = options or StyleOptions()
     content = Path(content)
@@ -238,6 +246,12 @@ def run_style(
     device = resolve_device(opts.device)
     style_images = [load_image(p) for p in style_paths]  # errors name the style file
     method = get_style_method(opts.method, weights=opts.weights, device=device, vgg=opts.vgg, **opts.method_options)
+    if opts.max_memory is not None:
+        _plan_memory(method, [src for src, _ in pairs], style_images, opts, device, notify)
+    if opts.compile:
+        from dynast_cli.runtime import compile_modules
+
+        compile_modules(method, ("encoder", "decoder"), device, notify)
     states = prepare_styles(method, style_images, opts.style_size, device)
 
     report = BatchReport()
@@ -263,3 +277,35 @@ def run_style(
         error.report = report
         raise error
     return report
+
+
+def _content_hw(path: Path) -> tuple[int, int] | None:
+    """(H, W) of an image file from its header (EXIF rotation applied), None when unreadable."""
+    from PIL import Image, UnidentifiedImageError
+
+    try:
+        with Image.open(path) as img:
+            w, h = img.size
+            rotated = img.getexif().get(0x0112, 1) in (5, 6, 7, 8)
+    except (OSError, UnidentifiedImageError, ValueError):
+        return None
+    return (w, h) if rotated else (h, w)
+
+
+def _plan_memory(
+    method: StyleMethod, contents: Sequence[Path], styles: Sequence[torch.Tensor], opts: StyleOptions,
+    device: torch.device, notify: Callable[[str], None] | None,
+) -> None:
+    """Plan the attention tiles for the largest content (after --size/--max-size) and apply them."""
+    from dynast_cli.memory import apply_style_plan, plan_style
+
+    sizes = [fit_size(*hw, opts.max_size, opts.size) for hw in map(_content_hw, contents) if hw is not None]
+    if not sizes:
+        return  # nothing readable: the loop reports the files
+    largest = max(sizes, key=lambda hw: hw[0] * hw[1])
+    style_hws = [fit_size(*img.shape[-2:], max_size=opts.style_size) for img in styles]
+    plan = plan_style(opts.max_memory, method, largest, style_hws, device)
+    apply_style_plan(method, plan)
+    for note in plan.notes:
+        if notify:
+            notify(note)
