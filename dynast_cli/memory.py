@@ -42,16 +42,16 @@ GiB, MiB = 1 << 30, 1 << 20
 
 #: Resident memory of the process before any image work: interpreter, PyTorch, dynast imported
 #: (``docs/bench/calibrate_memory.py``: intercept of the fit minus the weights).
-BASE = 330 * MiB
+BASE = 256 * MiB
 
 #: Activation bytes per padded content pixel (the max over encoder, attention levels and decoder),
 #: fitted on measured peak RSS at several sizes with ``docs/bench/calibrate_memory.py``. For
 #: reference, one 64-channel float32 map at full resolution is 256 bytes per pixel.
 PER_PIXEL = {
-    "adaattn": 1000.0,
-    "stya2k": 1000.0,
-    "dynast": 1000.0,
-    "adain": 700.0,
+    "adaattn": 960.0,
+    "stya2k": 1200.0,
+    "dynast": 1060.0,
+    "adain": 1080.0,
 }
 #: Bytes per pixel per generator channel (``ngf``) of the DynaST generator (pose, face).
 GENERATOR_PER_PIXEL_PER_NGF = 60.0
@@ -199,9 +199,11 @@ def plan_style(
     content_hw: tuple[int, int],
     style_hws: list[tuple[int, int]],
     device: torch.device | str = "cpu",
+    batch: int = 1,
 ) -> MemoryPlan:
     """Choose the attention tile (and, for AdaAttN only when unavoidable, fewer style keys) so that
-    stylising a ``content_hw`` content with styles of ``style_hws`` fits ``budget`` bytes.
+    stylising a ``content_hw`` content (``batch`` of them at once: video frames) with styles of
+    ``style_hws`` fits ``budget`` bytes.
 
     ``method``: the built style method (its weights are counted). Raises :class:`MemoryBudgetError`
     when even the smallest tile does not fit.
@@ -209,11 +211,12 @@ def plan_style(
     kind = method_kind(method)
     cuda = torch.device(device).type == "cuda"
     h, w = _pad16(content_hw)
-    pixels = h * w
+    pixels = h * w * batch
     per_pixel = PER_PIXEL[kind]
     activations = per_pixel * max([pixels] + [a * b for a, b in style_hws])
     base = (0 if cuda else BASE) + model_bytes(method)
-    what = f"a {content_hw[1]}x{content_hw[0]} content with {kind}"
+    frames = f"{batch} frames of " if batch > 1 else "a "
+    what = f"{frames}{content_hw[1]}x{content_hw[0]} content with {kind}"
     note = f" (activations alone {format_bytes(activations)}; try a smaller --max-size)"
 
     if kind in ("adaattn", "stya2k"):
@@ -223,11 +226,11 @@ def plan_style(
         tiles = _powers_down(min(getattr(method, "chunk_elements", DEFAULT_TILE_ELEMENTS), DEFAULT_TILE_ELEMENTS),
                              MIN_TILE_ELEMENTS)
         try:
-            return _choose(budget, fixed, tiles, lambda t: TILE_COPIES * FLOAT * t, what, note)
+            return _choose(budget, fixed, tiles, lambda t: batch * TILE_COPIES * FLOAT * t, what, note)
         except MemoryBudgetError:
             if kind != "adaattn":
                 raise
-        return _plan_fewer_keys(budget, int(base + activations), caps, style_hws, what, note)
+        return _plan_fewer_keys(budget, int(base + activations), caps, style_hws, what, note, batch)
 
     if kind == "dynast":
         states = sum(style_state_bytes(kind, s) for s in style_hws)
@@ -235,7 +238,7 @@ def plan_style(
         coarse = max(_level_sizes(_pad16(s))[1] for s in style_hws)  # dense matching at relu4_1
         per_query = query_bytes(coarse, 5 * getattr(method, "top_k", 4), 256)
         tiles = _powers_down(max(getattr(method, "chunk", 1024), MIN_CHUNK), MIN_CHUNK)
-        return _choose(budget, fixed, tiles, lambda t: per_query * t, what, note)
+        return _choose(budget, fixed, tiles, lambda t: batch * per_query * t, what, note)
 
     fixed = int(base + activations + sum(style_state_bytes(kind, s) for s in style_hws))
     if fixed > budget:
@@ -250,9 +253,11 @@ def _adaattn_caps(method: Any) -> tuple[int, int]:
     return layers[0].max_sample, layers[1].max_sample
 
 
-def _plan_fewer_keys(budget: int, fixed: int, caps: tuple[int, int], style_hws, what: str, note: str) -> MemoryPlan:
+def _plan_fewer_keys(
+    budget: int, fixed: int, caps: tuple[int, int], style_hws, what: str, note: str, batch: int = 1
+) -> MemoryPlan:
     """AdaAttN: halve the relu4_1/relu5_1 style positions (smallest tile) until the plan fits."""
-    tile_bytes = TILE_COPIES * FLOAT * MIN_TILE_ELEMENTS
+    tile_bytes = batch * TILE_COPIES * FLOAT * MIN_TILE_ELEMENTS
     largest = max(_level_sizes(s)[1] for s in style_hws)
     for cap in _powers_down(min(caps[1], largest), MIN_MAX_SAMPLE)[1:]:
         estimate = fixed + sum(style_state_bytes("adaattn", s, (min(caps[0], cap), cap)) for s in style_hws) + tile_bytes
@@ -307,3 +312,23 @@ def budget_generator(generator: Any, hw: tuple[int, int], budget: int | None, de
     plan = plan_generator(budget, generator, hw, device)
     generator.chunk = plan.tile
     return plan
+
+
+def plan_video(
+    budget: int, method: Any, frame_hw: tuple[int, int], style_hws: list[tuple[int, int]], batch: int,
+    device: torch.device | str = "cpu",
+) -> tuple[MemoryPlan, int]:
+    """:func:`plan_style` for ``batch`` frames at once, halving the batch (frames are independent, so
+    the result is the same) until the plan fits -> (plan, batch); a smaller batch adds a note."""
+    sizes = _powers_down(batch, 1)
+    for i, b in enumerate(sizes):
+        try:
+            plan = plan_style(budget, method, frame_hw, style_hws, device, batch=b)
+        except MemoryBudgetError:
+            if i == len(sizes) - 1:
+                raise
+            continue
+        if b != batch:
+            plan.notes.append(f"--max-memory: {b} frame(s) at a time instead of --batch {batch}")
+        return plan, b
+    raise AssertionError("unreachable")

@@ -235,3 +235,24 @@ def test_cli_face_budget_too_small_fails_before_generating(image_file, tmp_path)
     lines = [line for line in result.output.splitlines() if line.strip()]
     assert len(lines) == 1 and lines[0].startswith("error: --max-memory 20 MB is below the estimated minimum")
     assert "256x256 DynaST generation" in lines[0] and not out.exists()
+
+
+def test_video_budget_lowers_the_batch_with_a_note(tmp_path, tiny_tiles, image_file):
+    from dynast_cli.pipelines.video import run_video
+
+    frames = tmp_path / "in"
+    for i in range(3):
+        image_file(24, 40, f"in/frame_{i + 1:06d}.png", seed=i)
+    style = image_file(32, 32, "style.png", seed=9)
+    model = _models()["adaattn"]
+    model.name = "adaattn"
+    plain = run_video(frames, [style], tmp_path / "plain", method=model, batch=4, device="cpu")
+    one = memory.plan_style(1 << 40, model, (24, 40), [(32, 32)])
+    report = run_video(frames, [style], tmp_path / "budget", method=model, batch=4, device="cpu",
+                       max_memory=one.minimum)
+    assert report.notes == ["--max-memory: 1 frame(s) at a time instead of --batch 4"]
+    for a, b in zip(sorted((tmp_path / "plain").glob("*.png")), sorted((tmp_path / "budget").glob("*.png")), strict=True):
+        assert np.array_equal(np.asarray(Image.open(a)), np.asarray(Image.open(b)))
+    assert plain.frames == report.frames == 3
+    with pytest.raises(MemoryBudgetError, match="estimated minimum"):
+        run_video(frames, [style], tmp_path / "none", method=model, batch=4, device="cpu", max_memory=one.minimum - 1)

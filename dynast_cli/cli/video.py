@@ -61,17 +61,23 @@ def video(
     weights: Optional[Path] = typer.Option(None, "--weights", help="Weights file (safetensors); default: the bundled ones."),
     vgg: Optional[Path] = typer.Option(None, "--vgg", envvar="DYNAST_VGG16", help="ImageNet VGG16 file for air-gapped use."),
     threads: Optional[int] = typer.Option(None, "--threads", min=1, help="CPU threads."),
+    max_memory: Optional[str] = typer.Option(
+        None, "--max-memory", help="Peak memory budget, e.g. 4G: sets the attention tiles and, if needed, a smaller "
+        "--batch (same frames); fails at once when too small."),
 ) -> None:
     """Stylise the video INPUT with STYLES; the style is encoded once, the audio track kept."""
+    from dynast_cli.memory import parse_memory
     from dynast_cli.pipelines.video import run_video
     from dynast_cli.runtime import set_threads
 
+    budget = parse_memory(max_memory)
     set_threads(threads)
     with _frame_progress() as bar:
         report = run_video(
             input, styles, output, method=method, attention=attention, batch=batch, start=start, end=end,
             max_size=max_size, overwrite=overwrite, resume=resume, progress=_ticker(bar, bar.add_task("video")),
             weights=weights, vgg=vgg, device=device, alpha=alpha, mix=parse_mix(mix), style_size=style_size,
+            max_memory=budget,
         )
     for note in report.notes:
         err_console.print(f"note: {note}", markup=False)

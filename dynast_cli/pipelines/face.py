@@ -216,7 +216,7 @@ def edges_from_photo(
             hed = load_hed()
         resized = prepare_reference(photo, size)[None] * 0.5 + 0.5
         device = next(hed.parameters()).device
-        with torch.no_grad():
+        with torch.inference_mode():
             prob = hed(resized.to(device))[0, 0].cpu().numpy()
         return prob >= HED_THRESHOLD
     raise InputError(f"unknown edge source '{method}' (use one of {', '.join(EDGE_SOURCES)})")
@@ -252,7 +252,7 @@ def face_from_edges(
     """
     size = tuple(edges_input.shape[-2:])
     device = next(generator.parameters(), torch.empty(0)).device
-    with torch.no_grad():
+    with torch.inference_mode():
         out = generator(
             query=edges_input[None].to(device),
             ref_image=prepare_reference(exemplar, size)[None].to(device),

@@ -156,7 +156,7 @@ class PoseTransfer:
         self.ref_image = prepare_reference(image, size)[None].to(self.device)
         self.ref_map = render_pose_map(kps, size)[None].to(self.device)
 
-    @torch.no_grad()
+    @torch.inference_mode()
     def __call__(self, target_kps: Keypoints) -> torch.Tensor:
         """The reference in the target pose: ``(3, H', W')`` in ``[0, 1]``, the model output cropped to
         the target frame's aspect ratio (``(H, W)`` for a square frame)."""

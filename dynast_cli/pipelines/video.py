@@ -183,12 +183,15 @@ def run_video(
     alpha: float = 1.0,
     mix: Sequence[float] | None = None,
     style_size: int | None = 512,
+    max_memory: int | None = None,
 ) -> VideoReport:
     """Stylise a video file or frame folder with one or more styles (mixed by ``mix``).
 
     ``method``: a registered name or a :class:`StyleMethod` object; ``attention`` (``cosine`` or
     ``softmax``) reaches the methods that have both (AdaAttN). ``start``/``end`` cut the source, in
-    seconds. Inputs and the output are checked before any work.
+    seconds. Inputs and the output are checked before any work. ``max_memory`` (bytes): attention
+    tiles and, if needed, a smaller batch, planned by :func:`dynast_cli.memory.plan_video` (the
+    report's notes say what it changed; a budget that cannot be met raises at once).
     """
     if batch < 1:
         raise DynastError(f"--batch must be at least 1, got {batch}")
@@ -214,8 +217,15 @@ def run_video(
 
     dev = resolve_device(device)
     model = build_method(method, attention, weights, vgg, dev) if isinstance(method, str) else method
-    states = prepare_styles(model, style_images, style_size, dev)
     notes = []
+    if max_memory is not None:
+        from dynast_cli.memory import apply_style_plan, plan_video
+
+        style_hws = [fit_size(*img.shape[-2:], max_size=style_size) for img in style_images]
+        plan, batch = plan_video(max_memory, model, (h, w), style_hws, batch, dev)
+        apply_style_plan(model, plan)
+        notes += plan.notes
+    states = prepare_styles(model, style_images, style_size, dev)
     if not video and not reader.is_folder and has_audio(reader.path):
         notes.append("audio not kept: a frame folder has no audio track")
 
