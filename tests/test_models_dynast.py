@@ -333,7 +333,7 @@ def test_return_all_gives_the_official_warped_references(small):
 def test_training_step_reaches_every_attention_projection(small):
     _, _, model = small
     model = DynastGenerator(SMALL)
-    model.load_state_dict(small[2].state_dict())
+    model.load_state_dict(load_dynast(small[1], fold=False).state_dict())  # the folded one has no BatchNorms
     model.train()
     out = model(*_inputs(SMALL, 32, 32, b=2), return_all=True)
     loss = out["image"].mean() + sum(w.abs().mean() for w in out["warped"])
@@ -375,7 +375,9 @@ def test_official_size_parity_and_other_sizes(tmp_path):
     sd = make_official_checkpoint(cfg, seed=3)
     pth = tmp_path / "latest_net_G.pth"
     torch.save(sd, pth)
-    model = load_dynast(convert_dynast(pth, tmp_path / "g.safetensors"))
+    # unfolded: folding BatchNorm (tests/test_inference.py) reorders float rounding, which over this
+    # 92M-parameter depth moved one of 196,608 outputs by 1.4e-4 against the official forward
+    model = load_dynast(convert_dynast(pth, tmp_path / "g.safetensors"), fold=False)
     assert model.config == cfg
     inputs = _inputs(cfg, 256, 256)
     with torch.inference_mode():

@@ -263,9 +263,42 @@ class DynastGenerator(nn.Module):
         return {"image": image, "warped": warped} if return_all else image
 
 
-def load_dynast(path: str | Path, device: str | torch.device = "cpu", chunk: int = DEFAULT_CHUNK) -> DynastGenerator:
+def fold_batchnorm(model: nn.Module) -> nn.Module:
+    """Fold every eval-mode ``BatchNorm2d`` that directly follows a ``Conv2d`` in an ``nn.Sequential``
+    into that convolution (weight * gamma / sqrt(var + eps), bias likewise) and replace it by
+    ``nn.Identity`` (positions kept, so the shared PReLU stays ``model.2``). In place; returns ``model``.
+
+    For inference only: the folded model has no BatchNorm parameters or statistics (its state dict
+    lacks those keys) and computes the same outputs as the eval-mode original up to float rounding.
+    Training code builds :class:`DynastGenerator` itself and keeps its BatchNorms.
+    """
+    for seq in model.modules():
+        if not isinstance(seq, nn.Sequential):
+            continue
+        for i in range(1, len(seq)):
+            conv, bn = seq[i - 1], seq[i]
+            if not (isinstance(conv, nn.Conv2d) and isinstance(bn, nn.BatchNorm2d)) or bn.training:
+                continue
+            if bn.running_mean is None or bn.running_var is None:
+                continue
+            with torch.no_grad():
+                scale = bn.running_var.add(bn.eps).rsqrt()
+                if bn.affine:
+                    scale = scale * bn.weight
+                bias = conv.bias if conv.bias is not None else torch.zeros_like(bn.running_mean)
+                new_bias = (bias - bn.running_mean) * scale + (bn.bias if bn.affine else 0)
+                conv.weight = nn.Parameter(conv.weight * scale.view(-1, 1, 1, 1), requires_grad=False)
+                conv.bias = nn.Parameter(new_bias, requires_grad=False)
+            seq[i] = nn.Identity()
+    return model
+
+
+def load_dynast(
+    path: str | Path, device: str | torch.device = "cpu", chunk: int = DEFAULT_CHUNK, fold: bool = True
+) -> DynastGenerator:
     """Build a :class:`DynastGenerator` from a converted safetensors file (config from its metadata),
-    load it strictly, move it to ``device`` and put it in eval mode."""
+    load it strictly, move it to ``device`` and put it in eval mode. ``fold``: fold the BatchNorms into
+    their convolutions (:func:`fold_batchnorm`; inference only, so the state dict then lacks them)."""
     tensors, meta = load_weights(path)
     if meta.get("architecture") != ARCHITECTURE:
         raise WeightsError(
@@ -279,4 +312,5 @@ def load_dynast(path: str | Path, device: str | torch.device = "cpu", chunk: int
         raise WeightsError(f"has an invalid DynaST config in its metadata ({exc})", path) from None
     model = DynastGenerator(config, chunk=chunk)
     load_state(model, tensors, source=path)
-    return model.to(device).eval()
+    model = model.to(device).eval()
+    return fold_batchnorm(model) if fold else model

@@ -1,0 +1,45 @@
+"""Inference hygiene: BatchNorm folded into convolutions at load time (same outputs), --compile off CUDA."""
+
+from __future__ import annotations
+
+import torch
+from stand_ins import one_thread  # noqa: F401  (autouse: one torch thread)
+
+from dynast_cli.models.dynast import DynastConfig, DynastGenerator, fold_batchnorm
+from dynast_cli.runtime import prepare_generator
+
+
+def test_fold_batchnorm_matches_the_unfolded_generator():
+    torch.manual_seed(0)
+    config = DynastConfig(ngf=8, max_multi=2, n_layers=2, top_k=2, pos_dim=2, prune_dim=2, semantic_nc=5, crop_size=32)
+    model = DynastGenerator(config)
+    for bn in (m for m in model.modules() if isinstance(m, torch.nn.BatchNorm2d)):  # non-trivial statistics
+        bn.running_mean.uniform_(-0.5, 0.5)
+        bn.running_var.uniform_(0.5, 2.0)
+        bn.weight.data.uniform_(0.5, 1.5)
+        bn.bias.data.uniform_(-0.3, 0.3)
+    model.eval()
+    g = torch.Generator().manual_seed(3)
+    inputs = (torch.rand(2, 5, 32, 32, generator=g), torch.rand(2, 3, 32, 32, generator=g) * 2 - 1,
+              torch.rand(2, 5, 32, 32, generator=g))
+    with torch.inference_mode():
+        reference = model(*inputs)
+        fold_batchnorm(model)
+        folded = model(*inputs)
+    assert not any(isinstance(m, torch.nn.BatchNorm2d) for m in model.modules())
+    blk = model.transformer_2[1].res_block
+    assert blk.relu is blk.model[2]  # the shared PReLU survives
+    torch.testing.assert_close(folded, reference, atol=1e-5, rtol=1e-5)
+
+
+def test_fold_batchnorm_leaves_training_batchnorms_alone():
+    seq = torch.nn.Sequential(torch.nn.Conv2d(3, 4, 3), torch.nn.BatchNorm2d(4))
+    fold_batchnorm(seq.train())
+    assert isinstance(seq[1], torch.nn.BatchNorm2d)
+
+
+def test_prepare_generator_compile_on_cpu_is_a_notice():
+    model = torch.nn.Conv2d(3, 3, 1)
+    notes = []
+    assert prepare_generator(model, (16, 16), compile=True, notify=notes.append) is model
+    assert notes == ["--compile: torch.compile is used on CUDA only; running uncompiled on cpu"]
