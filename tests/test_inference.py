@@ -43,3 +43,29 @@ def test_prepare_generator_compile_on_cpu_is_a_notice():
     notes = []
     assert prepare_generator(model, (16, 16), compile=True, notify=notes.append) is model
     assert notes == ["--compile: torch.compile is used on CUDA only; running uncompiled on cpu"]
+
+
+def test_channels_last_modules_give_the_contiguous_result():
+    """Every style method works on channels-last features (odd sizes, block padding, views)."""
+    from stand_ins import TinyEncoder
+
+    from dynast_cli.models.adaattn import AdaAttNModel
+    from dynast_cli.models.dynast_style import DynastStyleModel
+    from dynast_cli.models.stya2k import StyA2KModel
+    from dynast_cli.nn.decoders import VGGDecoder
+    from dynast_cli.pipelines.style import stylize
+    from dynast_cli.pipelines.style_methods import AdaINMethod, inference_layout
+
+    torch.manual_seed(0)
+    enc, dec = TinyEncoder(), VGGDecoder(skip=True).eval()
+    models = [AdaAttNModel(enc, learned=False, decoder=dec), StyA2KModel(enc, learned=False, residual=False, decoder=dec),
+              DynastStyleModel(enc, dec), AdaINMethod(enc, dec)]
+    g = torch.Generator().manual_seed(1)
+    content, style = torch.rand(1, 3, 29, 43, generator=g), torch.rand(1, 3, 40, 56, generator=g)
+    with torch.inference_mode():
+        expected = [stylize(m, content, [m.prepare_style(style)]) for m in models]
+        inference_layout(enc)
+        inference_layout(dec)
+        assert dec.decoder_layer_2[1].weight.is_contiguous(memory_format=torch.channels_last)
+        for m, ref in zip(models, expected, strict=True):
+            torch.testing.assert_close(stylize(m, content, [m.prepare_style(style)]), ref, atol=1e-5, rtol=1e-5)

