@@ -55,8 +55,10 @@ PER_PIXEL = {
     "dynast": 1100.0,
     "adain": 1120.0,
 }
-#: Bytes per pixel per generator channel (``ngf``) of the DynaST generator (pose, face).
-GENERATOR_PER_PIXEL_PER_NGF = 60.0
+#: Bytes per pixel per generator channel (``ngf``) of the DynaST generator (pose, face): measured
+#: 2320 B/px with the face weights (ngf 16, peak RSS 414 MB at 256x256, 849 MB at 512x512), rounded
+#: up; the per-``ngf`` scaling to the 92M-parameter pose model (ngf 64) is not measured.
+GENERATOR_PER_PIXEL_PER_NGF = 150.0
 
 #: Float32 copies of one score tile alive at once (scores, softmax weights, a transposed/strided copy).
 TILE_COPIES = 3
