@@ -14,6 +14,10 @@ decoder as the universal decoder, so step 0 is exactly the parameter-free cosine
 the image task's terms (``content``, ``global``, ``local``, on both frames; the local target uses
 cosine attention) + ``VIDEO_LOSS_WEIGHT * similarity``. Everything runs in the one
 :func:`~dynast_cli.train.loop.train_loop` (resumable) and exports like the other style tasks.
+
+Measured (docs/bench/video_train_eval.json): 100-400 CPU steps (128 px crops, 2 pairs a step) did
+NOT beat the parameter-free cosine model on cutBunny's warping error (1.54e-3 vs 1.20e-3 after 400
+steps) and drifted the colours (a blue cast); no trained video weights are shipped.
 """
 
 from __future__ import annotations
