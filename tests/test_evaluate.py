@@ -106,7 +106,7 @@ def test_cli_prints_the_table_and_writes_files(pairs, tmp_path, monkeypatch):
 
 
 def test_cli_method_weights_suffix(pairs, tmp_path, monkeypatch):
-    import dynast_cli.models.vgg as vgg
+    from dynast_cli.models import vgg
     import dynast_cli.pipelines.style as style_pipeline
 
     calls = []
