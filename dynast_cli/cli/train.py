@@ -27,6 +27,10 @@ def train_style_command(
     max_per_folder: int = typer.Option(0, "--max-per-folder", min=0, help="Use at most N images per folder (0: all)."),
     init_decoder: Path = typer.Option(None, "--init-decoder",
                                       help="adaattn/a2k: decoder to start from (default: the installed universal decoder)."),
+    train_decoder: bool = typer.Option(False, "--train-decoder", help="dynast: fine-tune the decoder for the "
+                                       "parameter-free matching with --locality, instead of learning a prune mask."),
+    locality: str = typer.Option("1,1,1", "--locality", help="dynast: share of the matched (local) statistics at "
+                                 "relu3_1,relu4_1,relu5_1; the rest is the style's global statistics (AdaIN)."),
     threads: int = typer.Option(0, "--threads", min=0, help="CPU threads for torch (0: torch's default)."),
     video: bool = typer.Option(False, "--video", help="adaattn: the video model (cosine attention + AdaAttN's "
                                "cross-image similarity loss on simulated frame pairs; --batch counts pairs)."),
@@ -54,5 +58,19 @@ def train_style_command(
         return
     path = train_style(content, style, method=method, steps=steps, batch=batch, size=size, lr=lr, out=out,
                        resume=resume, sample_every=sample_every, seed=seed, device=resolve_device(device),
-                       max_per_folder=max_per_folder or None, init_decoder=init_decoder)
+                       max_per_folder=max_per_folder or None, init_decoder=init_decoder,
+                       train_decoder=train_decoder, locality=parse_locality(locality))
     typer.echo(f"wrote {path}")
+
+
+def parse_locality(text: str) -> tuple[float, float, float]:
+    """"0.5,0,0" -> (0.5, 0.0, 0.0): three numbers in [0, 1], or a one-line error."""
+    from dynast_cli.errors import InputError
+
+    try:
+        values = tuple(float(x) for x in text.split(","))
+    except ValueError:
+        values = ()
+    if len(values) != 3 or not all(0.0 <= v <= 1.0 for v in values):
+        raise InputError(f"needs three numbers in [0, 1] for relu3_1,relu4_1,relu5_1, got '{text}'", "--locality")
+    return values

@@ -60,7 +60,7 @@ from dynast_cli.attention.sparse import inner_scale_sparse_attention, inter_scal
 from dynast_cli.models.adaattn import finish_image, mix_weights
 from dynast_cli.models.decoder import decode_features
 from dynast_cli.nn.decoders import VGGDecoder
-from dynast_cli.nn.norm import mean_variance_norm
+from dynast_cli.nn.norm import calc_mean_std, mean_variance_norm
 from dynast_cli.pipelines.style import pad_to_multiple
 
 #: Encoder output indices of the transformed levels, fine to coarse: relu3_1, relu4_1, relu5_1.
@@ -110,6 +110,9 @@ class DynastStyle:
     moments: list[torch.Tensor]
     key_prune: list[torch.Tensor] | None = None
     global_moments: list[torch.Tensor] | None = None
+    #: with ``locality`` < 1 at some level: the style's (mean, std) per level, (B, C, 1, 1) each, from the
+    #: unpadded style (exactly AdaIN's statistics)
+    global_stats: list[tuple[torch.Tensor, torch.Tensor]] | None = None
 
 
 class PruneEmbeddings(nn.Module):
@@ -158,6 +161,7 @@ class DynastStyleModel(nn.Module):
         chunk: int = 1024,
         prune_dim: int | None = None,
         seed: int = 0,
+        locality: Sequence[float] = (1.0, 1.0, 1.0),
     ):
         super().__init__()
         if coarse not in ("relu4_1", "relu5_1"):
@@ -172,6 +176,9 @@ class DynastStyleModel(nn.Module):
         self.inner_steps = inner_steps
         self.chunk = chunk
         self.prune_dim = prune_dim
+        if len(locality) != len(LEVELS) or not all(0.0 <= x <= 1.0 for x in locality):
+            raise ValueError(f"locality needs {len(LEVELS)} values in [0, 1] (relu3_1, relu4_1, relu5_1), got {locality}")
+        self.locality = tuple(float(x) for x in locality)
         self.prune: nn.ModuleList | None = None
         if prune_dim is not None:
             if prune_dim < 1:
@@ -184,7 +191,8 @@ class DynastStyleModel(nn.Module):
     def config(self) -> dict:
         """The constructor options an exported learned prune mask records (``architecture`` dynast_style)."""
         return {"top_k": self.top_k, "coarse": {v: k for k, v in LEVEL_NAMES.items()}[self.coarse],
-                "smooth": self.smooth, "inner_steps": self.inner_steps, "prune_dim": self.prune_dim}
+                "smooth": self.smooth, "inner_steps": self.inner_steps, "prune_dim": self.prune_dim,
+                "locality": list(self.locality)}
 
     def prepare_style(self, style: torch.Tensor) -> DynastStyle:
         """style (1, 3, h, w) in [0, 1] -> its matching keys and value moments at relu3_1..relu5_1
@@ -192,13 +200,14 @@ class DynastStyleModel(nn.Module):
         feats = self.encoder(pad_to_multiple(style, SIZE_MULTIPLE)[0])
         keys = [matching_features(feats[i]) for i in LEVELS]
         moments = [torch.cat([feats[i], feats[i] * feats[i]], dim=1) for i in LEVELS]
-        if self.prune is None:
-            return DynastStyle(keys=keys, moments=moments)
-        return DynastStyle(
-            keys=keys, moments=moments,
-            key_prune=[embeddings.key(k) for embeddings, k in zip(self.prune, keys)],
-            global_moments=[m.mean(dim=(2, 3), keepdim=True) for m in moments],
-        )
+        state = DynastStyle(keys=keys, moments=moments)
+        if min(self.locality) < 1.0:
+            unpadded = self.encoder(style)
+            state.global_stats = [calc_mean_std(unpadded[i]) for i in LEVELS]
+        if self.prune is not None:
+            state.key_prune = [embeddings.key(k) for embeddings, k in zip(self.prune, keys)]
+            state.global_moments = [m.mean(dim=(2, 3), keepdim=True) for m in moments]
+        return state
 
     def match(self, feats: Sequence[torch.Tensor], style: DynastStyle, prune: bool = True) -> dict[int, AttentionResult]:
         """Coarse-to-fine matching of content features to one style.
@@ -242,8 +251,10 @@ class DynastStyleModel(nn.Module):
         """Content features [relu1_1 .. relu5_1] -> transformed relu3_1, relu4_1, relu5_1 features.
 
         Per style and level ``std * mean_variance_norm(content) + mean`` from the matched moments
-        (with a learned prune mask: the kept moments + ``(1 - conf)`` x the style's global moments),
-        blended over the styles with the normalised ``mix``, then ``alpha * t + (1 - alpha) * content``.
+        (with a learned prune mask: the kept moments + ``(1 - conf)`` x the style's global moments);
+        with ``locality`` b < 1 at a level, ``b * that + (1 - b) * adain(content, style)`` (AdaIN with the
+        style's global statistics); blended over the styles with the normalised ``mix``, then
+        ``alpha * t + (1 - alpha) * content``.
         ``prune=False``: the parameter-free transform even when a prune mask is learned.
         """
         weights = mix_weights(mix, len(states))
@@ -256,7 +267,13 @@ class DynastStyleModel(nn.Module):
                 if learned:
                     moments = moments + lost_mass(matches[level].conf) * state.global_moments[j]
                 mean, std = moments_to_mean_std(moments)
-                blended[j] = blended[j] + w * (std * mean_variance_norm(feats[level]) + mean)
+                normalised = mean_variance_norm(feats[level])
+                local = std * normalised + mean
+                b = self.locality[j]
+                if b < 1.0:
+                    g_mean, g_std = state.global_stats[j]
+                    local = b * local + (1.0 - b) * (normalised * g_std + g_mean)
+                blended[j] = blended[j] + w * local
         if alpha == 1.0:
             return blended
         return [alpha * t + (1.0 - alpha) * feats[level] for t, level in zip(blended, LEVELS)]
@@ -274,11 +291,12 @@ class DynastStyleModel(nn.Module):
 ARCHITECTURE = "dynast_style"
 
 
-def load_dynast_style(path, encoder: nn.Module, decoder: VGGDecoder, device: str | torch.device = "cpu",
+def load_dynast_style(path, encoder: nn.Module, decoder: VGGDecoder | None, device: str | torch.device = "cpu",
                       **overrides) -> DynastStyleModel:
-    """A :class:`DynastStyleModel` with the learned prune mask of ``path`` (``architecture`` dynast_style,
-    ``prune.*`` tensors, config from the metadata) on ``encoder`` and ``decoder``; eval mode, float32.
-    ``overrides`` replace config entries other than ``prune_dim`` (e.g. ``top_k``, ``chunk``)."""
+    """A :class:`DynastStyleModel` from a trained ``path`` (``architecture`` dynast_style, config from the
+    metadata) on ``encoder``: its learned prune mask (``prune.*``) if it has one, and its own decoder
+    (``decoder.*``, trained for this model) if it has one, else ``decoder`` (the universal one); eval
+    mode, float32. ``overrides`` replace config entries other than ``prune_dim`` (e.g. ``top_k``, ``chunk``)."""
     from dynast_cli.errors import WeightsError
     from dynast_cli.weights.io import config_from_metadata, load_state, load_weights
 
@@ -287,8 +305,21 @@ def load_dynast_style(path, encoder: nn.Module, decoder: VGGDecoder, device: str
         raise WeightsError(f"is a '{meta.get('architecture', 'unknown')}' file, expected '{ARCHITECTURE}'", path)
     config = {k: v for k, v in config_from_metadata(meta).items() if k not in ("encoder", "decoder")}
     config.update({k: v for k, v in overrides.items() if k != "prune_dim"})
+    own_decoder = {k.removeprefix("decoder."): v.float() for k, v in tensors.items() if k.startswith("decoder.")}
+    if own_decoder:
+        decoder = VGGDecoder(skip=True)
+        load_state(decoder, own_decoder, source=path)
+        decoder = decoder.eval().requires_grad_(False)
+    elif decoder is None:
+        raise WeightsError("holds no decoder and none was given", path)
+    prune = {k.removeprefix("prune."): v.float() for k, v in tensors.items() if k.startswith("prune.")}
+    if not prune and not own_decoder:
+        raise WeightsError("holds neither a prune mask (prune.*) nor a decoder (decoder.*)", path)
+    if not prune:
+        config["prune_dim"] = None
     model = DynastStyleModel(encoder, decoder, **config)
-    if model.prune is None:
-        raise WeightsError("records no prune_dim", path)
-    load_state(model.prune, {k.removeprefix("prune."): v.float() for k, v in tensors.items()}, source=path)
+    if prune:
+        if model.prune is None:
+            raise WeightsError("records no prune_dim", path)
+        load_state(model.prune, prune, source=path)
     return model.to(device).eval()

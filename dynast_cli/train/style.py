@@ -50,6 +50,10 @@ ATTENTION_LOSS_WEIGHTS = {"content": 0.0, "global": 10.0, "local": 3.0}
 #: in the caffe range, are ~1e5 (192 px crops): a content weight of 1 would be inert, 3e4 makes it ~10%
 #: of the global term at initialisation.
 DYNAST_LOSS_WEIGHTS = {"content": 3e4, "global": 10.0, "local": 3.0}
+#: Loss weights of ``dynast --train-decoder`` (the decoder fine-tuned for the DynaST transform): the
+#: content term (~1.4 at 192 px) is weighted to about twice the global one (~1.2e5); the local term
+#: (~3e5 against the locality-blended target) is a light regulariser.
+DYNAST_DECODER_LOSS_WEIGHTS = {"content": 2e5, "global": 1.0, "local": 0.1}
 #: Width of the learned prune embeddings of ``dynast``.
 DYNAST_PRUNE_DIM = 8
 
@@ -148,8 +152,13 @@ def attention_task(method: str, encoder: nn.Module, contents: RandomCrops, style
 
 
 def dynast_task(encoder: nn.Module, contents: RandomCrops, styles: RandomCrops, batch: int, device: torch.device,
-                decoder: VGGDecoder | None, seed: int = 0) -> Task:
+                decoder: VGGDecoder | None, seed: int = 0, train_decoder: bool = False,
+                locality: Sequence[float] = (1.0, 1.0, 1.0)) -> Task:
     """The learned prune mask of DynaST style matching; only ``prune.*`` is trained and exported.
+
+    ``train_decoder``: instead, the parameter-free matching (every match kept) with ``locality`` (see
+    :class:`~dynast_cli.models.dynast_style.DynastStyleModel`) and the decoder fine-tuned from ``decoder``
+    with :data:`DYNAST_DECODER_LOSS_WEIGHTS`; ``decoder.*`` is exported with the config.
 
     Each step matches every content crop to its own style crop. Losses on the frozen encoder:
     ``content`` (normalised relu4_1/relu5_1), ``global`` (mean/std relu1_1..relu5_1) and ``local``
@@ -158,11 +167,12 @@ def dynast_task(encoder: nn.Module, contents: RandomCrops, styles: RandomCrops, 
     """
     from dynast_cli.models.dynast_style import LEVELS, DynastStyleModel
 
-    decoder = (decoder if decoder is not None else VGGDecoder(skip=True)).to(device).requires_grad_(False)
-    model = DynastStyleModel(encoder, decoder, prune_dim=DYNAST_PRUNE_DIM, seed=seed).to(device)
+    decoder = (decoder if decoder is not None else VGGDecoder(skip=True)).to(device).requires_grad_(train_decoder)
+    model = DynastStyleModel(encoder, decoder, prune_dim=None if train_decoder else DYNAST_PRUNE_DIM, seed=seed,
+                             locality=locality).to(device)
     sample_content = contents.center_crops(SAMPLE_COUNT).to(device)
     sample_style = styles.center_crops(SAMPLE_COUNT).to(device)
-    w = DYNAST_LOSS_WEIGHTS
+    w = DYNAST_DECODER_LOSS_WEIGHTS if train_decoder else DYNAST_LOSS_WEIGHTS
 
     def data(generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
         return contents.crops(batch, generator).to(device), styles.crops(batch, generator).to(device)
@@ -171,11 +181,12 @@ def dynast_task(encoder: nn.Module, contents: RandomCrops, styles: RandomCrops, 
         content, style = pair
         with torch.no_grad():
             content_feats, style_feats = encoder(content), encoder(style)
-        state = net.prepare_style(style)
-        transformed = net.transform(content_feats, [state], [1.0])
+        with torch.set_grad_enabled(not train_decoder):  # nothing to learn before the decoder then
+            state = net.prepare_style(style)
+            transformed = net.transform(content_feats, [state], [1.0])
         with torch.no_grad():
-            targets = net.transform(content_feats, [state], [1.0], prune=False)
-            matches = net.match(content_feats, state)
+            targets = transformed if train_decoder else net.transform(content_feats, [state], [1.0], prune=False)
+            matches = None if train_decoder else net.match(content_feats, state)
         out_feats = encoder(decode_features(net.decoder, *transformed))
         losses = {
             "content": content_loss(out_feats, content_feats),
@@ -184,7 +195,8 @@ def dynast_task(encoder: nn.Module, contents: RandomCrops, styles: RandomCrops, 
                                         lambda _c, _s, i: targets[LEVELS.index(i)], layers=LEVELS),
         }
         losses["total"] = sum(w[k] * v for k, v in losses.items())
-        losses["kept"] = torch.stack([m.conf.mean() for m in matches.values()]).mean()
+        if matches is not None:
+            losses["kept"] = torch.stack([m.conf.mean() for m in matches.values()]).mean()
         return losses
 
     def sample_fn(net: nn.Module) -> torch.Tensor:
@@ -194,6 +206,9 @@ def dynast_task(encoder: nn.Module, contents: RandomCrops, styles: RandomCrops, 
         free = decode_features(net.decoder, *net.transform(feats, [state], [1.0], prune=False)).clamp(0, 1)
         return image_grid([list(row) for row in zip(sample_content, sample_style, free, learned)], cell=contents.size)
 
+    if train_decoder:
+        return Task(model, loss_fn, data, sample_fn, name="dynast_style_vgg16", architecture="dynast_style",
+                    config={**model.config(), "encoder": "vgg16"}, frozen=("encoder.",))
     return Task(model, loss_fn, data, sample_fn, name="dynast_style_vgg16", architecture="dynast_style",
                 config={**model.config(), "encoder": "vgg16", "decoder": "decoder_vgg16"},
                 frozen=("encoder.", "decoder."))
@@ -260,6 +275,8 @@ def train_style(
     init_decoder: Path | None = None,
     ckpt_every: int = 100,
     console: Console | None = None,
+    train_decoder: bool = False,
+    locality: Sequence[float] = (1.0, 1.0, 1.0),
 ) -> Path:
     """Train one style task and export its weights; returns the exported safetensors path.
 
@@ -285,8 +302,10 @@ def train_style(
         styles = RandomCrops(style, size=size, max_per_folder=max_per_folder)
         summaries = contents.summary + styles.summary
         if method == "dynast":  # frozen decoder: the universal one (or init_decoder), a fresh one if neither
-            task = dynast_task(encoder, contents, styles, batch, dev, _initial_decoder(init_decoder, dev), seed)
-            loss_text = " + ".join(f"{v} * {k}" for k, v in DYNAST_LOSS_WEIGHTS.items())
+            task = dynast_task(encoder, contents, styles, batch, dev, _initial_decoder(init_decoder, dev), seed,
+                               train_decoder=train_decoder, locality=locality)
+            weights = DYNAST_DECODER_LOSS_WEIGHTS if train_decoder else DYNAST_LOSS_WEIGHTS
+            loss_text = " + ".join(f"{v} * {k}" for k, v in weights.items())
         else:
             task = attention_task(method, encoder, contents, styles, batch, dev, _initial_decoder(init_decoder, dev))
             loss_text = " + ".join(f"{v} * {k}" for k, v in ATTENTION_LOSS_WEIGHTS.items())

@@ -1,0 +1,106 @@
+"""DynaST style ``locality`` (matched vs global statistics per level) and the decoder fine-tuned for it
+(``dynast train style --method dynast --train-decoder``): exact blends, export, round trip, CLI errors."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+from typer.testing import CliRunner
+
+from conftest import make_image
+from dynast_cli.cli import app
+from dynast_cli.models.dynast_style import LEVELS, DynastStyleModel, load_dynast_style
+from dynast_cli.nn.decoders import VGGDecoder
+from dynast_cli.nn.norm import adain
+from dynast_cli.train.data import RandomCrops
+from dynast_cli.train.loop import train_loop
+from dynast_cli.train.style import dynast_task, train_style
+from dynast_cli.weights.io import load_weights
+from stand_ins import TinyEncoder, one_thread  # noqa: F401 (autouse fixture)
+
+
+def _model(**options) -> DynastStyleModel:
+    torch.manual_seed(0)
+    return DynastStyleModel(TinyEncoder(), VGGDecoder(skip=True), **options).eval()
+
+
+def _inputs():
+    g = torch.Generator().manual_seed(1)
+    return torch.rand(1, 3, 48, 64, generator=g), torch.rand(1, 3, 40, 56, generator=g)  # style not a multiple of 16
+
+
+@pytest.mark.parametrize("locality", [(0.0, 0.0, 0.0), (0.5, 0.0, 0.25), (1.0, 1.0, 1.0)])
+def test_locality_blends_matched_and_global_statistics_exactly(locality):
+    content, style = _inputs()
+    local_model, model = _model(), _model(locality=locality)
+    with torch.no_grad():
+        feats = model.encoder(content)
+        local = local_model.transform(feats, [local_model.prepare_style(style)], [1.0])
+        blended = model.transform(feats, [model.prepare_style(style)], [1.0])
+        style_feats = model.encoder(style)  # AdaIN's statistics come from the unpadded style
+    for j, level in enumerate(LEVELS):
+        b = locality[j]
+        expected = local[j] if b == 1.0 else b * local[j] + (1 - b) * adain(feats[level], style_feats[level])
+        torch.testing.assert_close(blended[j], expected, rtol=0, atol=1e-5)
+
+
+def test_invalid_locality_is_refused():
+    with pytest.raises(ValueError, match="locality"):
+        _model(locality=(0.5, 0.0))
+    with pytest.raises(ValueError, match="locality"):
+        _model(locality=(1.5, 0.0, 0.0))
+
+
+def _folder(root, name, n, h=40, w=56, seed=0):
+    folder = root / name
+    folder.mkdir(parents=True, exist_ok=True)
+    for i in range(n):
+        Image.fromarray(make_image(h + 8 * i, w, seed + i)).save(folder / f"img{i}.png")
+    return folder
+
+
+def test_train_decoder_trains_only_the_decoder_and_lowers_the_loss(tmp_path):
+    contents = RandomCrops([_folder(tmp_path, "c", 3)], size=32)
+    styles = RandomCrops([_folder(tmp_path, "s", 3, 48, 40, seed=7)], size=32)
+    torch.manual_seed(0)
+    task = dynast_task(TinyEncoder(), contents, styles, 2, torch.device("cpu"), VGGDecoder(skip=True),
+                       train_decoder=True, locality=(0.5, 0.0, 0.0))
+    trained = {n for n, p in task.model.named_parameters() if p.requires_grad}
+    assert trained and all(n.startswith("decoder.") for n in trained)
+    assert task.model.prune is None and task.model.locality == (0.5, 0.0, 0.0)
+    optimizer = torch.optim.Adam([p for p in task.model.parameters() if p.requires_grad], lr=1e-3)
+    result = train_loop(task.model, task.loss_fn, task.data, optimizer, 20, tmp_path / "ck", seed=3)
+    totals = [h["total"] for h in result.history]
+    assert np.mean(totals[-5:]) < np.mean(totals[:5])
+    assert set(result.final_losses()) == {"content", "global", "local", "total"}
+
+
+def test_trained_decoder_exports_with_its_locality_and_round_trips(tmp_path, monkeypatch):
+    monkeypatch.setenv("DYNAST_WEIGHTS", str(tmp_path / "no-weights"))  # a fresh decoder to start from
+    content, style = _folder(tmp_path, "c", 2, 32, 32), _folder(tmp_path, "s", 2, 32, 40, seed=9)
+    encoder = TinyEncoder()
+    path = train_style([content], [style], method="dynast", steps=2, batch=1, size=32, lr=1e-2, out=tmp_path / "o",
+                       encoder=encoder, sample_every=0, train_decoder=True, locality=(0.5, 0.0, 0.0))
+    tensors, meta = load_weights(path)
+    assert {k.split(".")[0] for k in tensors} == {"decoder"} and all(t.dtype == torch.float16 for t in tensors.values())
+    config = json.loads(meta["config"])
+    assert config["locality"] == [0.5, 0.0, 0.0] and config["prune_dim"] is None
+    model = load_dynast_style(path, encoder, None)
+    assert model.locality == (0.5, 0.0, 0.0) and model.prune is None
+    for name, value in model.decoder.state_dict().items():
+        assert torch.equal(value, tensors[f"decoder.{name}"].float())
+    c, s = _inputs()
+    with torch.no_grad():
+        out = model.stylize(c, [model.prepare_style(s)], [1.0])
+    assert out.shape == c.shape and torch.isfinite(out).all()
+
+
+def test_train_cli_rejects_a_bad_locality(tmp_path):
+    result = CliRunner().invoke(app, ["train", "style", "--content", str(tmp_path), "--style", str(tmp_path),
+                                      "--method", "dynast", "--locality", "0.5,2"])
+    assert result.exit_code == 2
+    assert "--locality: needs three numbers in [0, 1]" in result.output
