@@ -73,11 +73,11 @@ def test_train_style_exports_the_prune_mask_only(tmp_path, monkeypatch):
     path = train_style([content], [style], method="dynast", steps=2, batch=1, size=32, lr=1e-2, out=out,
                        encoder=encoder, sample_every=2)
     tensors, meta = load_weights(path)
-    assert path.name == "dynast_style_vgg16.safetensors" and meta["architecture"] == ARCHITECTURE
+    assert path.name == "dynast_prune_vgg16.safetensors" and meta["architecture"] == ARCHITECTURE
     assert {k.split(".")[0] for k in tensors} == {"prune"} and all(t.dtype == torch.float16 for t in tensors.values())
     config = json.loads(meta["config"])
     assert config["prune_dim"] == DYNAST_PRUNE_DIM and config["decoder"] == "decoder_vgg16"
-    entry = json.loads((out / "dynast_style_vgg16.json").read_text())
+    entry = json.loads((out / "dynast_prune_vgg16.json").read_text())
     assert entry["sha256"] == sha256_file(path) and entry["training"]["steps"] == 2
     assert set(entry["training"]["final_losses"]) == {"content", "global", "local", "total", "kept"}
     assert (out / "checkpoint" / "samples" / "step_000002.png").is_file()

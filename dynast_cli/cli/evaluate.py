@@ -20,6 +20,7 @@ def eval_style_command(
     out: Path = typer.Option(Path("eval/style"), "--out", help="Folder for the JSON, Markdown table and grid."),
     device: str = typer.Option("auto", "--device", help="auto, cpu, cuda or cuda:N."),
     vgg: Path = typer.Option(None, "--vgg", help="VGG16 weights (default: the cached ImageNet VGG16)."),
+    steps: int = typer.Option(200, "--steps", min=1, help="Iterations of --methods optimize."),
 ) -> None:
     """Evaluate style methods on every content x style pair (papers' content and style losses)."""
     from rich.console import Console
@@ -39,7 +40,8 @@ def eval_style_command(
     built = {}
     for name in names:
         method, _, weights = name.partition(":")
-        built[name] = get_style_method(method, weights=weights or None, device=dev, vgg=vgg)
+        options = {"steps": steps} if method == "optimize" else {}
+        built[name] = get_style_method(method, weights=weights or None, device=dev, vgg=vgg, **options)
     results = evaluate_style(contents, styles, built, load_vgg16(vgg, device=dev), out, size=size, device=dev)
 
     table = Table(title=f"style evaluation ({len(contents)} content x {len(styles)} style, {size} px)")

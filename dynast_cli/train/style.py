@@ -209,7 +209,7 @@ def dynast_task(encoder: nn.Module, contents: RandomCrops, styles: RandomCrops, 
     if train_decoder:
         return Task(model, loss_fn, data, sample_fn, name="dynast_style_vgg16", architecture="dynast_style",
                     config={**model.config(), "encoder": "vgg16"}, frozen=("encoder.",))
-    return Task(model, loss_fn, data, sample_fn, name="dynast_style_vgg16", architecture="dynast_style",
+    return Task(model, loss_fn, data, sample_fn, name="dynast_prune_vgg16", architecture="dynast_style",
                 config={**model.config(), "encoder": "vgg16", "decoder": "decoder_vgg16"},
                 frozen=("encoder.", "decoder."))
 
