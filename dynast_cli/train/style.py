@@ -309,11 +309,18 @@ def train_style(
         else:
             task = attention_task(method, encoder, contents, styles, batch, dev, _initial_decoder(init_decoder, dev))
             loss_text = " + ".join(f"{v} * {k}" for k, v in ATTENTION_LOSS_WEIGHTS.items())
+    extra = {"batch": batch, "crop": size, "lr": lr, "optimizer": "Adam", "seed": seed, "loss": loss_text}
+    return run_task(task, steps, lr, out, resume, sample_every, seed, dev, ckpt_every, console, summaries, extra)
+
+
+def run_task(task: Task, steps: int, lr: float, out: Path, resume: bool, sample_every: int, seed: int,
+             device: torch.device, ckpt_every: int, console: Console | None, summaries: Sequence,
+             extra: dict) -> Path:
+    """Adam on the task's trainable parameters through :func:`train_loop`, then :func:`export_weights`
+    (``summaries``: the data folders' summaries; ``extra``: what the manifest entry records besides)."""
     optimizer = torch.optim.Adam([p for p in task.model.parameters() if p.requires_grad], lr=lr)
     result = train_loop(task.model, task.loss_fn, task.data, optimizer, steps, out / "checkpoint", resume=resume,
-                        sample_fn=task.sample_fn, sample_every=sample_every, seed=seed, device=dev,
+                        sample_fn=task.sample_fn, sample_every=sample_every, seed=seed, device=device,
                         ckpt_every=ckpt_every, console=console)
     summary = [{"folder": s.folder, "images": s.count} for s in summaries]
-    extra = {"batch": batch, "crop": size, "lr": lr, "optimizer": "Adam", "seed": seed,
-             "loss": loss_text}
-    return export_weights(task, result, out, summary, extra, dev)
+    return export_weights(task, result, out, summary, extra, device)

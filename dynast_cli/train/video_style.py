@@ -34,7 +34,6 @@ from torch import nn
 from dynast_cli.models.adaattn import AdaAttNLayer, AdaAttNModel, AdaAttNStyle, get_key
 from dynast_cli.nn.decoders import VGGDecoder
 from dynast_cli.train.data import RandomCrops
-from dynast_cli.train.loop import train_loop
 from dynast_cli.train.losses import (
     content_loss,
     cross_image_similarity_loss,
@@ -48,7 +47,7 @@ from dynast_cli.train.style import (
     Encoder,
     Task,
     _initial_decoder,
-    export_weights,
+    run_task,
 )
 
 #: Weight of the cross-image similarity loss. The loss is a mean of normalised entries (~1/N each),
@@ -201,11 +200,6 @@ def train_video_style(
     contents = RandomCrops(content, size=size + 2 * margin_for(size), max_per_folder=max_per_folder)
     styles = RandomCrops(style, size=size, max_per_folder=max_per_folder)
     task = video_task(encoder, contents, styles, size, batch, dev, _initial_decoder(init_decoder, dev), video_weight)
-    optimizer = torch.optim.Adam([p for p in task.model.parameters() if p.requires_grad], lr=lr)
-    result = train_loop(task.model, task.loss_fn, task.data, optimizer, steps, out / "checkpoint", resume=resume,
-                        sample_fn=task.sample_fn, sample_every=sample_every, seed=seed, device=dev,
-                        ckpt_every=ckpt_every, console=console)
-    summary = [{"folder": s.folder, "images": s.count} for s in contents.summary + styles.summary]
     weights = {**ATTENTION_LOSS_WEIGHTS, "similarity": video_weight}
     extra = {
         "batch": batch, "crop": size, "lr": lr, "optimizer": "Adam", "seed": seed,
@@ -214,4 +208,5 @@ def train_video_style(
                   f"{MAX_SHIFT * size:.0f} px, rotation <= {MAX_ROTATE_DEG} deg, zoom <= {MAX_ZOOM}); same style"),
         "init": "f/g/h/merge_conv identity (= parameter-free cosine AdaAttN), decoder from the universal decoder",
     }
-    return export_weights(task, result, out, summary, extra, dev)
+    return run_task(task, steps, lr, out, resume, sample_every, seed, dev, ckpt_every, console,
+                    contents.summary + styles.summary, extra)
