@@ -45,17 +45,16 @@ import importlib
 import math
 import os
 import statistics
-import sys
 import time
-from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import Any, Callable, Iterator, Sequence
+from typing import Any, Callable, Sequence
 
 import torch
 import torch.nn.functional as F
 from torch.utils._python_dispatch import TorchDispatchMode
 
 from dynast_cli.errors import DynastError
+from dynast_cli.runtime import silenced_stderr
 
 MB = 1024 * 1024
 #: The CPU profiler keeps ~15 kB per operator: calls running more (naive twins that loop over
@@ -164,18 +163,6 @@ def time_call(fn: Variant, device: torch.device, warmup: int = 1, repeat: int = 
     return times
 
 
-@contextmanager
-def _stderr_silenced() -> Iterator[None]:
-    """Silence file descriptor 2 (the profiler's C++ side prints a line when it starts and stops)."""
-    sys.stderr.flush()
-    saved = os.dup(2)
-    try:
-        with open(os.devnull, "w") as null:
-            os.dup2(null.fileno(), 2)
-            yield
-    finally:
-        os.dup2(saved, 2)
-        os.close(saved)
 
 
 def peak_memory_bytes(fn: Variant, device: torch.device) -> int:
@@ -190,7 +177,7 @@ def peak_memory_bytes(fn: Variant, device: torch.device) -> int:
             return torch.cuda.max_memory_allocated(device) - base
         from torch.profiler import ProfilerActivity, profile
 
-        with _stderr_silenced(), profile(activities=[ProfilerActivity.CPU], profile_memory=True) as prof:
+        with silenced_stderr(), profile(activities=[ProfilerActivity.CPU], profile_memory=True) as prof:
             fn()
     cpu = torch.autograd.DeviceType.CPU
     # the raw allocator records; the public FunctionEvent view aggregates them per operator

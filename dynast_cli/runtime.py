@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import os
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 import torch
 
@@ -64,3 +67,18 @@ def prepare_generator(generator: torch.nn.Module, size: tuple[int, int], max_mem
 
         budget_generator(generator, size, max_memory, device)
     return compile_module(generator, device, notify) if compile else generator
+
+
+@contextmanager
+def silenced_stderr() -> Iterator[None]:
+    """Send file descriptor 2 to /dev/null for the block (C++ libraries such as MediaPipe's logging or the
+    profiler write there directly, ignoring Python's ``sys.stderr``)."""
+    sys.stderr.flush()
+    saved = os.dup(2)
+    try:
+        with open(os.devnull, "w") as null:
+            os.dup2(null.fileno(), 2)
+        yield
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)

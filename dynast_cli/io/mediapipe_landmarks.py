@@ -23,6 +23,7 @@ import cv2
 import numpy as np
 
 from dynast_cli.errors import InputError
+from dynast_cli.runtime import silenced_stderr
 
 MEDIAPIPE_HINT = "pip install 'dynast-cli[mediapipe]'"
 #: Margin of the second try, as a fraction of the photo's longer side on every side.
@@ -48,18 +49,12 @@ def import_mediapipe(path: str | Path, need: str = "finding keypoints in a photo
 
 @contextlib.contextmanager
 def _quiet_stderr() -> Iterator[None]:
-    """Send file descriptor 2 to /dev/null (MediaPipe's C++ logging ignores Python's ``sys.stderr``)."""
+    """MediaPipe's C++ start-up chatter silenced, unless ``$DYNAST_MEDIAPIPE_LOG`` is set."""
     if os.environ.get("DYNAST_MEDIAPIPE_LOG"):
         yield
         return
-    saved = os.dup(2)
-    try:
-        with open(os.devnull, "w") as null:
-            os.dup2(null.fileno(), 2)
+    with silenced_stderr():
         yield
-    finally:
-        os.dup2(saved, 2)
-        os.close(saved)
 
 
 def _with_margin_retry(
