@@ -23,7 +23,6 @@ from dynast_cli.models.dynast import DynastConfig, DynastGenerator
 from dynast_cli.models.dynast_style import DynastStyleModel
 from dynast_cli.models.stya2k import StyA2KModel
 from dynast_cli.nn.decoders import VGGDecoder
-from dynast_cli.pipelines import style_methods
 
 runner = CliRunner()
 GiB, MiB = 1 << 30, 1 << 20
@@ -152,14 +151,6 @@ def test_generator_chunk_from_a_budget_keeps_the_output(tiny_tiles):
 
 
 # --- the CLI -----------------------------------------------------------------------------------------
-
-
-@pytest.fixture
-def stand_ins(monkeypatch):
-    torch.manual_seed(0)
-    decoder = VGGDecoder(skip=True).eval()
-    monkeypatch.setattr(style_methods, "vgg16", lambda device, path=None: TinyEncoder())
-    monkeypatch.setattr(style_methods, "universal_decoder", lambda device, path=None: decoder)
 
 
 @pytest.mark.parametrize("method", ["adaattn", "adain"])

@@ -14,21 +14,9 @@ from typer.testing import CliRunner
 import dynast_cli.cli  # noqa: F401  (registers the subcommands)
 from dynast_cli.cli.app import app
 from dynast_cli.errors import BatchError, DynastError
-from dynast_cli.nn.decoders import VGGDecoder
 from dynast_cli.pipelines import style as style_pipeline
-from dynast_cli.pipelines import style_methods
-from stand_ins import TinyEncoder
 
 runner = CliRunner()
-
-
-@pytest.fixture
-def stand_ins(monkeypatch):
-    """Tiny encoder + random decoder behind the real `adain` method."""
-    torch.manual_seed(0)
-    decoder = VGGDecoder(skip=True).eval()
-    monkeypatch.setattr(style_methods, "vgg16", lambda device, path=None: TinyEncoder())
-    monkeypatch.setattr(style_methods, "universal_decoder", lambda device, path=None: decoder)
 
 
 def test_pad_crop_and_fit_size():
