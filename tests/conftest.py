@@ -38,6 +38,18 @@ def make_image(h: int, w: int, seed: int = 0) -> np.ndarray:
     return np.stack([r, g, b], axis=2).clip(0, 255).astype(np.uint8)
 
 
+def make_image_folder(root: Path, name: str, n: int, h: int = 40, w: int = 56, seed: int = 0) -> Path:
+    """``root/name`` with ``n`` generated PNGs ``img{i}.png`` of size (h + 8i, w), seeds seed + i (the same
+    images when called again)."""
+    from PIL import Image
+
+    folder = root / name
+    folder.mkdir(parents=True, exist_ok=True)
+    for i in range(n):
+        Image.fromarray(make_image(h + 8 * i, w, seed + i)).save(folder / f"img{i}.png")
+    return folder
+
+
 @pytest.fixture
 def image_file(tmp_path):
     """Factory: image_file(h, w, name='img.png', seed=0) -> Path of a written test image."""

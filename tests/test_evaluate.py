@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 
 import pytest
-import torch
 import torch.nn.functional as F
 from PIL import Image
 from typer.testing import CliRunner

@@ -8,10 +8,9 @@ import json
 import numpy as np
 import pytest
 import torch
-from PIL import Image
 from typer.testing import CliRunner
 
-from conftest import make_image
+from conftest import make_image_folder
 from dynast_cli.cli import app
 from dynast_cli.models.dynast_style import LEVELS, DynastStyleModel, load_dynast_style
 from dynast_cli.nn.decoders import VGGDecoder
@@ -56,11 +55,7 @@ def test_invalid_locality_is_refused():
 
 
 def _folder(root, name, n, h=40, w=56, seed=0):
-    folder = root / name
-    folder.mkdir(parents=True, exist_ok=True)
-    for i in range(n):
-        Image.fromarray(make_image(h + 8 * i, w, seed + i)).save(folder / f"img{i}.png")
-    return folder
+    return make_image_folder(root, name, n, h, w, seed)
 
 
 def test_train_decoder_trains_only_the_decoder_and_lowers_the_loss(tmp_path):

@@ -10,10 +10,9 @@ import torch
 from PIL import Image
 from typer.testing import CliRunner
 
-from conftest import make_image
+from conftest import make_image_folder
 from dynast_cli.cli import app
 from dynast_cli.errors import InputError, OutputError
-from dynast_cli.nn.norm import calc_mean_std
 from dynast_cli.train.data import RandomCrops, spread_subset
 from dynast_cli.train.loop import load_checkpoint, save_checkpoint, train_loop, TrainResult
 from dynast_cli.train.losses import content_loss, perceptual_loss, reconstruction_loss, style_loss
@@ -23,11 +22,7 @@ from stand_ins import TinyEncoder, one_thread  # noqa: F401 (autouse fixture)
 
 
 def _folder(root, name, n, h=40, w=56, seed=0):
-    folder = root / name
-    folder.mkdir(parents=True)
-    for i in range(n):
-        Image.fromarray(make_image(h + 8 * i, w, seed + i)).save(folder / f"img{i}.png")
-    return folder
+    return make_image_folder(root, name, n, h, w, seed)
 
 
 @pytest.fixture

@@ -7,9 +7,8 @@ import json
 
 import numpy as np
 import torch
-from PIL import Image
 
-from conftest import make_image
+from conftest import make_image_folder
 from dynast_cli.models.dynast_style import ARCHITECTURE, load_dynast_style
 from dynast_cli.nn.decoders import VGGDecoder
 from dynast_cli.train.data import RandomCrops
@@ -20,11 +19,7 @@ from stand_ins import TinyEncoder, one_thread  # noqa: F401 (autouse fixture)
 
 
 def _folder(root, name, n, h=40, w=56, seed=0):
-    folder = root / name
-    folder.mkdir(parents=True, exist_ok=True)  # the same images when a test rebuilds a task
-    for i in range(n):
-        Image.fromarray(make_image(h + 8 * i, w, seed + i)).save(folder / f"img{i}.png")
-    return folder
+    return make_image_folder(root, name, n, h, w, seed)
 
 
 def _task(tmp_path, batch=2):

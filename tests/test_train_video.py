@@ -8,8 +8,7 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
-from conftest import make_image
-from PIL import Image
+from conftest import make_image_folder
 from stand_ins import TinyEncoder, one_thread  # noqa: F401 (autouse fixture)
 from typer.testing import CliRunner
 
@@ -32,11 +31,7 @@ SIZE = 32
 
 
 def _folder(root, name, n, h=48, w=56, seed=0):
-    folder = root / name
-    folder.mkdir(parents=True)
-    for i in range(n):
-        Image.fromarray(make_image(h + 8 * i, w, seed + i)).save(folder / f"img{i}.png")
-    return folder
+    return make_image_folder(root, name, n, h, w, seed)
 
 
 # ---- the loss -----------------------------------------------------------------------------------
