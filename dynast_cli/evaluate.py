@@ -10,6 +10,10 @@ For every content x style pair and every method: the output of the style pipelin
 
 Results go to ``style_eval.json``, ``style_eval.md`` (per-pair and per-method tables) and
 ``style_eval_grid.png`` (one row per pair: content, style, then each method's output).
+
+``alphas`` sweeps the style strength (``--alpha`` of ``dynast style``): every method runs at each
+strength, and ``style_eval_tradeoff.png`` plots content loss against style loss, one curve per
+method, so that methods can be compared at equal content loss rather than at one arbitrary point.
 """
 
 from __future__ import annotations
@@ -32,6 +36,7 @@ Encoder = Callable[..., list[torch.Tensor]]
 
 GRID_CELL = 256
 JSON_FILE, MARKDOWN_FILE, GRID_FILE = "style_eval.json", "style_eval.md", "style_eval_grid.png"
+TRADEOFF_FILE = "style_eval_tradeoff.png"
 
 
 @dataclass
@@ -45,17 +50,22 @@ class PairResult:
     style_loss: float
     seconds: float
     prepare_s: float
+    alpha: float = 1.0  # style strength the method ran at
 
 
 @dataclass
 class MethodSummary:
-    """Means over all pairs of one method."""
+    """Means over all pairs of one method at one strength."""
 
     method: str
     content_loss: float
     style_loss: float
     seconds: float
     pairs: int
+    alpha: float = 1.0
+
+    def label(self, sweep: bool) -> str:
+        return f"{self.method} a={self.alpha:g}" if sweep else self.method
 
 
 def image_paths(path: str | Path) -> list[Path]:
@@ -73,28 +83,85 @@ def _load(path: Path, size: int, device: torch.device) -> torch.Tensor:
 
 
 def summarise(results: Sequence[PairResult]) -> list[MethodSummary]:
-    """Per-method means, in the order the methods first appear."""
+    """Per-(method, strength) means, in the order they first appear."""
     out = []
-    for method in dict.fromkeys(r.method for r in results):
-        rows = [r for r in results if r.method == method]
+    for method, alpha in dict.fromkeys((r.method, r.alpha) for r in results):
+        rows = [r for r in results if (r.method, r.alpha) == (method, alpha)]
         n = len(rows)
         out.append(MethodSummary(method, sum(r.content_loss for r in rows) / n,
-                                 sum(r.style_loss for r in rows) / n, sum(r.seconds for r in rows) / n, n))
+                                 sum(r.style_loss for r in rows) / n, sum(r.seconds for r in rows) / n, n, alpha))
     return out
+
+
+def is_sweep(results: Sequence[PairResult]) -> bool:
+    """True when some method ran at more than one strength."""
+    return len({(r.method, r.alpha) for r in results}) > len({r.method for r in results})
+
+
+def style_at_content(summaries: Sequence[MethodSummary], method: str, content: float) -> float | None:
+    """``method``'s style loss at content loss ``content``, linearly interpolated along its strength
+    sweep; None when ``content`` is outside the swept range."""
+    points = sorted((s.content_loss, s.style_loss) for s in summaries if s.method == method)
+    for (c0, s0), (c1, s1) in zip(points, points[1:]):
+        if c0 <= content <= c1:
+            return s0 if c1 == c0 else s0 + (s1 - s0) * (content - c0) / (c1 - c0)
+    return points[0][1] if len(points) == 1 and points[0][0] == content else None
+
+
+def matched_content_lines(summaries: Sequence[MethodSummary], baseline: str = "adain") -> list[str]:
+    """Markdown lines: each method's style loss at the ``baseline``'s full-strength content loss (the
+    comparison at equal content loss), where its sweep reaches it."""
+    base = next((s for s in summaries if s.method == baseline and s.alpha == 1.0), None)
+    if base is None:
+        return []
+    lines = ["", f"At {baseline}'s content loss ({base.content_loss:.4f}; its style loss {base.style_loss:.4f}):", ""]
+    for method in dict.fromkeys(s.method for s in summaries if s.method != baseline):
+        style = style_at_content(summaries, method, base.content_loss)
+        lines.append(f"- {method}: " + ("outside its swept range" if style is None else
+                     f"style loss {style:.4f} ({100 * (style / base.style_loss - 1):+.1f}%)"))
+    return lines
 
 
 def markdown_table(results: Sequence[PairResult]) -> str:
     """Markdown: a per-method summary table, then the per-pair table."""
-    lines = ["| method | content loss | style loss | s / image | pairs |", "| --- | ---: | ---: | ---: | ---: |"]
-    lines += [f"| {s.method} | {s.content_loss:.4f} | {s.style_loss:.4f} | {s.seconds:.3f} | {s.pairs} |"
+    lines = ["| method | alpha | content loss | style loss | s / image | pairs |",
+             "| --- | ---: | ---: | ---: | ---: | ---: |"]
+    lines += [f"| {s.method} | {s.alpha:g} | {s.content_loss:.4f} | {s.style_loss:.4f} | {s.seconds:.3f} | {s.pairs} |"
               for s in summarise(results)]
-    lines += ["", "| method | content | style | content loss | style loss | s / image |",
-              "| --- | --- | --- | ---: | ---: | ---: |"]
-    lines += [f"| {r.method} | {r.content} | {r.style} | {r.content_loss:.4f} | {r.style_loss:.4f} | {r.seconds:.3f} |"
-              for r in results]
-    columns = ", ".join(["content", "style", *dict.fromkeys(r.method for r in results)])
+    lines += ["", "| method | alpha | content | style | content loss | style loss | s / image |",
+              "| --- | ---: | --- | --- | ---: | ---: | ---: |"]
+    lines += [f"| {r.method} | {r.alpha:g} | {r.content} | {r.style} | {r.content_loss:.4f} | {r.style_loss:.4f} "
+              f"| {r.seconds:.3f} |" for r in results]
+    sweep = is_sweep(results)
+    columns = ", ".join(["content", "style", *(s.label(sweep) for s in summarise(results))])
     lines += ["", f"Grid ({GRID_FILE}): one row per content x style pair; columns: {columns}."]
+    if sweep:
+        lines += ["", f"Trade-off ({TRADEOFF_FILE}): content loss against style loss, one curve per method."]
+        lines += matched_content_lines(summarise(results))
     return "\n".join(lines) + "\n"
+
+
+def plot_tradeoff(summaries: Sequence[MethodSummary], path: str | Path, title: str = "") -> None:
+    """Content loss (x) against style loss (y), one curve per method through its strengths (lower-left is better)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(7, 5), constrained_layout=True)
+    for method in dict.fromkeys(s.method for s in summaries):
+        rows = sorted((s for s in summaries if s.method == method), key=lambda s: s.alpha)
+        line, = ax.plot([s.content_loss for s in rows], [s.style_loss for s in rows], marker="o", label=method)
+        for s in rows:
+            ax.annotate(f"{s.alpha:g}", (s.content_loss, s.style_loss), textcoords="offset points", xytext=(4, 4),
+                        fontsize=7, color=line.get_color())
+    ax.set_xlabel("content loss (normalised relu4_1, relu5_1; lower keeps more structure)")
+    ax.set_ylabel("style loss (mean/std relu1_1..relu5_1; lower is more stylised)")
+    ax.grid(True, alpha=0.3)
+    ax.legend(fontsize=8)
+    ax.set_title(title or "style strength sweep (labels: alpha); lower-left is better", fontsize=10)
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
 
 
 def evaluate_style(
@@ -105,12 +172,17 @@ def evaluate_style(
     out_dir: Path,
     size: int = 512,
     device: str | torch.device = "cpu",
+    alphas: Sequence[float] = (1.0,),
 ) -> list[PairResult]:
     """Run every method on every content x style pair; write the JSON, Markdown and grid into ``out_dir``.
 
     ``methods`` maps a display name to a built method (see
     :func:`dynast_cli.pipelines.style.get_style_method`); ``encoder`` is the loss network.
+    ``alphas``: the style strengths (``--alpha``) to run each method at; with several, also writes
+    the trade-off plot.
     """
+    if not alphas or len(set(alphas)) != len(alphas) or not all(0.0 <= a <= 1.0 for a in alphas):
+        raise InputError(f"needs distinct style strengths between 0 and 1, got {list(alphas)}", "--alphas")
     device = torch.device(device)
     content_images = {p: _load(p, size, device) for p in contents}
     style_images = {p: _load(p, size, device) for p in styles}
@@ -119,7 +191,7 @@ def evaluate_style(
         style_feats = {p: encoder(x) for p, x in style_images.items()}
 
     results: list[PairResult] = []
-    outputs: dict[tuple[Path, Path, str], torch.Tensor] = {}
+    outputs: dict[tuple[Path, Path, str, float], torch.Tensor] = {}
     first_content, first_style = next(iter(content_images.values())), next(iter(style_images.values()))
     for name, method in methods.items():
         with torch.inference_mode():
@@ -130,22 +202,28 @@ def evaluate_style(
                 state = method.prepare_style(style)
             prepare_s = time.perf_counter() - start
             for c_path, content in content_images.items():
-                start = time.perf_counter()
-                out = stylize(method, content, [state])
-                seconds = time.perf_counter() - start
-                with torch.inference_mode():
-                    feats = encoder(out)
-                    c_loss = content_loss(feats, content_feats[c_path]).item()
-                    s_loss = style_loss(feats, style_feats[s_path]).item()
-                results.append(PairResult(name, c_path.name, s_path.name, c_loss, s_loss, seconds, prepare_s))
-                outputs[(c_path, s_path, name)] = out.cpu()
+                for alpha in alphas:
+                    start = time.perf_counter()
+                    out = stylize(method, content, [state], alpha=alpha)
+                    seconds = time.perf_counter() - start
+                    with torch.inference_mode():
+                        feats = encoder(out)
+                        c_loss = content_loss(feats, content_feats[c_path]).item()
+                        s_loss = style_loss(feats, style_feats[s_path]).item()
+                    results.append(PairResult(name, c_path.name, s_path.name, c_loss, s_loss, seconds, prepare_s,
+                                              alpha))
+                    outputs[(c_path, s_path, name, alpha)] = out.cpu()
 
     out_dir.mkdir(parents=True, exist_ok=True)
     payload = {"size": size, "device": str(device), "summary": [asdict(s) for s in summarise(results)],
                "pairs": [asdict(r) for r in results]}
     (out_dir / JSON_FILE).write_text(json.dumps(payload, indent=2) + "\n")
     (out_dir / MARKDOWN_FILE).write_text(markdown_table(results))
-    rows = [[content_images[c].cpu(), style_images[s].cpu(), *(outputs[(c, s, m)] for m in methods)]
+    summaries = summarise(results)
+    rows = [[content_images[c].cpu(), style_images[s].cpu(), *(outputs[(c, s, m.method, m.alpha)] for m in summaries)]
             for c in content_images for s in style_images]
     save_image(image_grid(rows, cell=GRID_CELL), out_dir / GRID_FILE)
+    if is_sweep(results):
+        plot_tradeoff(summaries, out_dir / TRADEOFF_FILE,
+                      f"{len(content_images)} content x {len(style_images)} style at {size} px; labels: alpha")
     return results

@@ -12,7 +12,8 @@ from typer.testing import CliRunner
 from conftest import make_image
 from dynast_cli.cli import app
 from dynast_cli.errors import InputError
-from dynast_cli.evaluate import GRID_CELL, evaluate_style, image_paths, markdown_table, summarise
+from dynast_cli.evaluate import (GRID_CELL, MethodSummary, evaluate_style, image_paths, markdown_table,
+                                 matched_content_lines, style_at_content, summarise)
 from stand_ins import TinyEncoder, one_thread  # noqa: F401 (autouse fixture)
 
 
@@ -38,6 +39,19 @@ class PasteStyle:
 
     def stylize(self, content, states, mix, alpha=1.0):
         return F.interpolate(states[0], size=content.shape[-2:], mode="bilinear", align_corners=False)
+
+
+class Blend:
+    """``alpha`` * style + (1 - alpha) * content: a strength sweep moves it from content to style."""
+
+    name = "blend"
+
+    def prepare_style(self, style):
+        return style
+
+    def stylize(self, content, states, mix, alpha=1.0):
+        pasted = F.interpolate(states[0], size=content.shape[-2:], mode="bilinear", align_corners=False)
+        return alpha * pasted + (1 - alpha) * content
 
 
 @pytest.fixture
@@ -71,7 +85,7 @@ def test_outputs_json_markdown_and_grid(pairs, tmp_path):
     assert len(payload["pairs"]) == 8 and payload["pairs"][0]["content"] == "content0.png"
     markdown = (out / "style_eval.md").read_text()
     assert markdown == markdown_table(results)
-    assert "| identity | content0.png | style0.png | 0.0000 |" in markdown
+    assert "| identity | 1 | content0.png | style0.png | 0.0000 |" in markdown
     assert "columns: content, style, identity, paste." in markdown
     grid = Image.open(out / "style_eval_grid.png")
     # 4 rows (content x style) of 4 columns (content, style, identity, paste)
@@ -123,3 +137,43 @@ def test_cli_method_weights_suffix(pairs, tmp_path, monkeypatch):
     assert result.exit_code == 0, result.output
     assert calls == [("identity", None), ("identity", "none")]
     assert "identity:none" in result.output
+
+
+def test_strength_sweep_traces_a_tradeoff_curve_and_plots_it(pairs, tmp_path):
+    content, style = pairs
+    out = tmp_path / "sweep"
+    results = evaluate_style(image_paths(content), image_paths(style), {"blend": Blend(), "identity": Identity()},
+                             TinyEncoder(), out, size=48, alphas=[1.0, 0.5, 0.0])
+    assert len(results) == 2 * 3 * 4  # methods x strengths x pairs
+    blend = {s.alpha: s for s in summarise(results) if s.method == "blend"}
+    assert sorted(blend) == [0.0, 0.5, 1.0]
+    assert blend[0.0].content_loss == pytest.approx(0.0, abs=1e-6)  # alpha 0: the content itself
+    assert blend[0.0].content_loss < blend[0.5].content_loss < blend[1.0].content_loss
+    assert blend[1.0].style_loss < blend[0.0].style_loss
+    assert (out / "style_eval_tradeoff.png").stat().st_size > 1000
+    markdown = (out / "style_eval.md").read_text()
+    assert "| blend | 0.5 |" in markdown and "columns: content, style, blend a=1, blend a=0.5" in markdown
+    assert "At adain's" not in markdown  # no baseline in this run
+    grid = Image.open(out / "style_eval_grid.png")  # content, style + 2 methods x 3 strengths
+    assert 8 * GRID_CELL < grid.size[0] < 9 * GRID_CELL
+
+
+def test_style_at_content_interpolates_along_the_sweep():
+    rows = [MethodSummary("m", c, s, 0.0, 4, a) for a, c, s in ((1.0, 1.2, 100.0), (0.9, 1.1, 120.0), (0.8, 1.0, 150.0))]
+    assert style_at_content(rows, "m", 1.15) == pytest.approx(110.0)
+    assert style_at_content(rows, "m", 1.0) == pytest.approx(150.0)
+    assert style_at_content(rows, "m", 1.3) is None  # outside the swept range
+    assert style_at_content(rows, "other", 1.1) is None
+    rows.append(MethodSummary("adain", 1.15, 200.0, 0.0, 4, 1.0))
+    assert matched_content_lines(rows)[1:] == ["At adain's content loss (1.1500; its style loss 200.0000):", "",
+                                               "- m: style loss 110.0000 (-45.0%)"]
+
+
+@pytest.mark.parametrize("alphas", ["2", "0.5,0.5", "a,b", ","])
+def test_cli_rejects_bad_alphas(pairs, tmp_path, alphas):
+    content, style = pairs
+    result = CliRunner().invoke(app, ["eval", "style", "--content", str(content), "--style", str(style),
+                                      "--alphas", alphas, "--out", str(tmp_path / "o")])
+    assert result.exit_code == 2
+    assert "--alphas:" in result.output and "Traceback" not in result.output
+    assert not (tmp_path / "o").exists()

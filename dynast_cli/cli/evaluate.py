@@ -21,13 +21,17 @@ def eval_style_command(
     device: str = typer.Option("auto", "--device", help="auto, cpu, cuda or cuda:N."),
     vgg: Path = typer.Option(None, "--vgg", help="VGG16 weights (default: the cached ImageNet VGG16)."),
     steps: int = typer.Option(200, "--steps", min=1, help="Iterations of --methods optimize."),
+    alphas: str = typer.Option("1", "--alphas",
+                               help="Comma-separated style strengths (--alpha of dynast style) to run every method at, "
+                               "e.g. 1,0.9,0.8; with several, also plots content loss against style loss."),
 ) -> None:
     """Evaluate style methods on every content x style pair (papers' content and style losses)."""
     from rich.console import Console
     from rich.table import Table
 
     from dynast_cli.errors import InputError
-    from dynast_cli.evaluate import GRID_FILE, JSON_FILE, MARKDOWN_FILE, evaluate_style, image_paths, summarise
+    from dynast_cli.evaluate import (GRID_FILE, JSON_FILE, MARKDOWN_FILE, TRADEOFF_FILE, evaluate_style, image_paths,
+                                     is_sweep, summarise)
     from dynast_cli.models.vgg import load_vgg16
     from dynast_cli.pipelines.style import get_style_method
     from dynast_cli.runtime import resolve_device
@@ -35,6 +39,7 @@ def eval_style_command(
     names = [m.strip() for m in methods.split(",") if m.strip()]
     if not names:
         raise InputError("no method given", "--methods")
+    strengths = parse_alphas(alphas)
     contents, styles = image_paths(content), image_paths(style)
     dev = resolve_device(device)
     built = {}
@@ -42,13 +47,29 @@ def eval_style_command(
         method, _, weights = name.partition(":")
         options = {"steps": steps} if method == "optimize" else {}
         built[name] = get_style_method(method, weights=weights or None, device=dev, vgg=vgg, **options)
-    results = evaluate_style(contents, styles, built, load_vgg16(vgg, device=dev), out, size=size, device=dev)
+    results = evaluate_style(contents, styles, built, load_vgg16(vgg, device=dev), out, size=size, device=dev,
+                             alphas=strengths)
+    sweep = is_sweep(results)
 
     table = Table(title=f"style evaluation ({len(contents)} content x {len(styles)} style, {size} px)")
-    for column in ("method", "content loss", "style loss", "s / image"):
+    for column in ("method", "alpha", "content loss", "style loss", "s / image"):
         table.add_column(column, justify="left" if column == "method" else "right")
     for s in summarise(results):
-        table.add_row(s.method, f"{s.content_loss:.4f}", f"{s.style_loss:.4f}", f"{s.seconds:.3f}")
+        table.add_row(s.method, f"{s.alpha:g}", f"{s.content_loss:.4f}", f"{s.style_loss:.4f}", f"{s.seconds:.3f}")
     console = Console()
     console.print(table)
-    console.print(f"wrote {out / JSON_FILE}, {out / MARKDOWN_FILE}, {out / GRID_FILE}", markup=False)
+    written = [JSON_FILE, MARKDOWN_FILE, GRID_FILE] + ([TRADEOFF_FILE] if sweep else [])
+    console.print("wrote " + ", ".join(str(out / f) for f in written), markup=False)
+
+
+def parse_alphas(text: str) -> list[float]:
+    """``--alphas 1,0.9`` -> [1.0, 0.9]."""
+    from dynast_cli.errors import InputError
+
+    try:
+        values = [float(x) for x in text.split(",") if x.strip()]
+    except ValueError:
+        raise InputError(f"not a comma-separated list of numbers: {text!r}", "--alphas") from None
+    if not values or not all(0.0 <= v <= 1.0 for v in values) or len(set(values)) != len(values):
+        raise InputError(f"needs distinct strengths between 0 and 1, got {text!r}", "--alphas")
+    return values
