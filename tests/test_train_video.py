@@ -188,3 +188,24 @@ def test_the_shifted_pair_is_a_plausible_next_frame():
     x = F.interpolate(torch.rand(1, 3, 10, 10), size=(40, 40), mode="bilinear", align_corners=False)
     first, second = shifted_pair(x, SIZE, torch.Generator().manual_seed(2), max_rotate_deg=0, max_zoom=0)
     assert (first - second).abs().mean() < (first - first.flip(-1)).abs().mean()
+
+
+def test_cli_video_weight_reaches_the_loss_and_needs_video(tmp_path, monkeypatch):
+    import dynast_cli.train.video_style as video_style
+
+    seen = {}
+
+    def fake_train(content, style, **kwargs):
+        seen.update(kwargs)
+        return tmp_path / "w.safetensors"
+
+    monkeypatch.setattr(video_style, "train_video_style", fake_train)
+    args = ["train", "style", "--method", "adaattn", "--content", str(tmp_path), "--style", str(tmp_path),
+            "--out", str(tmp_path / "o")]
+    result = CliRunner().invoke(app, [*args, "--video", "--video-weight", "5e9"])
+    assert result.exit_code == 0, result.output
+    assert seen["video_weight"] == 5e9
+    result = CliRunner().invoke(app, [*args, "--video"])
+    assert seen["video_weight"] == video_style.VIDEO_LOSS_WEIGHT
+    result = CliRunner().invoke(app, [*args, "--video-weight", "5e9"])
+    assert result.exit_code == 2 and "--video-weight: only applies to --video training" in result.output

@@ -34,6 +34,8 @@ def train_style_command(
     threads: int = typer.Option(0, "--threads", min=0, help="CPU threads for torch (0: torch's default)."),
     video: bool = typer.Option(False, "--video", help="adaattn: the video model (cosine attention + AdaAttN's "
                                "cross-image similarity loss on simulated frame pairs; --batch counts pairs)."),
+    video_weight: float = typer.Option(None, "--video-weight", min=0.0, show_default=False,
+                                       help="--video: weight of the cross-image similarity loss (default 2e10)."),
 ) -> None:
     """Train a style model on random crops and export fp16 safetensors to OUT."""
     import torch
@@ -46,14 +48,17 @@ def train_style_command(
         raise InputError(f"crop size {size} is not a multiple of 16", "--size")
     if threads:
         torch.set_num_threads(threads)
+    if video_weight is not None and not video:
+        raise InputError("only applies to --video training", "--video-weight")
     if video:
         if method != "adaattn":
             raise InputError(f"--video trains the AdaAttN video model (use --method adaattn, not '{method}')", "--video")
-        from dynast_cli.train.video_style import train_video_style
+        from dynast_cli.train.video_style import VIDEO_LOSS_WEIGHT, train_video_style
 
         path = train_video_style(content, style, steps=steps, batch=batch, size=size, lr=lr, out=out, resume=resume,
                                  sample_every=sample_every, seed=seed, device=resolve_device(device),
-                                 max_per_folder=max_per_folder or None, init_decoder=init_decoder)
+                                 max_per_folder=max_per_folder or None, init_decoder=init_decoder,
+                                 video_weight=VIDEO_LOSS_WEIGHT if video_weight is None else video_weight)
         typer.echo(f"wrote {path}")
         return
     path = train_style(content, style, method=method, steps=steps, batch=batch, size=size, lr=lr, out=out,
