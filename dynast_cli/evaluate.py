@@ -68,12 +68,16 @@ class MethodSummary:
         return f"{self.method} a={self.alpha:g}" if sweep else self.method
 
 
-def image_paths(path: str | Path) -> list[Path]:
-    """A folder's images (natural order), or the single image file ``path``."""
-    path = Path(path)
-    files = list_images(path) if path.is_dir() else [path]
-    if not files:
-        raise InputError("no images in folder", path)
+def image_paths(paths: str | Path | Sequence[str | Path]) -> list[Path]:
+    """The images of a folder (natural order) or an image file, or of several of each, in the order given."""
+    if isinstance(paths, (str, Path)):
+        paths = [paths]
+    files: list[Path] = []
+    for path in map(Path, paths):
+        found = list_images(path) if path.is_dir() else [path]
+        if not found:
+            raise InputError("no images in folder", path)
+        files += [f for f in found if f not in files]
     return files
 
 

@@ -96,6 +96,8 @@ def test_outputs_json_markdown_and_grid(pairs, tmp_path):
 def test_image_paths_accepts_a_file_and_rejects_an_empty_folder(pairs, tmp_path):
     content, _ = pairs
     assert image_paths(content / "content1.png") == [content / "content1.png"]
+    # several files and folders, in the order given, each image once
+    assert image_paths([content / "content1.png", content]) == [content / "content1.png", content / "content0.png"]
     (tmp_path / "empty").mkdir()
     with pytest.raises(InputError, match="empty: no images"):
         image_paths(tmp_path / "empty")
@@ -116,6 +118,14 @@ def test_cli_prints_the_table_and_writes_files(pairs, tmp_path, monkeypatch):
     assert result.exit_code == 0, result.output
     assert "identity" in result.output and "paste" in result.output
     assert {p.name for p in out.iterdir()} == {"style_eval.json", "style_eval.md", "style_eval_grid.png"}
+    # repeated --content/--style (files here), and a sweep adds the trade-off plot
+    result = CliRunner().invoke(app, ["eval", "style", "--content", str(content / "content0.png"),
+                                      "--content", str(content / "content1.png"), "--style", str(style / "style1.png"),
+                                      "--methods", "identity", "--size", "32", "--out", str(tmp_path / "sweep"),
+                                      "--device", "cpu", "--alphas", "1,0.5"])
+    assert result.exit_code == 0, result.output
+    assert "2 content x 1 style" in result.output and (tmp_path / "sweep" / "style_eval_tradeoff.png").is_file()
+    assert len(json.loads((tmp_path / "sweep" / "style_eval.json").read_text())["pairs"]) == 4
 
 
 def test_cli_method_weights_suffix(pairs, tmp_path, monkeypatch):

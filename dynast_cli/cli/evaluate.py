@@ -11,8 +11,8 @@ from dynast_cli.cli.app import command, eval_app
 
 @command(eval_app, "style")
 def eval_style_command(
-    content: Path = typer.Option(..., "--content", help="Content image or folder."),
-    style: Path = typer.Option(..., "--style", help="Style image or folder."),
+    content: list[Path] = typer.Option(..., "--content", help="Content image or folder (repeatable)."),
+    style: list[Path] = typer.Option(..., "--style", help="Style image or folder (repeatable)."),
     methods: str = typer.Option("adain,adaattn,a2k", "--methods",
                                 help="Comma-separated style methods; METHOD:WEIGHTS picks its --weights, e.g. "
                                 "dynast:none (the parameter-free DynaST) next to dynast (its default trained weights)."),
