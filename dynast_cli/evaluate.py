@@ -121,8 +121,15 @@ def matched_content_lines(summaries: Sequence[MethodSummary], baseline: str = "a
     lines = ["", f"At {baseline}'s content loss ({base.content_loss:.4f}; its style loss {base.style_loss:.4f}):", ""]
     for method in dict.fromkeys(s.method for s in summaries if s.method != baseline):
         style = style_at_content(summaries, method, base.content_loss)
-        lines.append(f"- {method}: " + ("outside its swept range" if style is None else
-                     f"style loss {style:.4f} ({100 * (style / base.style_loss - 1):+.1f}%)"))
+        below = [s for s in summaries if s.method == method and s.content_loss <= base.content_loss]
+        if style is not None:
+            lines.append(f"- {method}: style loss {style:.4f} ({100 * (style / base.style_loss - 1):+.1f}%)")
+        elif below:  # every swept strength keeps more content than the baseline: its strongest one
+            best = max(below, key=lambda s: s.content_loss)
+            lines.append(f"- {method}: already below at alpha {best.alpha:g} (content loss {best.content_loss:.4f}): "
+                         f"style loss {best.style_loss:.4f} ({100 * (best.style_loss / base.style_loss - 1):+.1f}%)")
+        else:
+            lines.append(f"- {method}: outside its swept range")
     return lines
 
 
@@ -145,25 +152,27 @@ def markdown_table(results: Sequence[PairResult]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def plot_tradeoff(summaries: Sequence[MethodSummary], path: str | Path, title: str = "") -> None:
-    """Content loss (x) against style loss (y), one curve per method through its strengths (lower-left is better)."""
+def plot_tradeoff(panels: Sequence[tuple[str, Sequence[MethodSummary]]], path: str | Path) -> None:
+    """One panel per (title, summaries): content loss (x) against style loss (y), one curve per method
+    through its strengths, labelled with alpha (lower-left is better)."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, ax = plt.subplots(figsize=(7, 5), constrained_layout=True)
-    for method in dict.fromkeys(s.method for s in summaries):
-        rows = sorted((s for s in summaries if s.method == method), key=lambda s: s.alpha)
-        line, = ax.plot([s.content_loss for s in rows], [s.style_loss for s in rows], marker="o", label=method)
-        for s in rows:
-            ax.annotate(f"{s.alpha:g}", (s.content_loss, s.style_loss), textcoords="offset points", xytext=(4, 4),
-                        fontsize=7, color=line.get_color())
-    ax.set_xlabel("content loss (normalised relu4_1, relu5_1; lower keeps more structure)")
-    ax.set_ylabel("style loss (mean/std relu1_1..relu5_1; lower is more stylised)")
-    ax.grid(True, alpha=0.3)
-    ax.legend(fontsize=8)
-    ax.set_title(title or "style strength sweep (labels: alpha); lower-left is better", fontsize=10)
+    fig, axes = plt.subplots(1, len(panels), figsize=(6.5 * len(panels), 5), constrained_layout=True, squeeze=False)
+    for ax, (title, summaries) in zip(axes[0], panels):
+        for method in dict.fromkeys(s.method for s in summaries):
+            rows = sorted((s for s in summaries if s.method == method), key=lambda s: s.alpha)
+            line, = ax.plot([s.content_loss for s in rows], [s.style_loss for s in rows], marker="o", label=method)
+            for s in rows:
+                ax.annotate(f"{s.alpha:g}", (s.content_loss, s.style_loss), textcoords="offset points",
+                            xytext=(4, 4), fontsize=7, color=line.get_color())
+        ax.set_xlabel("content loss (normalised relu4_1, relu5_1; lower keeps more structure)")
+        ax.set_ylabel("style loss (mean/std relu1_1..relu5_1; lower is more stylised)")
+        ax.grid(True, alpha=0.3)
+        ax.legend(fontsize=8)
+        ax.set_title(title, fontsize=10)
     fig.savefig(path, dpi=110)
     plt.close(fig)
 
@@ -228,6 +237,7 @@ def evaluate_style(
             for c in content_images for s in style_images]
     save_image(image_grid(rows, cell=GRID_CELL), out_dir / GRID_FILE)
     if is_sweep(results):
-        plot_tradeoff(summaries, out_dir / TRADEOFF_FILE,
-                      f"{len(content_images)} content x {len(style_images)} style at {size} px; labels: alpha")
+        title = (f"{len(content_images)} content x {len(style_images)} style, {size} px "
+                 "(labels: alpha; lower-left is better)")
+        plot_tradeoff([(title, summaries)], out_dir / TRADEOFF_FILE)
     return results

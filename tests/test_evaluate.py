@@ -169,7 +169,8 @@ def test_strength_sweep_traces_a_tradeoff_curve_and_plots_it(pairs, tmp_path):
 
 
 def test_style_at_content_interpolates_along_the_sweep():
-    rows = [MethodSummary("m", c, s, 0.0, 4, a) for a, c, s in ((1.0, 1.2, 100.0), (0.9, 1.1, 120.0), (0.8, 1.0, 150.0))]
+    points = ((1.0, 1.2, 100.0), (0.9, 1.1, 120.0), (0.8, 1.0, 150.0))  # alpha, content, style
+    rows = [MethodSummary("m", c, s, 0.0, 4, a) for a, c, s in points]
     assert style_at_content(rows, "m", 1.15) == pytest.approx(110.0)
     assert style_at_content(rows, "m", 1.0) == pytest.approx(150.0)
     assert style_at_content(rows, "m", 1.3) is None  # outside the swept range
@@ -177,6 +178,11 @@ def test_style_at_content_interpolates_along_the_sweep():
     rows.append(MethodSummary("adain", 1.15, 200.0, 0.0, 4, 1.0))
     assert matched_content_lines(rows)[1:] == ["At adain's content loss (1.1500; its style loss 200.0000):", "",
                                                "- m: style loss 110.0000 (-45.0%)"]
+    rows[-1] = MethodSummary("adain", 1.3, 200.0, 0.0, 4, 1.0)  # above the whole sweep: its strongest point
+    assert matched_content_lines(rows)[-1] == ("- m: already below at alpha 1 (content loss 1.2000): "
+                                               "style loss 100.0000 (-50.0%)")
+    rows[-1] = MethodSummary("adain", 0.5, 200.0, 0.0, 4, 1.0)
+    assert matched_content_lines(rows)[-1] == "- m: outside its swept range"
 
 
 @pytest.mark.parametrize("alphas", ["2", "0.5,0.5", "a,b", ","])

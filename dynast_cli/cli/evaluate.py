@@ -15,7 +15,7 @@ def eval_style_command(
     style: list[Path] = typer.Option(..., "--style", help="Style image or folder (repeatable)."),
     methods: str = typer.Option("adain,adaattn,a2k", "--methods",
                                 help="Comma-separated style methods; METHOD:WEIGHTS picks its --weights, e.g. "
-                                "dynast:none (the parameter-free DynaST) next to dynast (its default trained weights)."),
+                                "dynast:none (the parameter-free DynaST) next to dynast (its default weights)."),
     size: int = typer.Option(512, "--size", min=16, help="Long side of contents and styles, in pixels."),
     out: Path = typer.Option(Path("eval/style"), "--out", help="Folder for the JSON, Markdown table and grid."),
     device: str = typer.Option("auto", "--device", help="auto, cpu, cuda or cuda:N."),
