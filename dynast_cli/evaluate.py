@@ -161,10 +161,13 @@ def plot_tradeoff(panels: Sequence[tuple[str, Sequence[MethodSummary]]], path: s
     import matplotlib.pyplot as plt
 
     fig, axes = plt.subplots(1, len(panels), figsize=(6.5 * len(panels), 5), constrained_layout=True, squeeze=False)
+    methods = list(dict.fromkeys(s.method for _, summaries in panels for s in summaries))
+    colours = {m: plt.get_cmap("tab10")(i % 10) for i, m in enumerate(methods)}  # one colour per method everywhere
     for ax, (title, summaries) in zip(axes[0], panels):
         for method in dict.fromkeys(s.method for s in summaries):
             rows = sorted((s for s in summaries if s.method == method), key=lambda s: s.alpha)
-            line, = ax.plot([s.content_loss for s in rows], [s.style_loss for s in rows], marker="o", label=method)
+            line, = ax.plot([s.content_loss for s in rows], [s.style_loss for s in rows], marker="o", label=method,
+                            color=colours[method])
             for s in rows:
                 ax.annotate(f"{s.alpha:g}", (s.content_loss, s.style_loss), textcoords="offset points",
                             xytext=(4, 4), fontsize=7, color=line.get_color())
