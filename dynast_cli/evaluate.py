@@ -97,6 +97,13 @@ def summarise(results: Sequence[PairResult]) -> list[MethodSummary]:
     return out
 
 
+def check_alphas(alphas: Sequence[float]) -> None:
+    """At least one style strength, all distinct and in [0, 1], or an InputError naming ``--alphas``."""
+    if not alphas or len(set(alphas)) != len(alphas) or not all(0.0 <= a <= 1.0 for a in alphas):
+        raise InputError(f"needs distinct strengths between 0 and 1, got {','.join(f'{a:g}' for a in alphas)}",
+                         "--alphas")
+
+
 def is_sweep(results: Sequence[PairResult]) -> bool:
     """True when some method ran at more than one strength."""
     return len({(r.method, r.alpha) for r in results}) > len({r.method for r in results})
@@ -135,20 +142,21 @@ def matched_content_lines(summaries: Sequence[MethodSummary], baseline: str = "a
 
 def markdown_table(results: Sequence[PairResult]) -> str:
     """Markdown: a per-method summary table, then the per-pair table."""
+    summaries = summarise(results)
     lines = ["| method | alpha | content loss | style loss | s / image | pairs |",
              "| --- | ---: | ---: | ---: | ---: | ---: |"]
     lines += [f"| {s.method} | {s.alpha:g} | {s.content_loss:.4f} | {s.style_loss:.4f} | {s.seconds:.3f} | {s.pairs} |"
-              for s in summarise(results)]
+              for s in summaries]
     lines += ["", "| method | alpha | content | style | content loss | style loss | s / image |",
               "| --- | ---: | --- | --- | ---: | ---: | ---: |"]
     lines += [f"| {r.method} | {r.alpha:g} | {r.content} | {r.style} | {r.content_loss:.4f} | {r.style_loss:.4f} "
               f"| {r.seconds:.3f} |" for r in results]
     sweep = is_sweep(results)
-    columns = ", ".join(["content", "style", *(s.label(sweep) for s in summarise(results))])
+    columns = ", ".join(["content", "style", *(s.label(sweep) for s in summaries)])
     lines += ["", f"Grid ({GRID_FILE}): one row per content x style pair; columns: {columns}."]
     if sweep:
         lines += ["", f"Trade-off ({TRADEOFF_FILE}): content loss against style loss, one curve per method."]
-        lines += matched_content_lines(summarise(results))
+        lines += matched_content_lines(summaries)
     return "\n".join(lines) + "\n"
 
 
@@ -197,8 +205,7 @@ def evaluate_style(
     ``alphas``: the style strengths (``--alpha``) to run each method at; with several, also writes
     the trade-off plot.
     """
-    if not alphas or len(set(alphas)) != len(alphas) or not all(0.0 <= a <= 1.0 for a in alphas):
-        raise InputError(f"needs distinct style strengths between 0 and 1, got {list(alphas)}", "--alphas")
+    check_alphas(alphas)
     device = torch.device(device)
     content_images = {p: _load(p, size, device) for p in contents}
     style_images = {p: _load(p, size, device) for p in styles}

@@ -166,6 +166,8 @@ def test_strength_sweep_traces_a_tradeoff_curve_and_plots_it(pairs, tmp_path):
     assert "At adain's" not in markdown  # no baseline in this run
     grid = Image.open(out / "style_eval_grid.png")  # content, style + 2 methods x 3 strengths
     assert 8 * GRID_CELL < grid.size[0] < 9 * GRID_CELL
+    with pytest.raises(InputError, match="--alphas: needs distinct strengths between 0 and 1, got 1,1.5"):
+        evaluate_style(image_paths(content), image_paths(style), {"blend": Blend()}, TinyEncoder(), out, alphas=[1, 1.5])
 
 
 def test_style_at_content_interpolates_along_the_sweep():

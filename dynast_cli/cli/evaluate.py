@@ -66,10 +66,11 @@ def parse_alphas(text: str) -> list[float]:
     """``--alphas 1,0.9`` -> [1.0, 0.9]."""
     from dynast_cli.errors import InputError
 
+    from dynast_cli.evaluate import check_alphas
+
     try:
         values = [float(x) for x in text.split(",") if x.strip()]
     except ValueError:
         raise InputError(f"not a comma-separated list of numbers: {text!r}", "--alphas") from None
-    if not values or not all(0.0 <= v <= 1.0 for v in values) or len(set(values)) != len(values):
-        raise InputError(f"needs distinct strengths between 0 and 1, got {text!r}", "--alphas")
+    check_alphas(values)  # before any model is loaded
     return values
