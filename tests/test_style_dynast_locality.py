@@ -99,3 +99,25 @@ def test_train_cli_rejects_a_bad_locality(tmp_path):
                                       "--method", "dynast", "--locality", "0.5,2"])
     assert result.exit_code == 2
     assert "--locality: needs three numbers in [0, 1]" in result.output
+
+
+def test_the_dynast_method_uses_a_files_own_decoder_without_loading_the_universal_one(tmp_path, monkeypatch):
+    import dynast_cli.pipelines.style_dynast as style_dynast
+    from dynast_cli.weights.io import save_weights
+
+    decoder = VGGDecoder(skip=True)
+    path = tmp_path / "own.safetensors"
+    save_weights({f"decoder.{k}": v for k, v in decoder.state_dict().items()}, path,
+                 {"architecture": "dynast_style", "config": {**_model(locality=(0.3, 0, 0)).config(), "encoder": "vgg16"}})
+
+    def no_universal(*args, **kwargs):
+        raise AssertionError("the universal decoder was loaded")
+
+    monkeypatch.setattr(style_dynast, "universal_decoder", no_universal)
+    monkeypatch.setattr(style_dynast, "vgg16", lambda device, path=None: TinyEncoder())
+    model = style_dynast._dynast(weights=path)
+    assert model.locality == (0.3, 0.0, 0.0)
+    weight = next(p for p in model.decoder.parameters() if p.dim() == 4)
+    assert weight.is_contiguous(memory_format=torch.channels_last)  # the inference layout, as the universal one
+    for name, value in model.decoder.state_dict().items():
+        assert torch.equal(value, decoder.state_dict()[name])

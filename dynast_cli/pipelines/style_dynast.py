@@ -19,7 +19,7 @@ import torch
 
 from dynast_cli.models.dynast_style import ARCHITECTURE, DynastStyleModel, load_dynast_style
 from dynast_cli.pipelines.style import register_method
-from dynast_cli.pipelines.style_methods import universal_decoder, vgg16
+from dynast_cli.pipelines.style_methods import inference_layout, universal_decoder, vgg16
 
 #: ``--weights`` value selecting the parameter-free model.
 PARAMETER_FREE = "none"
@@ -40,13 +40,21 @@ def _prune_weights(weights) -> tuple[Any, Any]:
 
 
 @register_method("dynast", "DynaST coarse-to-fine sparse matching, AdaAttN transform on the matches "
-                 "(default; trained decoder + locality by default; --weights none: parameter-free with the universal decoder)")
+                 "(default; trained decoder + locality by default; "
+                 "--weights none: parameter-free with the universal decoder)")
 def _dynast(
     weights=None, device=torch.device("cpu"), vgg=None, top_k: int = 4, coarse: str = "relu4_1", **_: Any
 ) -> DynastStyleModel:
+    from dynast_cli.weights.io import tensor_names
+
     prune, decoder_path = _prune_weights(weights)
-    encoder, decoder = vgg16(device, vgg), universal_decoder(device, decoder_path)
-    if prune is not None:
-        return load_dynast_style(prune, encoder, decoder, device, top_k=top_k, coarse=coarse)
-    model = DynastStyleModel(encoder, decoder, top_k=top_k, coarse=coarse)
-    return model.to(device).eval()
+    encoder = vgg16(device, vgg)
+    if prune is None:
+        model = DynastStyleModel(encoder, universal_decoder(device, decoder_path), top_k=top_k, coarse=coarse)
+        return model.to(device).eval()
+    # a file with its own decoder (the default weights) needs no universal decoder loaded beside it
+    own_decoder = any(name.startswith("decoder.") for name in tensor_names(prune))
+    decoder = None if own_decoder else universal_decoder(device, decoder_path)
+    model = load_dynast_style(prune, encoder, decoder, device, top_k=top_k, coarse=coarse)
+    inference_layout(model.decoder)  # its own decoder too runs channels-last, like every inference decoder
+    return model
