@@ -212,3 +212,45 @@ def test_cli_rejects_a_bad_crop_size(tmp_path):
                                       "--size", "100", "--out", str(tmp_path / "o")])
     assert result.exit_code == 2
     assert "not a multiple of 16" in result.output
+
+
+def test_a_time_limit_stops_early_with_a_checkpoint_and_sample_that_resume_continues(crops, tmp_path):
+    task = _task(crops)
+    # a limit of 0 s stops after the first step, exactly like a run of 1 step
+    result = _run(task, tmp_path / "ck", 50, sample_fn=task.sample_fn, sample_every=20, time_limit_s=0.0)
+    assert result.step == 1 and len(result.history) == 1
+    assert (tmp_path / "ck" / "samples" / "step_000001.png").is_file()  # the last step always gets a sample
+    resumed = _run(_task(crops), tmp_path / "ck", 3, resume=True)
+    straight = _run(_task(crops), tmp_path / "straight", 3)
+    assert resumed.step == 3
+    assert [h["total"] for h in resumed.history] == [h["total"] for h in straight.history]
+
+
+def test_train_style_records_steps_and_precision_of_a_time_limited_run(tmp_path):
+    content, style = _folder(tmp_path, "c", 2), _folder(tmp_path, "s", 2, seed=9)
+    path = train_style([content], [style], steps=40, batch=1, size=32, out=tmp_path / "out", encoder=TinyEncoder(),
+                       sample_every=0, time_limit_s=0.0)
+    training = json.loads(load_weights(path)[1]["training"])
+    assert training["steps"] == 1 and training["precision"] == "fp32"
+
+
+def test_cli_rejects_an_unknown_precision(tmp_path):
+    result = CliRunner().invoke(app, ["train", "style", "--content", str(tmp_path), "--style", str(tmp_path),
+                                      "--precision", "fp8", "--out", str(tmp_path / "o")])
+    assert result.exit_code == 2
+    assert "unknown precision 'fp8'" in result.output
+
+
+def test_decoder_training_can_start_from_a_weights_file(tmp_path):
+    content, style = _folder(tmp_path, "c", 2), _folder(tmp_path, "s", 2, seed=9)
+    first = train_style([content], [style], steps=2, batch=1, size=32, lr=1e-3, out=tmp_path / "a",
+                        encoder=TinyEncoder(), sample_every=0)
+    # lr 0: the continued decoder must still be exactly the file it started from
+    again = train_style([content], [style], steps=1, batch=1, size=32, lr=0.0, out=tmp_path / "b",
+                        encoder=TinyEncoder(), sample_every=0, init_decoder=first)
+    start, end = load_weights(first)[0], load_weights(again)[0]
+    assert start.keys() == end.keys() and all(torch.equal(start[k], end[k]) for k in start)
+    assert json.loads(load_weights(again)[1]["training"])["init_decoder"].startswith(first.name)
+    fresh = train_style([content], [style], steps=1, batch=1, size=32, lr=0.0, out=tmp_path / "c",
+                        encoder=TinyEncoder(), sample_every=0, seed=1)
+    assert not all(torch.equal(start[k], load_weights(fresh)[0][k]) for k in start)

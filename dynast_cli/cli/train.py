@@ -26,7 +26,8 @@ def train_style_command(
     device: str = typer.Option("auto", "--device", help="auto, cpu, cuda or cuda:N."),
     max_per_folder: int = typer.Option(0, "--max-per-folder", min=0, help="Use at most N images per folder (0: all)."),
     init_decoder: Path = typer.Option(None, "--init-decoder",
-                                      help="adaattn/a2k: decoder to start from (default: the installed universal decoder)."),
+                                      help="Decoder weights to start from (adaattn/a2k/dynast default: the installed universal "
+                                      "decoder; decoder: continue training these weights with a fresh optimiser)."),
     train_decoder: bool = typer.Option(False, "--train-decoder", help="dynast: fine-tune the decoder for the "
                                        "parameter-free matching with --locality, instead of learning a prune mask."),
     locality: str = typer.Option("1,1,1", "--locality", help="dynast: share of the matched (local) statistics at "
@@ -36,6 +37,11 @@ def train_style_command(
                                "cross-image similarity loss on simulated frame pairs; --batch counts pairs)."),
     video_weight: float = typer.Option(None, "--video-weight", min=0.0, show_default=False,
                                        help="--video: weight of the cross-image similarity loss (default 2e10)."),
+    max_minutes: float = typer.Option(None, "--max-minutes", min=0.0, show_default=False,
+                                      help="Stop after this many minutes of training (checkpointed and exported "
+                                      "as at the end; --resume goes on)."),
+    precision: str = typer.Option("auto", "--precision",
+                                  help="auto (bf16 autocast on CUDA, fp32 on CPU), bf16 or fp32."),
 ) -> None:
     """Train a style model on random crops and export fp16 safetensors to OUT."""
     import torch
@@ -48,6 +54,10 @@ def train_style_command(
         raise InputError(f"crop size {size} is not a multiple of 16", "--size")
     if threads:
         torch.set_num_threads(threads)
+    if precision not in ("auto", "bf16", "fp32"):
+        raise InputError(f"unknown precision '{precision}' (choose from auto, bf16, fp32)", "--precision")
+    amp = None if precision == "auto" else precision == "bf16"
+    time_limit_s = None if max_minutes is None else 60.0 * max_minutes
     if video_weight is not None and not video:
         raise InputError("only applies to --video training", "--video-weight")
     if video:
@@ -58,13 +68,15 @@ def train_style_command(
         path = train_video_style(content, style, steps=steps, batch=batch, size=size, lr=lr, out=out, resume=resume,
                                  sample_every=sample_every, seed=seed, device=resolve_device(device),
                                  max_per_folder=max_per_folder or None, init_decoder=init_decoder,
-                                 video_weight=VIDEO_LOSS_WEIGHT if video_weight is None else video_weight)
+                                 video_weight=VIDEO_LOSS_WEIGHT if video_weight is None else video_weight,
+                                 time_limit_s=time_limit_s, amp=amp)
         typer.echo(f"wrote {path}")
         return
     path = train_style(content, style, method=method, steps=steps, batch=batch, size=size, lr=lr, out=out,
                        resume=resume, sample_every=sample_every, seed=seed, device=resolve_device(device),
                        max_per_folder=max_per_folder or None, init_decoder=init_decoder,
-                       train_decoder=train_decoder, locality=parse_locality(locality))
+                       train_decoder=train_decoder, locality=parse_locality(locality), time_limit_s=time_limit_s,
+                       amp=amp)
     typer.echo(f"wrote {path}")
 
 

@@ -127,12 +127,16 @@ def train_loop(
     device: str | torch.device = "cpu",
     ckpt_every: int = 100,
     console: Console | None = None,
+    time_limit_s: float | None = None,
+    amp: bool | None = None,
 ) -> TrainResult:
     """Train ``model`` until ``steps`` total steps (counting resumed ones); returns the :class:`TrainResult`.
 
-    The model must already be on ``device``. On CUDA the forward pass runs under bf16 autocast.
-    Samples go to ``ckpt_dir/samples/step_XXXXXX.png``. A non-finite loss stops the run with an error
-    (the last checkpoint stays valid).
+    The model must already be on ``device``. ``amp`` (default: on CUDA only): the forward pass runs
+    under bf16 autocast. ``time_limit_s``: stop early once this session has trained that long (at
+    least one step), with a checkpoint as at the end, so ``resume`` goes on from there. Samples go to
+    ``ckpt_dir/samples/step_XXXXXX.png`` every ``sample_every`` steps and at the last step. A
+    non-finite loss stops the run with an error (the last checkpoint stays valid).
     """
     ckpt_dir = Path(ckpt_dir)
     device = torch.device(device)
@@ -148,7 +152,8 @@ def train_loop(
         result = TrainResult(step=0, wall_s=0.0)
 
     model.train()
-    autocast = torch.autocast(device_type=device.type, dtype=torch.bfloat16, enabled=device.type == "cuda")
+    amp = device.type == "cuda" if amp is None else amp
+    autocast = torch.autocast(device_type=device.type, dtype=torch.bfloat16, enabled=amp)
     start_step, session_start = result.step, time.perf_counter()
     wall_before = result.wall_s
     log_every = max(1, min(ckpt_every, 25))
@@ -177,10 +182,13 @@ def train_loop(
             progress.update(task, completed=result.step, description=description)
             if not console.is_terminal and result.step % log_every == 0:
                 console.print(f"step {result.step}/{steps} {description}", markup=False)
-            if sample_fn is not None and sample_every > 0 and result.step % sample_every == 0:
+            last = result.step == steps or (time_limit_s is not None and elapsed >= time_limit_s)
+            if sample_fn is not None and sample_every > 0 and (result.step % sample_every == 0 or last):
                 write_sample(model, sample_fn, ckpt_dir / "samples" / f"step_{result.step:06d}.png")
-            if result.step % ckpt_every == 0 or result.step == steps:
+            if result.step % ckpt_every == 0 or last:
                 save_checkpoint(ckpt_dir, model, optimizer, generator, result)
+            if last:
+                break
     return result
 
 

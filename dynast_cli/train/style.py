@@ -76,9 +76,11 @@ class Task:
         return {k: v for k, v in self.model.state_dict().items() if not k.startswith(self.frozen)}
 
 
-def decoder_task(encoder: Encoder, crops: RandomCrops, batch: int, device: torch.device) -> Task:
-    """The universal-decoder task: reconstruct crops from their frozen relu3_1/4_1/5_1 features."""
-    model = VGGDecoder(skip=True).to(device)
+def decoder_task(encoder: Encoder, crops: RandomCrops, batch: int, device: torch.device,
+                 init: VGGDecoder | None = None) -> Task:
+    """The universal-decoder task: reconstruct crops from their frozen relu3_1/4_1/5_1 features
+    (starting from ``init``, e.g. the committed decoder, or from a fresh decoder)."""
+    model = (init if init is not None else VGGDecoder(skip=True)).to(device).train().requires_grad_(True)
     samples = crops.center_crops(SAMPLE_COUNT).to(device)
 
     def data(generator: torch.Generator) -> torch.Tensor:
@@ -277,12 +279,17 @@ def train_style(
     console: Console | None = None,
     train_decoder: bool = False,
     locality: Sequence[float] = (1.0, 1.0, 1.0),
+    time_limit_s: float | None = None,
+    amp: bool | None = None,
 ) -> Path:
     """Train one style task and export its weights; returns the exported safetensors path.
 
     ``encoder`` defaults to the ImageNet VGG16 (:func:`dynast_cli.models.vgg.load_vgg16`); tests pass
-    a small stand-in with the same interface. ``init_decoder`` (attention models only): decoder
-    weights to start from; by default the installed universal decoder, else a fresh decoder.
+    a small stand-in with the same interface. ``init_decoder``: decoder weights to start from; for the
+    attention and dynast tasks by default the installed universal decoder (else a fresh one), for
+    ``decoder`` a fresh decoder unless given (continuing a decoder with a fresh optimiser; ``resume``
+    continues a checkpoint exactly).
+    ``time_limit_s`` / ``amp``: see :func:`~dynast_cli.train.loop.train_loop`.
     """
     if method not in STYLE_METHODS:
         raise InputError(f"unknown method '{method}' (choose from {', '.join(STYLE_METHODS)})", "--method")
@@ -295,7 +302,12 @@ def train_style(
     if method == "decoder":
         crops = RandomCrops([*content, *style], size=size, max_per_folder=max_per_folder)
         summaries = crops.summary
-        task = decoder_task(encoder, crops, batch, dev)
+        init = None
+        if init_decoder is not None:
+            from dynast_cli.models.decoder import load_universal_decoder
+
+            init = load_universal_decoder(init_decoder, device=dev)
+        task = decoder_task(encoder, crops, batch, dev, init)
         loss_text = "pixel L1 + perceptual (VGG16 relu1_1..relu4_1, energy-normalised MSE)"
     else:
         contents = RandomCrops(content, size=size, max_per_folder=max_per_folder)
@@ -310,17 +322,22 @@ def train_style(
             task = attention_task(method, encoder, contents, styles, batch, dev, _initial_decoder(init_decoder, dev))
             loss_text = " + ".join(f"{v} * {k}" for k, v in ATTENTION_LOSS_WEIGHTS.items())
     extra = {"batch": batch, "crop": size, "lr": lr, "optimizer": "Adam", "seed": seed, "loss": loss_text}
-    return run_task(task, steps, lr, out, resume, sample_every, seed, dev, ckpt_every, console, summaries, extra)
+    if init_decoder is not None:
+        extra["init_decoder"] = f"{Path(init_decoder).name} (sha256 {sha256_file(init_decoder)[:16]})"
+    amp = dev.type == "cuda" if amp is None else amp
+    extra["precision"] = "bf16 autocast" if amp else "fp32"
+    return run_task(task, steps, lr, out, resume, sample_every, seed, dev, ckpt_every, console, summaries, extra,
+                    time_limit_s=time_limit_s, amp=amp)
 
 
 def run_task(task: Task, steps: int, lr: float, out: Path, resume: bool, sample_every: int, seed: int,
              device: torch.device, ckpt_every: int, console: Console | None, summaries: Sequence,
-             extra: dict) -> Path:
+             extra: dict, time_limit_s: float | None = None, amp: bool | None = None) -> Path:
     """Adam on the task's trainable parameters through :func:`train_loop`, then :func:`export_weights`
     (``summaries``: the data folders' summaries; ``extra``: what the manifest entry records besides)."""
     optimizer = torch.optim.Adam([p for p in task.model.parameters() if p.requires_grad], lr=lr)
     result = train_loop(task.model, task.loss_fn, task.data, optimizer, steps, out / "checkpoint", resume=resume,
                         sample_fn=task.sample_fn, sample_every=sample_every, seed=seed, device=device,
-                        ckpt_every=ckpt_every, console=console)
+                        ckpt_every=ckpt_every, console=console, time_limit_s=time_limit_s, amp=amp)
     summary = [{"folder": s.folder, "images": s.count} for s in summaries]
     return export_weights(task, result, out, summary, extra, device)

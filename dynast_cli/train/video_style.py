@@ -186,6 +186,8 @@ def train_video_style(
     ckpt_every: int = 100,
     video_weight: float = VIDEO_LOSS_WEIGHT,
     console: Console | None = None,
+    time_limit_s: float | None = None,
+    amp: bool | None = None,
 ) -> Path:
     """Train the AdaAttN video model and export ``<out>/adaattn_video_vgg16.safetensors`` (+ ``.json``).
 
@@ -208,5 +210,7 @@ def train_video_style(
                   f"{MAX_SHIFT * size:.0f} px, rotation <= {MAX_ROTATE_DEG} deg, zoom <= {MAX_ZOOM}); same style"),
         "init": "f/g/h/merge_conv identity (= parameter-free cosine AdaAttN), decoder from the universal decoder",
     }
+    amp = dev.type == "cuda" if amp is None else amp
+    extra["precision"] = "bf16 autocast" if amp else "fp32"
     return run_task(task, steps, lr, out, resume, sample_every, seed, dev, ckpt_every, console,
-                    contents.summary + styles.summary, extra)
+                    contents.summary + styles.summary, extra, time_limit_s=time_limit_s, amp=amp)
