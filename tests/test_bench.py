@@ -165,3 +165,20 @@ def test_loop_heavy_calls_are_timed_without_profiling_their_memory(monkeypatch):
     assert r.fast.ok and r.fast.peak_mb > 0 and not r.fast.note
     assert r.naive.ok and r.naive.peak_mb is None and "operators" in r.naive.note
     assert r.speed_ratio is not None and r.memory_ratio is None
+
+
+def test_every_kernel_keeps_its_tensors_on_the_inputs_device():
+    """On the 'meta' device (shapes only) a tensor made on the CPU by mistake fails as it would on CUDA:
+    the naive twins once built index and statistic tensors on the CPU and failed on an H200."""
+    from dynast_cli.bench import select_cases
+
+    data_dependent = {("a2k-prog", "naive")}  # reads matched block indices with .item()
+    ran = 0
+    for case in select_cases(["all"]):
+        for variant, fn in case.prepare(16, torch.device("meta")).items():
+            if (case.name, variant) not in data_dependent:
+                out = fn()
+                ran += 1
+                first = out[0] if isinstance(out, tuple) else getattr(out, "output", out)
+                assert first.device.type == "meta", (case.name, variant)
+    assert ran >= 13

@@ -21,7 +21,7 @@ def adaattn_stats_naive(
     query (B, Ck, Nq), key (B, Ck, Nk), value (B, C, Nk) -> mean, std (B, C, Nq).
     """
     b, _, nq = query.shape
-    mean = torch.zeros(b, value.shape[1], nq, dtype=value.dtype)
+    mean = torch.zeros(b, value.shape[1], nq, dtype=value.dtype, device=value.device)
     std = torch.zeros_like(mean)
     for i in range(b):
         for j in range(nq):
@@ -71,7 +71,8 @@ def aggregate_blocks_naive(
     for rows, cols in _block_slices(h, w, block):
         kb, vb = key[:, :, rows, cols].flatten(2), value[:, :, rows, cols].flatten(2)  # (B, C, n)
         n = kb.shape[2]
-        k_agg, v_agg = torch.zeros(b, c), torch.zeros(b, c)
+        k_agg = torch.zeros(b, c, dtype=key.dtype, device=key.device)
+        v_agg = torch.zeros(b, c, dtype=value.dtype, device=value.device)
         for head in range(heads):
             part = slice(head * ch, (head + 1) * ch)
             k_center, v_center = kb[:, part].mean(2), vb[:, part].mean(2)  # (B, ch)
@@ -196,7 +197,7 @@ def inter_scale_sparse_attention_naive(
     hk, wk = k.shape[-2:]
     top_k = prev_top_k.shape[-1]
     n_win = (hq // 2) * (wq // 2)
-    rows = (prev_top_k + torch.arange(b).view(b, 1, 1) * (hk // 2) * (wk // 2)).reshape(-1)
+    rows = (prev_top_k + torch.arange(b, device=prev_top_k.device).view(b, 1, 1) * (hk // 2) * (wk // 2)).reshape(-1)
 
     def select(x: torch.Tensor) -> torch.Tensor:  # (B, C, Hk, Wk) -> (B, L, 4K, C)
         win = _unfold_windows(x).reshape(-1, 4, x.shape[1])
@@ -250,7 +251,7 @@ def inner_scale_sparse_attention_naive(
     left_right = y[:, 1:-1, :-2] * wk + (x[:, 1:-1, :-2] + 1).clip(max=wk - 1)
     right_left = y[:, 1:-1, 2:] * wk + (x[:, 1:-1, 2:] - 1).clip(min=0)
     cand = torch.cat([own, up_down, down_up, left_right, right_left], -1).flatten(1, 2)  # (B, Nq, 5K)
-    rows = (cand + torch.arange(b).view(b, 1, 1) * hk * wk).reshape(-1)
+    rows = (cand + torch.arange(b, device=cand.device).view(b, 1, 1) * hk * wk).reshape(-1)
 
     def select(x: torch.Tensor) -> torch.Tensor:  # (B, C, Hk, Wk) -> (B, Nq, 5K, C)
         flat = x.view(b, x.shape[1], -1).transpose(1, 2).reshape(b * hk * wk, -1)
