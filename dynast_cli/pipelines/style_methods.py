@@ -86,14 +86,26 @@ def _adain(weights=None, device=torch.device("cpu"), vgg=None, **_: Any):
     return AdaINMethod(vgg16(device, vgg), universal_decoder(device, weights))
 
 
+#: ``--weights`` value selecting the parameter-free attention model with the universal decoder.
+PARAMETER_FREE = "none"
+
+
 def _attention_model(kind: str, weights, device, vgg, **options: Any):
     """A learned model from a converted/trained file, or the parameter-free one + universal decoder.
 
+    ``weights``: a model file; a decoder file (parameter-free with that decoder); ``"none"``
+    (parameter-free with the universal decoder); None: the installed default of ``kind`` (the
+    project's learned AdaAttN, for softmax attention only: it was trained with it), else parameter-free.
     A converted official checkpoint carries its own VGG19 (``encoder.*``); otherwise the ImageNet
     VGG16 encoder is used.
     """
     from dynast_cli.weights.io import read_metadata, tensor_names
+    from dynast_cli.weights.registry import default_weights
 
+    if weights is None and options.get("attention", "softmax") == "softmax":
+        weights = default_weights(kind)
+    elif weights is not None and str(weights).lower() == PARAMETER_FREE:
+        weights = None
     arch = read_metadata(weights).get("architecture") if weights else None
     if arch not in (None, "decoder"):
         if arch != kind:
@@ -117,12 +129,13 @@ def _attention_model(kind: str, weights, device, vgg, **options: Any):
     return StyA2KModel(encoder, learned=False, decoder=decoder, residual=False, **options).to(device).eval()
 
 
-@register_method("adaattn", "AdaAttN attention-weighted mean/std (default; parameter-free + universal decoder, or learned weights)")
+@register_method("adaattn", "AdaAttN attention-weighted mean/std (the project's learned AdaAttN by default; "
+                 "--weights none: parameter-free with the universal decoder)")
 def _adaattn(weights=None, device=torch.device("cpu"), vgg=None, attention: str = "softmax", **_: Any):
     return _attention_model("adaattn", weights, device, vgg, attention=attention)
 
 
-@register_method("a2k", "StyA2K all-to-key attention (parameter-free + universal decoder, or learned weights)")
+@register_method("a2k", "StyA2K all-to-key attention (parameter-free + universal decoder, or --weights: learned)")
 def _a2k(weights=None, device=torch.device("cpu"), vgg=None, **_: Any):
     return _attention_model("stya2k", weights, device, vgg)
 

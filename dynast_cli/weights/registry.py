@@ -22,7 +22,7 @@ MANIFEST = "manifest.json"
 REQUIRED_KEYS = ("name", "file", "architecture", "config", "sha256")
 
 #: The entry each method uses by default.
-DEFAULTS = {"decoder": "decoder_vgg16", "face": "dynast_face", "dynast": "dynast_style_vgg16"}
+DEFAULTS = {"decoder": "decoder_vgg16", "face": "dynast_face", "dynast": "dynast_style_vgg16", "adaattn": "adaattn_vgg16"}
 
 
 def weights_dir() -> Path:
