@@ -19,4 +19,4 @@ for s in "${styles[@]}"; do args+=(--style "$data/style/$s"); done
 dynast eval style "${args[@]}" --methods adain,dynast --alphas 1,0.9,0.8,0.7,0.6 --out "$out/sweep"
 # the other methods at full strength
 dynast eval style "${args[@]}" --out "$out/methods" \
-    --methods adaattn,a2k,dynast:none,dynast:weights/dynast_prune_vgg16.safetensors
+    --methods adaattn,adaattn:none,a2k,dynast:none,dynast:weights/dynast_prune_vgg16.safetensors
