@@ -236,3 +236,10 @@ def test_cli_rejects_an_unsupported_size(faces, tmp_path):
                                       "--out", str(tmp_path / "o")])
     assert result.exit_code != 0
     assert "size 96" in result.output
+
+
+def test_train_dynast_stops_at_its_time_limit_with_an_export(faces, tmp_path):
+    path = train_dynast(FacePairs(faces, size=SIZE), "dynast_face", steps=50, batch=1, out=tmp_path / "out",
+                        encoder=TinyEncoder(), config=TINY, ndf=4, sample_every=0, time_limit_s=0.0)
+    assert json.loads(load_weights(path)[1]["training"])["steps"] == 1
+    assert (tmp_path / "out" / "checkpoint" / "state.pt").is_file()

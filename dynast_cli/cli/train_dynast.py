@@ -12,7 +12,8 @@ SIZES = (128, 256)
 
 
 def _run(source_factory, name: str, preset: str, steps: int, batch: int, lr: float, out: Path, resume: bool,
-         sample_every: int, ckpt_every: int, seed: int, device: str, threads: int) -> None:
+         sample_every: int, ckpt_every: int, seed: int, device: str, threads: int,
+         max_minutes: float | None) -> None:
     """Shared tail of both commands: threads, device, training, export."""
     import torch
 
@@ -23,7 +24,8 @@ def _run(source_factory, name: str, preset: str, steps: int, batch: int, lr: flo
         torch.set_num_threads(threads)
     path = train_dynast(source_factory(), name, preset=preset, steps=steps, batch=batch, lr=lr, out=out,
                         resume=resume, sample_every=sample_every, ckpt_every=ckpt_every, seed=seed,
-                        device=resolve_device(device))
+                        device=resolve_device(device),
+                        time_limit_s=None if max_minutes is None else 60.0 * max_minutes)
     typer.echo(f"wrote {path}")
 
 
@@ -50,6 +52,9 @@ def train_face_command(
     seed: int = typer.Option(0, "--seed", help="Random seed (initialisation, pairs)."),
     device: str = typer.Option("auto", "--device", help="auto, cpu, cuda or cuda:N."),
     threads: int = typer.Option(0, "--threads", min=0, help="CPU threads for torch (0: torch's default)."),
+    max_minutes: float = typer.Option(None, "--max-minutes", min=0.0, show_default=False,
+                                      help="Stop after this many minutes of training (checkpointed and exported "
+                                      "as at the end; --resume goes on)."),
 ) -> None:
     """Train the edge-to-face generator (own Canny edges -> face, exemplar: another face) and export
     OUT/dynast_face.safetensors (fp16) with its manifest entry OUT/dynast_face.json."""
@@ -57,7 +62,7 @@ def train_face_command(
 
     _check_size(size)
     _run(lambda: FacePairs(faces, size=size, max_faces=max_faces or None), "dynast_face", config, steps, batch,
-         lr, out, resume, sample_every, ckpt_every, seed, device, threads)
+         lr, out, resume, sample_every, ckpt_every, seed, device, threads, max_minutes)
 
 
 @command(train_app, "pose")
@@ -77,10 +82,13 @@ def train_pose_command(
     seed: int = typer.Option(0, "--seed", help="Random seed (initialisation, pairs)."),
     device: str = typer.Option("auto", "--device", help="auto, cpu, cuda or cuda:N."),
     threads: int = typer.Option(0, "--threads", min=0, help="CPU threads for torch (0: torch's default)."),
+    max_minutes: float = typer.Option(None, "--max-minutes", min=0.0, show_default=False,
+                                      help="Stop after this many minutes of training (checkpointed and exported "
+                                      "as at the end; --resume goes on)."),
 ) -> None:
     """Train the pose-transfer generator on DeepFashion-style pairs and export OUT/dynast_pose.safetensors."""
     from dynast_cli.train.pose_data import PosePairs
 
     _check_size(size)
     _run(lambda: PosePairs(pairs, images, poses, size=size), "dynast_pose", config, steps, batch, lr, out, resume,
-         sample_every, ckpt_every, seed, device, threads)
+         sample_every, ckpt_every, seed, device, threads, max_minutes)

@@ -192,8 +192,10 @@ def train_dynast(
     ndf: int | None = None,
     ckpt_every: int = 100,
     console: Console | None = None,
+    time_limit_s: float | None = None,
 ) -> Path:
     """Train a DynaST generator on ``source`` and export ``out/<name>.safetensors``; returns its path.
+    ``time_limit_s``: stop early (checkpointed and exported as at the end), see :func:`train_loop`.
 
     ``preset`` picks the generator and discriminator sizes; ``config`` / ``ndf`` override them (tests
     use tiny ones); the config's ``crop_size`` is always the data's size. ``encoder`` defaults to the
@@ -214,7 +216,7 @@ def train_dynast(
     optimizer = make_optimizer(task.model, lr)
     result = train_loop(task.model, task.loss_fn, task.data, optimizer, steps, out / "checkpoint", resume=resume,
                         sample_fn=task.sample_fn, sample_every=sample_every, seed=seed, device=dev,
-                        ckpt_every=ckpt_every, console=console)
+                        ckpt_every=ckpt_every, console=console, time_limit_s=time_limit_s)
     weights = ", ".join(f"{v:g} * {k}" for k, v in DYNAST_LOSS_WEIGHTS.items())
     extra = {"batch": batch, "crop": source.size, "lr": lr, "optimizer": "Adam TTUR (G lr/2, D 2*lr, betas 0/0.9)",
              "seed": seed, "preset": preset, "discriminator_ndf": ndf or DISCRIMINATOR_NDF[preset],
