@@ -121,3 +121,29 @@ def test_the_dynast_method_uses_a_files_own_decoder_without_loading_the_universa
     assert weight.is_contiguous(memory_format=torch.channels_last)  # the inference layout, as the universal one
     for name, value in model.decoder.state_dict().items():
         assert torch.equal(value, decoder.state_dict()[name])
+
+
+def test_a_configuration_only_file_runs_the_parameter_free_matching_with_its_locality(tmp_path, monkeypatch):
+    """The default weights are a config (locality) for the universal decoder: no tensors at all."""
+    import dynast_cli.pipelines.style_dynast as style_dynast
+    from dynast_cli.errors import WeightsError
+    from dynast_cli.weights.io import save_weights
+
+    reference = _model(locality=(0.15, 0, 0))
+    meta = {"architecture": "dynast_style", "config": {**reference.config(), "encoder": "vgg16"}}
+    path = save_weights({}, tmp_path / "config_only.safetensors", meta)
+    monkeypatch.setattr(style_dynast, "universal_decoder", lambda device, path=None: reference.decoder)
+    monkeypatch.setattr(style_dynast, "vgg16", lambda device, path=None: reference.encoder)
+    model = style_dynast._dynast(weights=path)
+    assert model.locality == (0.15, 0.0, 0.0) and model.prune is None and model.decoder is reference.decoder
+    content, style = torch.rand(1, 3, 48, 64), torch.rand(1, 3, 40, 40)
+    with torch.inference_mode():
+        got = model.stylize(content, [model.prepare_style(style)], [1.0])
+        expected = reference.eval().stylize(content, [reference.prepare_style(style)], [1.0])
+    torch.testing.assert_close(got, expected)
+
+    stray = save_weights({"encoder.w": torch.zeros(1)}, tmp_path / "stray.safetensors", meta)
+    with pytest.raises(WeightsError, match="no dynast_style part: encoder.w"):
+        load_dynast_style(stray, TinyEncoder(), VGGDecoder(skip=True))
+    with pytest.raises(WeightsError, match="holds no decoder"):
+        load_dynast_style(path, TinyEncoder(), None)

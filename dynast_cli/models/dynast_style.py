@@ -293,10 +293,11 @@ ARCHITECTURE = "dynast_style"
 
 def load_dynast_style(path, encoder: nn.Module, decoder: VGGDecoder | None, device: str | torch.device = "cpu",
                       **overrides) -> DynastStyleModel:
-    """A :class:`DynastStyleModel` from a trained ``path`` (``architecture`` dynast_style, config from the
-    metadata) on ``encoder``: its learned prune mask (``prune.*``) if it has one, and its own decoder
-    (``decoder.*``, trained for this model) if it has one, else ``decoder`` (the universal one); eval
-    mode, float32. ``overrides`` replace config entries other than ``prune_dim`` (e.g. ``top_k``, ``chunk``)."""
+    """A :class:`DynastStyleModel` from ``path`` (``architecture`` dynast_style, config from the metadata)
+    on ``encoder``: its learned prune mask (``prune.*``) if it has one, and its own decoder (``decoder.*``,
+    trained for this model) if it has one, else ``decoder`` (the universal one). A file with neither is a
+    configuration only (e.g. the default's ``locality``): the parameter-free matching on ``decoder``.
+    Eval mode, float32. ``overrides`` replace config entries other than ``prune_dim`` (e.g. ``top_k``)."""
     from dynast_cli.errors import WeightsError
     from dynast_cli.weights.io import config_from_metadata, load_state, load_weights
 
@@ -313,8 +314,9 @@ def load_dynast_style(path, encoder: nn.Module, decoder: VGGDecoder | None, devi
     elif decoder is None:
         raise WeightsError("holds no decoder and none was given", path)
     prune = {k.removeprefix("prune."): v.float() for k, v in tensors.items() if k.startswith("prune.")}
-    if not prune and not own_decoder:
-        raise WeightsError("holds neither a prune mask (prune.*) nor a decoder (decoder.*)", path)
+    unknown = sorted(k for k in tensors if not k.startswith(("prune.", "decoder.")))
+    if unknown:
+        raise WeightsError(f"holds tensors of no dynast_style part: {', '.join(unknown[:3])}", path)
     if not prune:
         config["prune_dim"] = None
     model = DynastStyleModel(encoder, decoder, **config)
