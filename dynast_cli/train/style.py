@@ -324,8 +324,6 @@ def train_style(
     extra = {"batch": batch, "crop": size, "lr": lr, "optimizer": "Adam", "seed": seed, "loss": loss_text}
     if init_decoder is not None:
         extra["init_decoder"] = f"{Path(init_decoder).name} (sha256 {sha256_file(init_decoder)[:16]})"
-    amp = dev.type == "cuda" if amp is None else amp
-    extra["precision"] = "bf16 autocast" if amp else "fp32"
     return run_task(task, steps, lr, out, resume, sample_every, seed, dev, ckpt_every, console, summaries, extra,
                     time_limit_s=time_limit_s, amp=amp)
 
@@ -334,7 +332,10 @@ def run_task(task: Task, steps: int, lr: float, out: Path, resume: bool, sample_
              device: torch.device, ckpt_every: int, console: Console | None, summaries: Sequence,
              extra: dict, time_limit_s: float | None = None, amp: bool | None = None) -> Path:
     """Adam on the task's trainable parameters through :func:`train_loop`, then :func:`export_weights`
-    (``summaries``: the data folders' summaries; ``extra``: what the manifest entry records besides)."""
+    (``summaries``: the data folders' summaries; ``extra``: what the manifest entry records besides, to
+    which the precision is added; ``amp``: see :func:`train_loop`)."""
+    amp = device.type == "cuda" if amp is None else amp
+    extra = {**extra, "precision": "bf16 autocast" if amp else "fp32"}
     optimizer = torch.optim.Adam([p for p in task.model.parameters() if p.requires_grad], lr=lr)
     result = train_loop(task.model, task.loss_fn, task.data, optimizer, steps, out / "checkpoint", resume=resume,
                         sample_fn=task.sample_fn, sample_every=sample_every, seed=seed, device=device,

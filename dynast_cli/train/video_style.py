@@ -210,7 +210,5 @@ def train_video_style(
                   f"{MAX_SHIFT * size:.0f} px, rotation <= {MAX_ROTATE_DEG} deg, zoom <= {MAX_ZOOM}); same style"),
         "init": "f/g/h/merge_conv identity (= parameter-free cosine AdaAttN), decoder from the universal decoder",
     }
-    amp = dev.type == "cuda" if amp is None else amp
-    extra["precision"] = "bf16 autocast" if amp else "fp32"
     return run_task(task, steps, lr, out, resume, sample_every, seed, dev, ckpt_every, console,
                     contents.summary + styles.summary, extra, time_limit_s=time_limit_s, amp=amp)
