@@ -12,7 +12,7 @@ from typer.testing import CliRunner
 
 from conftest import make_image_folder
 from dynast_cli.cli import app
-from dynast_cli.errors import InputError, OutputError
+from dynast_cli.errors import InputError, OutputError, WeightsError
 from dynast_cli.train.data import RandomCrops, spread_subset
 from dynast_cli.train.loop import load_checkpoint, save_checkpoint, train_loop, TrainResult
 from dynast_cli.train.losses import content_loss, perceptual_loss, reconstruction_loss, style_loss
@@ -254,3 +254,22 @@ def test_decoder_training_can_start_from_a_weights_file(tmp_path):
     fresh = train_style([content], [style], steps=1, batch=1, size=32, lr=0.0, out=tmp_path / "c",
                         encoder=TinyEncoder(), sample_every=0, seed=1)
     assert not all(torch.equal(start[k], load_weights(fresh)[0][k]) for k in start)
+
+
+def test_attention_training_continues_from_its_own_export(tmp_path, monkeypatch):
+    monkeypatch.setenv("DYNAST_WEIGHTS", str(tmp_path / "no-weights"))
+    content, style = _folder(tmp_path, "c", 2, 32, 32), _folder(tmp_path, "s", 2, 32, 40, seed=9)
+    common = dict(method="adaattn", batch=1, size=32, encoder=TinyEncoder(), sample_every=0)
+    first = train_style([content], [style], steps=2, lr=1e-3, out=tmp_path / "a", **common)
+    # lr 0: the continued model must export exactly the file it started from (every trained layer)
+    again = train_style([content], [style], steps=1, lr=0.0, out=tmp_path / "b", init=first, **common)
+    start, end = load_weights(first)[0], load_weights(again)[0]
+    assert start.keys() == end.keys() and all(torch.equal(start[k], end[k]) for k in start)
+    assert json.loads(load_weights(again)[1]["training"])["init"].startswith(first.name)
+
+    a2k = train_style([content], [style], method="a2k", steps=1, batch=1, size=32, out=tmp_path / "c",
+                      encoder=TinyEncoder(), sample_every=0)
+    with pytest.raises(WeightsError, match="is a 'stya2k' file, expected 'adaattn'"):
+        train_style([content], [style], steps=1, out=tmp_path / "d", init=a2k, **{**common, "lr": 0.0})
+    with pytest.raises(InputError, match="not --method decoder"):
+        train_style([content], [style], method="decoder", init=first, encoder=TinyEncoder())

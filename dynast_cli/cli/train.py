@@ -28,6 +28,8 @@ def train_style_command(
     init_decoder: Path = typer.Option(None, "--init-decoder",
                                       help="Decoder weights to start from (adaattn/a2k/dynast default: the installed universal "
                                       "decoder; decoder: continue training these weights with a fresh optimiser)."),
+    init: Path = typer.Option(None, "--init", help="adaattn/a2k: a model file this method exported (e.g. "
+                              "weights/adaattn_vgg16.safetensors) to continue from, with a fresh optimiser."),
     train_decoder: bool = typer.Option(False, "--train-decoder", help="dynast: fine-tune the decoder for the "
                                        "parameter-free matching with --locality, instead of learning a prune mask."),
     locality: str = typer.Option("1,1,1", "--locality", help="dynast: share of the matched (local) statistics at "
@@ -76,7 +78,7 @@ def train_style_command(
                        resume=resume, sample_every=sample_every, seed=seed, device=resolve_device(device),
                        max_per_folder=max_per_folder or None, init_decoder=init_decoder,
                        train_decoder=train_decoder, locality=parse_locality(locality), time_limit_s=time_limit_s,
-                       amp=amp)
+                       amp=amp, init=init)
     typer.echo(f"wrote {path}")
 
 

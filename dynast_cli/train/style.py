@@ -110,13 +110,23 @@ def adaattn_target(content_feats: Sequence[torch.Tensor], style_feats: Sequence[
 
 
 def attention_task(method: str, encoder: nn.Module, contents: RandomCrops, styles: RandomCrops, batch: int,
-                   device: torch.device, decoder: VGGDecoder | None) -> Task:
-    """The learned AdaAttN (``adaattn``) or StyA2K (``a2k``) model trained on content x style crops."""
+                   device: torch.device, decoder: VGGDecoder | None, init: Path | None = None) -> Task:
+    """The learned AdaAttN (``adaattn``) or StyA2K (``a2k``) model trained on content x style crops,
+    starting from ``init`` (a file this task exported: every trained layer) when given."""
+    from dynast_cli.errors import WeightsError
     from dynast_cli.models.adaattn import AdaAttNModel
     from dynast_cli.models.stya2k import StyA2KModel
+    from dynast_cli.weights.io import load_state, load_weights
 
     model_class = AdaAttNModel if method == "adaattn" else StyA2KModel
     model = model_class(encoder, learned=True, decoder=decoder).to(device)
+    if init is not None:
+        tensors, meta = load_weights(init)
+        if meta.get("architecture") != model_class.architecture:
+            raise WeightsError(f"is a '{meta.get('architecture', 'unknown')}' file, expected "
+                               f"'{model_class.architecture}' to continue --method {method}", init)
+        frozen = {k: v for k, v in model.state_dict().items() if k.startswith("encoder.")}
+        load_state(model, {**frozen, **tensors}, source=init)
     sample_content = contents.center_crops(SAMPLE_COUNT).to(device)
     sample_style = styles.center_crops(SAMPLE_COUNT).to(device)
     w = ATTENTION_LOSS_WEIGHTS
@@ -281,6 +291,7 @@ def train_style(
     locality: Sequence[float] = (1.0, 1.0, 1.0),
     time_limit_s: float | None = None,
     amp: bool | None = None,
+    init: Path | None = None,
 ) -> Path:
     """Train one style task and export its weights; returns the exported safetensors path.
 
@@ -289,10 +300,13 @@ def train_style(
     attention and dynast tasks by default the installed universal decoder (else a fresh one), for
     ``decoder`` a fresh decoder unless given (continuing a decoder with a fresh optimiser; ``resume``
     continues a checkpoint exactly).
-    ``time_limit_s`` / ``amp``: see :func:`~dynast_cli.train.loop.train_loop`.
+    ``time_limit_s`` / ``amp``: see :func:`~dynast_cli.train.loop.train_loop`. ``init`` (adaattn/a2k): a
+    model file this method exported, to continue with a fresh optimiser (its decoder replaces ``init_decoder``).
     """
     if method not in STYLE_METHODS:
         raise InputError(f"unknown method '{method}' (choose from {', '.join(STYLE_METHODS)})", "--method")
+    if init is not None and method not in ("adaattn", "a2k"):
+        raise InputError(f"continues a trained adaattn or a2k model, not --method {method}", "--init")
     dev = torch.device(device)
     if encoder is None:
         from dynast_cli.models.vgg import load_vgg16
@@ -302,12 +316,12 @@ def train_style(
     if method == "decoder":
         crops = RandomCrops([*content, *style], size=size, max_per_folder=max_per_folder)
         summaries = crops.summary
-        init = None
+        start = None
         if init_decoder is not None:
             from dynast_cli.models.decoder import load_universal_decoder
 
-            init = load_universal_decoder(init_decoder, device=dev)
-        task = decoder_task(encoder, crops, batch, dev, init)
+            start = load_universal_decoder(init_decoder, device=dev)
+        task = decoder_task(encoder, crops, batch, dev, start)
         loss_text = "pixel L1 + perceptual (VGG16 relu1_1..relu4_1, energy-normalised MSE)"
     else:
         contents = RandomCrops(content, size=size, max_per_folder=max_per_folder)
@@ -319,10 +333,13 @@ def train_style(
             weights = DYNAST_DECODER_LOSS_WEIGHTS if train_decoder else DYNAST_LOSS_WEIGHTS
             loss_text = " + ".join(f"{v} * {k}" for k, v in weights.items())
         else:
-            task = attention_task(method, encoder, contents, styles, batch, dev, _initial_decoder(init_decoder, dev))
+            task = attention_task(method, encoder, contents, styles, batch, dev,
+                                  None if init is not None else _initial_decoder(init_decoder, dev), init)
             loss_text = " + ".join(f"{v} * {k}" for k, v in ATTENTION_LOSS_WEIGHTS.items())
     extra = {"batch": batch, "crop": size, "lr": lr, "optimizer": "Adam", "seed": seed, "loss": loss_text}
-    if init_decoder is not None:
+    if init is not None:
+        extra["init"] = f"{Path(init).name} (sha256 {sha256_file(init)[:16]})"
+    elif init_decoder is not None:
         extra["init_decoder"] = f"{Path(init_decoder).name} (sha256 {sha256_file(init_decoder)[:16]})"
     return run_task(task, steps, lr, out, resume, sample_every, seed, dev, ckpt_every, console, summaries, extra,
                     time_limit_s=time_limit_s, amp=amp)
