@@ -273,3 +273,20 @@ def test_attention_training_continues_from_its_own_export(tmp_path, monkeypatch)
         train_style([content], [style], steps=1, out=tmp_path / "d", init=a2k, **{**common, "lr": 0.0})
     with pytest.raises(InputError, match="not --method decoder"):
         train_style([content], [style], method="decoder", init=first, encoder=TinyEncoder())
+
+
+def test_attention_training_refuses_to_continue_a_file_of_another_config(tmp_path, monkeypatch):
+    """The video model is an 'adaattn' file too, but with cosine attention: continuing it as softmax would
+    silently change the model."""
+    from dynast_cli.models.adaattn import AdaAttNModel
+    from dynast_cli.weights.io import save_weights
+
+    monkeypatch.setenv("DYNAST_WEIGHTS", str(tmp_path / "no-weights"))
+    content, style = _folder(tmp_path, "c", 2, 32, 32), _folder(tmp_path, "s", 2, 32, 40, seed=9)
+    cosine = AdaAttNModel(TinyEncoder(), learned=True, attention="cosine")
+    state = {k: v for k, v in cosine.state_dict().items() if not k.startswith("encoder.")}
+    path = save_weights(state, tmp_path / "video.safetensors",
+                        {"architecture": "adaattn", "config": {**cosine.config(), "encoder": "vgg16"}})
+    with pytest.raises(WeightsError, match="'attention': 'cosine'"):
+        train_style([content], [style], method="adaattn", steps=1, batch=1, size=32, out=tmp_path / "o",
+                    encoder=TinyEncoder(), sample_every=0, init=path)

@@ -108,6 +108,11 @@ def load_checkpoint(
     return TrainResult(step=state["step"], wall_s=state["wall_s"], history=state["history"])
 
 
+def use_amp(device: torch.device, amp: bool | None = None) -> bool:
+    """Whether the forward pass runs under bf16 autocast: ``amp`` if given, else on CUDA only."""
+    return device.type == "cuda" if amp is None else amp
+
+
 def _describe(losses: dict[str, float], s_per_step: float) -> str:
     terms = " ".join(f"{k} {v:.4f}" for k, v in losses.items())
     return f"{terms} | {s_per_step:.2f} s/step"
@@ -152,8 +157,7 @@ def train_loop(
         result = TrainResult(step=0, wall_s=0.0)
 
     model.train()
-    amp = device.type == "cuda" if amp is None else amp
-    autocast = torch.autocast(device_type=device.type, dtype=torch.bfloat16, enabled=amp)
+    autocast = torch.autocast(device_type=device.type, dtype=torch.bfloat16, enabled=use_amp(device, amp))
     start_step, session_start = result.step, time.perf_counter()
     wall_before = result.wall_s
     log_every = max(1, min(ckpt_every, 25))

@@ -34,7 +34,7 @@ from dynast_cli.errors import InputError
 from dynast_cli.models.decoder import decode_features
 from dynast_cli.nn.decoders import VGGDecoder
 from dynast_cli.train.data import RandomCrops
-from dynast_cli.train.loop import DataFn, LossFn, SampleFn, TrainResult, train_loop
+from dynast_cli.train.loop import DataFn, LossFn, SampleFn, TrainResult, train_loop, use_amp
 from dynast_cli.train.losses import content_loss, local_feature_loss, reconstruction_loss, style_loss
 from dynast_cli.train.samples import image_grid
 from dynast_cli.weights.io import save_weights, sha256_file
@@ -116,7 +116,7 @@ def attention_task(method: str, encoder: nn.Module, contents: RandomCrops, style
     from dynast_cli.errors import WeightsError
     from dynast_cli.models.adaattn import AdaAttNModel
     from dynast_cli.models.stya2k import StyA2KModel
-    from dynast_cli.weights.io import load_state, load_weights
+    from dynast_cli.weights.io import config_from_metadata, load_state, load_weights
 
     model_class = AdaAttNModel if method == "adaattn" else StyA2KModel
     model = model_class(encoder, learned=True, decoder=decoder).to(device)
@@ -125,6 +125,9 @@ def attention_task(method: str, encoder: nn.Module, contents: RandomCrops, style
         if meta.get("architecture") != model_class.architecture:
             raise WeightsError(f"is a '{meta.get('architecture', 'unknown')}' file, expected "
                                f"'{model_class.architecture}' to continue --method {method}", init)
+        saved = {k: v for k, v in config_from_metadata(meta).items() if k != "encoder"}
+        if saved != model.config():  # e.g. the cosine-attention video model
+            raise WeightsError(f"was trained with config {saved}, this task builds {model.config()}", init)
         frozen = {k: v for k, v in model.state_dict().items() if k.startswith("encoder.")}
         load_state(model, {**frozen, **tensors}, source=init)
     sample_content = contents.center_crops(SAMPLE_COUNT).to(device)
@@ -351,7 +354,7 @@ def run_task(task: Task, steps: int, lr: float, out: Path, resume: bool, sample_
     """Adam on the task's trainable parameters through :func:`train_loop`, then :func:`export_weights`
     (``summaries``: the data folders' summaries; ``extra``: what the manifest entry records besides, to
     which the precision is added; ``amp``: see :func:`train_loop`)."""
-    amp = device.type == "cuda" if amp is None else amp
+    amp = use_amp(device, amp)
     extra = {**extra, "precision": "bf16 autocast" if amp else "fp32"}
     optimizer = torch.optim.Adam([p for p in task.model.parameters() if p.requires_grad], lr=lr)
     result = train_loop(task.model, task.loss_fn, task.data, optimizer, steps, out / "checkpoint", resume=resume,
