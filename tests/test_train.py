@@ -290,3 +290,30 @@ def test_attention_training_refuses_to_continue_a_file_of_another_config(tmp_pat
     with pytest.raises(WeightsError, match="'attention': 'cosine'"):
         train_style([content], [style], method="adaattn", steps=1, batch=1, size=32, out=tmp_path / "o",
                     encoder=TinyEncoder(), sample_every=0, init=path)
+
+
+def test_attention_training_weights_its_content_term_as_asked(tmp_path, monkeypatch):
+    monkeypatch.setenv("DYNAST_WEIGHTS", str(tmp_path / "no-weights"))
+    content, style = _folder(tmp_path, "c", 2, 32, 32), _folder(tmp_path, "s", 2, 32, 40, seed=9)
+    common = dict(method="adaattn", steps=1, batch=1, size=32, lr=0.0, encoder=TinyEncoder(), sample_every=0)
+    runs = {}
+    for weight in (None, 0.0, 1e3):
+        path = train_style([content], [style], out=tmp_path / str(weight), content_weight=weight, **common)
+        runs[weight] = json.loads(load_weights(path)[1]["training"])
+    default, zero, heavy = runs[None], runs[0.0], runs[1e3]
+    assert default["loss"] == zero["loss"] == "0.0 * content + 10.0 * global + 3.0 * local"  # the papers'
+    assert heavy["loss"] == "1000.0 * content + 10.0 * global + 3.0 * local"
+    # same seed, same crops, lr 0: the totals differ by exactly the weighted content term
+    d, h = default["final_losses"], heavy["final_losses"]
+    assert d["content"] == h["content"] > 0
+    assert h["total"] == pytest.approx(d["total"] + 1e3 * h["content"], rel=1e-5)
+    with pytest.raises(InputError, match="not --method decoder's"):
+        train_style([content], [style], method="decoder", content_weight=1.0, encoder=TinyEncoder())
+
+
+def test_cli_refuses_a_content_weight_for_video_training(tmp_path):
+    result = CliRunner().invoke(app, ["train", "style", "--content", str(tmp_path), "--style", str(tmp_path),
+                                      "--method", "adaattn", "--video", "--content-weight", "1",
+                                      "--out", str(tmp_path / "o")])
+    assert result.exit_code == 2
+    assert "--content-weight" in result.output and "does not apply to --video training" in result.output

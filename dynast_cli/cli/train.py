@@ -30,6 +30,9 @@ def train_style_command(
                                       "decoder; decoder: continue training these weights with a fresh optimiser)."),
     init: Path = typer.Option(None, "--init", help="adaattn/a2k: a model file this method exported (e.g. "
                               "weights/adaattn_vgg16.safetensors) to continue from, with a fresh optimiser."),
+    content_weight: float = typer.Option(None, "--content-weight", min=0.0, show_default=False,
+                                         help="adaattn/a2k: weight of the normalised content loss (relu2_1..relu5_1; "
+                                         "default 0, the papers'). Trades style strength for content."),
     train_decoder: bool = typer.Option(False, "--train-decoder", help="dynast: fine-tune the decoder for the "
                                        "parameter-free matching with --locality, instead of learning a prune mask."),
     locality: str = typer.Option("1,1,1", "--locality", help="dynast: share of the matched (local) statistics at "
@@ -62,6 +65,8 @@ def train_style_command(
     time_limit_s = None if max_minutes is None else 60.0 * max_minutes
     if video_weight is not None and not video:
         raise InputError("only applies to --video training", "--video-weight")
+    if video and content_weight is not None:
+        raise InputError("does not apply to --video training", "--content-weight")
     if video:
         if method != "adaattn":
             raise InputError(f"--video trains the AdaAttN video model (use --method adaattn, not '{method}')", "--video")
@@ -78,7 +83,7 @@ def train_style_command(
                        resume=resume, sample_every=sample_every, seed=seed, device=resolve_device(device),
                        max_per_folder=max_per_folder or None, init_decoder=init_decoder,
                        train_decoder=train_decoder, locality=parse_locality(locality), time_limit_s=time_limit_s,
-                       amp=amp, init=init)
+                       amp=amp, init=init, content_weight=content_weight)
     typer.echo(f"wrote {path}")
 
 

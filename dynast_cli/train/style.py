@@ -110,9 +110,11 @@ def adaattn_target(content_feats: Sequence[torch.Tensor], style_feats: Sequence[
 
 
 def attention_task(method: str, encoder: nn.Module, contents: RandomCrops, styles: RandomCrops, batch: int,
-                   device: torch.device, decoder: VGGDecoder | None, init: Path | None = None) -> Task:
+                   device: torch.device, decoder: VGGDecoder | None, init: Path | None = None,
+                   weights: dict[str, float] | None = None) -> Task:
     """The learned AdaAttN (``adaattn``) or StyA2K (``a2k``) model trained on content x style crops,
-    starting from ``init`` (a file this task exported: every trained layer) when given."""
+    starting from ``init`` (a file this task exported: every trained layer) when given.
+    ``weights``: the loss weights (default :data:`ATTENTION_LOSS_WEIGHTS`, the papers')."""
     from dynast_cli.errors import WeightsError
     from dynast_cli.models.adaattn import AdaAttNModel
     from dynast_cli.models.stya2k import StyA2KModel
@@ -132,7 +134,7 @@ def attention_task(method: str, encoder: nn.Module, contents: RandomCrops, style
         load_state(model, {**frozen, **tensors}, source=init)
     sample_content = contents.center_crops(SAMPLE_COUNT).to(device)
     sample_style = styles.center_crops(SAMPLE_COUNT).to(device)
-    w = ATTENTION_LOSS_WEIGHTS
+    w = ATTENTION_LOSS_WEIGHTS if weights is None else weights
 
     def data(generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
         return contents.crops(batch, generator).to(device), styles.crops(batch, generator).to(device)
@@ -295,6 +297,7 @@ def train_style(
     time_limit_s: float | None = None,
     amp: bool | None = None,
     init: Path | None = None,
+    content_weight: float | None = None,
 ) -> Path:
     """Train one style task and export its weights; returns the exported safetensors path.
 
@@ -305,11 +308,15 @@ def train_style(
     continues a checkpoint exactly).
     ``time_limit_s`` / ``amp``: see :func:`~dynast_cli.train.loop.train_loop`. ``init`` (adaattn/a2k): a
     model file this method exported, to continue with a fresh optimiser (its decoder replaces ``init_decoder``).
+    ``content_weight`` (adaattn/a2k): the weight of the normalised content loss (default 0, the papers').
     """
     if method not in STYLE_METHODS:
         raise InputError(f"unknown method '{method}' (choose from {', '.join(STYLE_METHODS)})", "--method")
     if init is not None and method not in ("adaattn", "a2k"):
         raise InputError(f"continues a trained adaattn or a2k model, not --method {method}", "--init")
+    if content_weight is not None and method not in ("adaattn", "a2k"):
+        raise InputError(f"weights the adaattn/a2k objective's content term, not --method {method}'s",
+                         "--content-weight")
     dev = torch.device(device)
     if encoder is None:
         from dynast_cli.models.vgg import load_vgg16
@@ -336,9 +343,12 @@ def train_style(
             weights = DYNAST_DECODER_LOSS_WEIGHTS if train_decoder else DYNAST_LOSS_WEIGHTS
             loss_text = " + ".join(f"{v} * {k}" for k, v in weights.items())
         else:
+            weights = dict(ATTENTION_LOSS_WEIGHTS)
+            if content_weight is not None:
+                weights["content"] = content_weight
             task = attention_task(method, encoder, contents, styles, batch, dev,
-                                  None if init is not None else _initial_decoder(init_decoder, dev), init)
-            loss_text = " + ".join(f"{v} * {k}" for k, v in ATTENTION_LOSS_WEIGHTS.items())
+                                  None if init is not None else _initial_decoder(init_decoder, dev), init, weights)
+            loss_text = " + ".join(f"{v} * {k}" for k, v in weights.items())
     extra = {"batch": batch, "crop": size, "lr": lr, "optimizer": "Adam", "seed": seed, "loss": loss_text}
     if init is not None:
         extra["init"] = f"{Path(init).name} (sha256 {sha256_file(init)[:16]})"
