@@ -204,12 +204,14 @@ def plan_style(
     style_hws: list[tuple[int, int]],
     device: torch.device | str = "cpu",
     batch: int = 1,
+    extra_bytes: int = 0,
 ) -> MemoryPlan:
     """Choose the attention tile (and, for AdaAttN only when unavoidable, fewer style keys) so that
     stylising a ``content_hw`` content (``batch`` of them at once: video frames) with styles of
     ``style_hws`` fits ``budget`` bytes.
 
-    ``method``: the built style method (its weights are counted). Raises :class:`MemoryBudgetError`
+    ``method``: the built style method (its weights are counted); ``extra_bytes``: more working memory
+    counted as fixed (``--refine``: :func:`dynast_cli.pipelines.refine.refine_bytes`). Raises :class:`MemoryBudgetError`
     when even the smallest tile does not fit.
     """
     kind = method_kind(method)
@@ -218,7 +220,7 @@ def plan_style(
     pixels = h * w * batch
     per_pixel = PER_PIXEL[kind]
     activations = per_pixel * max([pixels] + [a * b for a, b in style_hws])
-    base = (0 if cuda else BASE) + model_bytes(method)
+    base = (0 if cuda else BASE) + model_bytes(method) + extra_bytes
     frames = f"{batch} frames of " if batch > 1 else "a "
     what = f"{frames}{content_hw[1]}x{content_hw[0]} content with {kind}"
     note = f" (activations alone {format_bytes(activations)}; try a smaller --max-size)"

@@ -14,8 +14,9 @@ def eval_style_command(
     content: list[Path] = typer.Option(..., "--content", help="Content image or folder (repeatable)."),
     style: list[Path] = typer.Option(..., "--style", help="Style image or folder (repeatable)."),
     methods: str = typer.Option("adain,adaattn,a2k", "--methods",
-                                help="Comma-separated style methods; METHOD:WEIGHTS picks its --weights, e.g. "
-                                "dynast:none (the parameter-free DynaST) next to dynast (its default weights)."),
+                                help="Comma-separated style methods, each METHOD[:WEIGHTS][+refineN]: WEIGHTS picks "
+                                "its --weights, N its --refine steps (default: as dynast style), e.g. dynast:none (the "
+                                "parameter-free DynaST), dynast+refine0 (the default without refinement), adain+refine10."),
     size: int = typer.Option(512, "--size", min=16, help="Long side of contents and styles, in pixels."),
     out: Path = typer.Option(Path("eval/style"), "--out", help="Folder for the JSON, Markdown table and grid."),
     device: str = typer.Option("auto", "--device", help="auto, cpu, cuda or cuda:N."),
@@ -33,7 +34,8 @@ def eval_style_command(
     from dynast_cli.evaluate import (GRID_FILE, JSON_FILE, MARKDOWN_FILE, TRADEOFF_FILE, evaluate_style, image_paths,
                                      is_sweep, summarise)
     from dynast_cli.models.vgg import load_vgg16
-    from dynast_cli.pipelines.style import get_style_method
+    from dynast_cli.pipelines.refine import with_refinement
+    from dynast_cli.pipelines.style import get_style_method, parse_method_spec, refine_steps
     from dynast_cli.runtime import resolve_device
 
     names = [m.strip() for m in methods.split(",") if m.strip()]
@@ -44,9 +46,10 @@ def eval_style_command(
     dev = resolve_device(device)
     built = {}
     for name in names:
-        method, _, weights = name.partition(":")
+        method, weights, refine = parse_method_spec(name)
         options = {"steps": steps} if method == "optimize" else {}
-        built[name] = get_style_method(method, weights=weights or None, device=dev, vgg=vgg, **options)
+        built[name] = with_refinement(get_style_method(method, weights=weights, device=dev, vgg=vgg, **options),
+                                      refine_steps(method, refine), dev, vgg)
     results = evaluate_style(contents, styles, built, load_vgg16(vgg, device=dev), out, size=size, device=dev,
                              alphas=strengths)
     sweep = is_sweep(results)

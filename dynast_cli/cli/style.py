@@ -38,6 +38,9 @@ def style(
     style_size: int = typer.Option(512, "--style-size", min=16, help="Long side the style image is resized to."),
     keep_color: bool = typer.Option(False, "--keep-color", help="Keep the content's colours (luminance-only transfer)."),
     steps: int = typer.Option(200, "--steps", min=1, help="Iterations for --method optimize."),
+    refine: Optional[int] = typer.Option(None, "--refine", min=0, show_default=False,
+                                         help="Steps of pixel refinement toward the style's VGG statistics after the "
+                                         "method (default: 10 with dynast, 0 with the others; 0: off)."),
     device: str = typer.Option("auto", "--device", help="auto, cpu or cuda."),
     threads: Optional[int] = typer.Option(None, "--threads", min=1, help="CPU threads."),
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace existing output files."),
@@ -60,7 +63,7 @@ def style(
         alpha=alpha, mix=parse_mix(mix), size=size, max_size=max_size, style_size=style_size,
         keep_color=keep_color, device=device,
         method_options={"steps": steps} if method == "optimize" else {},
-        max_memory=budget, compile=compile_,
+        max_memory=budget, compile=compile_, refine=refine,
     )
     with Progress(
         TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),

@@ -69,6 +69,19 @@ def get_style_method(
     return METHODS[name].factory(weights=weights, device=torch.device(device), vgg=vgg, **options)
 
 
+def parse_method_spec(spec: str) -> tuple[str, str | None, int | None]:
+    """``METHOD[:WEIGHTS][+refineN]`` (``dynast eval style --methods``) -> (method, weights or None,
+    refinement steps or None for the method's default). E.g. ``adain+refine10``, ``dynast:none+refine0``."""
+    import re
+
+    refine = None
+    found = re.fullmatch(r"(.*)\+refine(\d+)", spec.strip())
+    if found:
+        spec, refine = found.group(1), int(found.group(2))
+    method, _, weights = spec.strip().partition(":")
+    return method, weights or None, refine
+
+
 def _load_builtin_methods() -> None:
     # importing a module registers its methods
     import dynast_cli.pipelines.style_dynast  # noqa: F401
@@ -138,6 +151,9 @@ class StyleOptions:
     max_memory: int | None = None
     #: --compile: torch.compile the encoder/decoder on CUDA (a notice elsewhere)
     compile: bool = False
+    #: --refine: pixel-optimisation steps after the method (None: the method's default, see
+    #: dynast_cli.pipelines.refine.DEFAULT_REFINE_STEPS)
+    refine: int | None = None
 
 
 def stylize(
@@ -246,12 +262,17 @@ def run_style(
     device = resolve_device(opts.device)
     style_images = [load_image(p) for p in style_paths]  # errors name the style file
     method = get_style_method(opts.method, weights=opts.weights, device=device, vgg=opts.vgg, **opts.method_options)
+    refine = refine_steps(opts.method, opts.refine)
     if opts.max_memory is not None:
-        _plan_memory(method, [src for src, _ in pairs], style_images, opts, device, notify)
+        _plan_memory(method, [src for src, _ in pairs], style_images, opts, device, notify, refine)
     if opts.compile:
         from dynast_cli.runtime import compile_modules
 
         compile_modules(method, ("encoder", "decoder"), device, notify)
+    if refine:
+        from dynast_cli.pipelines.refine import with_refinement
+
+        method = with_refinement(method, refine, device, opts.vgg)
     states = prepare_styles(method, style_images, opts.style_size, device)
 
     report = BatchReport()
@@ -292,11 +313,23 @@ def _content_hw(path: Path) -> tuple[int, int] | None:
     return (w, h) if rotated else (h, w)
 
 
+def refine_steps(method: str, refine: int | None) -> int:
+    """``--refine`` resolved: the given steps, or the method's default (10 for ``dynast``, else 0)."""
+    from dynast_cli.pipelines.refine import default_refine_steps
+
+    if refine is None:
+        return default_refine_steps(method)
+    if refine < 0:
+        raise InputError(f"needs a number of steps >= 0, got {refine}", "--refine")
+    return refine
+
+
 def _plan_memory(
     method: StyleMethod, contents: Sequence[Path], styles: Sequence[torch.Tensor], opts: StyleOptions,
-    device: torch.device, notify: Callable[[str], None] | None,
+    device: torch.device, notify: Callable[[str], None] | None, refine: int = 0,
 ) -> None:
-    """Plan the attention tiles for the largest content (after --size/--max-size) and apply them."""
+    """Plan the attention tiles for the largest content (after --size/--max-size) and apply them
+    (with ``refine`` steps, the refinement's working memory counts too)."""
     from dynast_cli.memory import apply_style_plan, plan_style
 
     sizes = [fit_size(*hw, opts.max_size, opts.size) for hw in map(_content_hw, contents) if hw is not None]
@@ -304,7 +337,12 @@ def _plan_memory(
         return  # nothing readable: the loop reports the files
     largest = max(sizes, key=lambda hw: hw[0] * hw[1])
     style_hws = [fit_size(*img.shape[-2:], max_size=opts.style_size) for img in styles]
-    plan = plan_style(opts.max_memory, method, largest, style_hws, device)
+    extra = 0
+    if refine:
+        from dynast_cli.pipelines.refine import refine_bytes
+
+        extra = refine_bytes(largest)
+    plan = plan_style(opts.max_memory, method, largest, style_hws, device, extra_bytes=extra)
     apply_style_plan(method, plan)
     for note in plan.notes:
         if notify:

@@ -146,7 +146,9 @@ class OptimizeMethod:
     The image starts as the content and is optimised with Adam so that its VGG16 features match
     (i) the parameter-free AdaAttN target at relu3_1..relu5_1 (AdaAttN's local feature loss, the
     attention computed on normalised features: the "AdaAttN*" of the paper), (ii) the style's
-    global mean/std at relu1_1..relu5_1, and (iii) the content's normalised relu4_1/relu5_1.
+    global mean/std at relu1_1..relu5_1, and (iii) the content's normalised relu4_1/relu5_1
+    (:func:`~dynast_cli.pipelines.refine.style_objective`). ``alpha`` < 1 moves both targets toward the
+    content's features.
     """
 
     name = "optimize"
@@ -166,53 +168,22 @@ class OptimizeMethod:
         feats = self.encoder(style)
         return self.attn.prepare_style(style), [calc_mean_std(f) for f in feats]
 
-    def targets(self, content: torch.Tensor, states, mix, alpha: float):
-        """Constant targets: AdaAttN* features (relu3_1..5_1) and blended global statistics."""
-        feats = self.encoder(content)
-        local = self.attn.transform(feats, [s[0] for s in states], mix, alpha)
-        stats = [
-            tuple(blend([s[1][level][k] for s in states], mix) for k in (0, 1)) for level in range(5)
-        ]
-        return feats, local, stats
-
     def stylize(self, content, states, mix, alpha=1.0):
-        import torch.nn.functional as F
-
-        from dynast_cli.nn.norm import calc_mean_std, mean_variance_norm
+        from dynast_cli.nn.norm import calc_mean_std
+        from dynast_cli.pipelines.refine import blend_stats, clone_tree, optimise_pixels, style_objective, toward
 
         w_local, w_global, w_content = self.weights
-        with torch.inference_mode(False), torch.enable_grad():
-            content = content.clone()
-            states = [_clone_tree(s) for s in states]
+        with torch.inference_mode(False):
+            content, states = content.clone(), clone_tree(list(states))
             with torch.no_grad():
-                c_feats, local, stats = self.targets(content, states, mix, alpha)
-            x = content.clone().requires_grad_(True)
-            opt = torch.optim.Adam([x], lr=self.lr)
-            for _ in range(self.steps):
-                opt.zero_grad(set_to_none=True)
-                feats = self.encoder(x)
-                loss = sum(w_local * F.mse_loss(feats[i], t) for i, t in zip((2, 3, 4), local))
-                for f, (m, s) in zip(feats, stats):
-                    fm, fs = calc_mean_std(f)
-                    loss = loss + w_global * (F.mse_loss(fm, m) + F.mse_loss(fs, s))
-                for i in (3, 4):
-                    loss = loss + w_content * F.mse_loss(mean_variance_norm(feats[i]), mean_variance_norm(c_feats[i]))
-                loss.backward()
-                opt.step()
-                with torch.no_grad():
-                    x.clamp_(0, 1)
-        return x.detach()
+                c_feats = self.encoder(content)
+                local = self.attn.transform(c_feats, [s[0] for s in states], mix, alpha)
+            stats = toward(blend_stats([s[1] for s in states], mix), [calc_mean_std(f) for f in c_feats], alpha)
 
+            def loss_fn(feats):
+                return style_objective(feats, stats, c_feats, w_global, w_content, local, w_local)
 
-def _clone_tree(obj):
-    """Copy tensors made under inference mode so autograd may use them as constants."""
-    if isinstance(obj, torch.Tensor):
-        return obj.clone()
-    if isinstance(obj, (list, tuple)):
-        return type(obj)(_clone_tree(o) for o in obj)
-    if hasattr(obj, "__dataclass_fields__"):
-        return type(obj)(**{k: _clone_tree(getattr(obj, k)) for k in obj.__dataclass_fields__})
-    return obj
+            return optimise_pixels(self.encoder, content, loss_fn, self.steps, self.lr)
 
 
 @register_method("optimize", "Pixel optimisation against the AdaAttN* target (no trained weights; slow)")
