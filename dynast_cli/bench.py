@@ -370,10 +370,12 @@ kernel_case(
 
 @functools.lru_cache(maxsize=None)
 def _style_method(name: str, device: torch.device) -> Any:
-    from dynast_cli.pipelines.style import get_style_method
+    """The method as ``dynast style`` runs it: with its default ``--refine`` steps."""
+    from dynast_cli.pipelines.refine import with_refinement
+    from dynast_cli.pipelines.style import get_style_method, refine_steps
 
     try:
-        return get_style_method(name, device=device)
+        return with_refinement(get_style_method(name, device=device), refine_steps(name, None), device)
     except DynastError as exc:
         raise Unavailable(str(exc)) from None
 
