@@ -1,7 +1,7 @@
 """docs/images/style_tradeoff.png: the strength sweeps of `dynast eval style --alphas` side by side.
 
     python docs/make_tradeoff_plot.py docs/bench/style_sweep_examples.json "bundled examples (2 x 2)" \
-        docs/bench/style_sweep_val.json "validation pairs (8 x 4, ../shared/data)" -o docs/images/style_tradeoff.png
+        docs/bench/style_sweep_heldout.json "held-out pairs (2 x 2, ../shared/data)" -o docs/images/style_tradeoff.png
 """
 
 from __future__ import annotations
