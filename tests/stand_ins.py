@@ -39,3 +39,14 @@ def one_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(before)
+
+
+def style_distance(encoder, image: torch.Tensor, style: torch.Tensor) -> float:
+    """Sum over the encoder's layers of the squared distance of channel means and stds (a style loss)."""
+    from dynast_cli.nn.norm import calc_mean_std
+
+    total = 0.0
+    for f, s in zip(encoder(image), encoder(style)):
+        (fm, fs), (sm, ss) = calc_mean_std(f), calc_mean_std(s)
+        total += float((fm - sm).pow(2).mean() + (fs - ss).pow(2).mean())
+    return total

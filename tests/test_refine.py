@@ -15,7 +15,7 @@ from dynast_cli.pipelines.refine import (REFINE_BYTES_PER_PIXEL, RefinedMethod, 
                                          working_size)
 from dynast_cli.pipelines.style import parse_method_spec, prepare_styles, refine_steps, stylize
 from dynast_cli.pipelines.style_methods import OptimizeMethod
-from stand_ins import TinyEncoder, one_thread  # noqa: F401 (autouse fixture)
+from stand_ins import TinyEncoder, style_distance, one_thread  # noqa: F401 (autouse fixture)
 
 
 class Identity:
@@ -40,14 +40,6 @@ class Darken:
         return content * 0.5
 
 
-def _style_distance(encoder, image, style) -> float:
-    total = 0.0
-    for f, s in zip(encoder(image), encoder(style)):
-        (fm, fs), (sm, ss) = calc_mean_std(f), calc_mean_std(s)
-        total += float((fm - sm).pow(2).mean() + (fs - ss).pow(2).mean())
-    return total
-
-
 def _run(method, content, styles, alpha=1.0, mix=None):
     with torch.inference_mode():
         states = [method.prepare_style(s) for s in styles]
@@ -62,7 +54,7 @@ def test_refinement_moves_the_base_output_toward_the_style_statistics():
     base = _run(Identity(), content, [style])
     refined = _run(RefinedMethod(Identity(), encoder, steps=20, lr=0.05, content_weight=1e-3), content, [style])
     assert refined.shape == content.shape and 0 <= refined.min() and refined.max() <= 1
-    assert _style_distance(encoder, refined, style) < 0.5 * _style_distance(encoder, base, style)
+    assert style_distance(encoder, refined, style) < 0.5 * style_distance(encoder, base, style)
 
 
 def test_zero_steps_is_the_base_method_exactly():

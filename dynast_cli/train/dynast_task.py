@@ -38,7 +38,7 @@ from dynast_cli.train.dynast_losses import (
     hinge_generator_loss,
     warp_loss,
 )
-from dynast_cli.train.face_data import FaceBatch, FacePairs
+from dynast_cli.train.face_data import FaceBatch
 from dynast_cli.train.loop import train_loop
 from dynast_cli.train.samples import image_grid
 from dynast_cli.train.style import Task, export_weights
@@ -56,7 +56,7 @@ SAMPLE_COUNT = 4
 
 
 class PairSource(Protocol):
-    """What a DynaST task draws from (:class:`FacePairs`, :class:`dynast_cli.train.pose_data.PosePairs`)."""
+    """What a DynaST task draws from (:class:`dynast_cli.train.face_data.FacePairs`, :class:`dynast_cli.train.pose_data.PosePairs`)."""
 
     size: int
 
