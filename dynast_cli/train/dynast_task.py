@@ -56,7 +56,8 @@ SAMPLE_COUNT = 4
 
 
 class PairSource(Protocol):
-    """What a DynaST task draws from (:class:`dynast_cli.train.face_data.FacePairs`, :class:`dynast_cli.train.pose_data.PosePairs`)."""
+    """What a DynaST task draws from (:class:`dynast_cli.train.face_data.FacePairs`,
+    :class:`dynast_cli.train.pose_data.PosePairs`)."""
 
     size: int
 
