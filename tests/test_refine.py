@@ -11,9 +11,8 @@ from typer.testing import CliRunner
 
 from dynast_cli.cli import app
 from dynast_cli.nn.norm import calc_mean_std, mean_variance_norm
-from dynast_cli.pipelines.refine import (REFINE_BYTES_PER_PIXEL, RefinedMethod, default_refine_steps, refine_bytes,
-                                         working_size)
-from dynast_cli.pipelines.style import parse_method_spec, prepare_styles, refine_steps, stylize
+from dynast_cli.pipelines.refine import REFINE_BYTES_PER_PIXEL, RefinedMethod, default_refine_steps, refine_bytes
+from dynast_cli.pipelines.style import fit_size, parse_method_spec, prepare_styles, refine_steps, stylize
 from dynast_cli.pipelines.style_methods import OptimizeMethod
 from stand_ins import TinyEncoder, style_distance, one_thread  # noqa: F401 (autouse fixture)
 
@@ -85,7 +84,7 @@ def test_a_large_image_is_refined_at_the_working_size_and_the_change_upsampled(m
     out = _run(method, content, [style])
     assert out.shape == content.shape
     assert max(max(hw) for hw in seen[1:]) == 32  # every pass after the style's ran at the working size
-    assert working_size((48, 96), 32) == (16, 32)
+    assert fit_size(48, 96, max_size=32) == (16, 32)
     # the added change is a bilinear 3x upsampling of a 16x32 one (whose values sit at rows/cols 1, 4, 7, ...)
     change = out - content
     coarse = change[..., 1::3, 1::3]

@@ -25,7 +25,10 @@ from typing import Any, Callable, Sequence
 import torch
 import torch.nn.functional as F
 
-from dynast_cli.nn.norm import calc_mean_std, mean_variance_norm
+from dynast_cli.nn.norm import calc_mean_std
+from dynast_cli.pipelines.style import fit_size, resize
+from dynast_cli.pipelines.style_methods import blend
+from dynast_cli.train.losses import content_loss, statistics_loss
 
 #: Refinement steps when ``--refine`` is not given, per method (others: 0). Chosen on the validation pairs.
 DEFAULT_REFINE_STEPS = {"dynast": 10}
@@ -45,18 +48,9 @@ REFINE_BYTES_PER_PIXEL = 3000
 Stats = list[tuple[torch.Tensor, torch.Tensor]]
 
 
-def working_size(hw: tuple[int, int], max_side: int = REFINE_MAX_SIDE) -> tuple[int, int]:
-    """(H, W) -> the size an image is refined at: long side at most ``max_side``, aspect kept."""
-    h, w = hw
-    if max(h, w) <= max_side:
-        return h, w
-    scale = max_side / max(h, w)
-    return max(1, round(h * scale)), max(1, round(w * scale))
-
-
 def refine_bytes(hw: tuple[int, int]) -> int:
-    """Estimated working memory (bytes) of refining an (H, W) output."""
-    h, w = working_size(hw)
+    """Estimated working memory (bytes) of refining an (H, W) output (at its working size)."""
+    h, w = fit_size(*hw, max_size=REFINE_MAX_SIDE)
     return REFINE_BYTES_PER_PIXEL * h * w
 
 
@@ -67,12 +61,7 @@ def default_refine_steps(method: str) -> int:
 
 def blend_stats(per_style: Sequence[Stats], mix: Sequence[float]) -> Stats:
     """Per-style [(mean, std) per layer] -> the mix-weighted average of each."""
-    out = []
-    for level in range(len(per_style[0])):
-        mean = sum(w * s[level][0] for s, w in zip(per_style, mix))
-        std = sum(w * s[level][1] for s, w in zip(per_style, mix))
-        out.append((mean, std))
-    return out
+    return [tuple(blend([s[level][k] for s in per_style], mix) for k in (0, 1)) for level in range(len(per_style[0]))]
 
 
 def toward(target: Stats, start: Stats, alpha: float) -> Stats:
@@ -93,18 +82,14 @@ def style_objective(
 ) -> torch.Tensor:
     """The papers' losses on an image's features [relu1_1 .. relu5_1] (B, C_i, H_i, W_i), summed:
 
-    ``local_weight * sum MSE(feats[relu3_1..5_1], local)`` (AdaAttN's local feature loss; skipped
-    without ``local``) ``+ style_weight * sum MSE(mean/std of feats, stats)`` over all five layers
-    ``+ content_weight * sum MSE(mvn(feats), mvn(content_feats))`` at relu4_1 and relu5_1.
+    ``style_weight * statistics_loss(feats, stats)`` (mean/std MSE over all five layers)
+    ``+ content_weight * content_loss(feats, content_feats)`` (normalised relu4_1 and relu5_1)
+    ``+ local_weight * sum MSE(feats[relu3_1..5_1], local)`` (AdaAttN's local feature loss; skipped
+    without ``local``).
     """
-    loss = feats[0].new_zeros(())
+    loss = style_weight * statistics_loss(feats, stats) + content_weight * content_loss(feats, content_feats)
     if local is not None and local_weight:
         loss = loss + sum(local_weight * F.mse_loss(feats[i], t) for i, t in zip((2, 3, 4), local))
-    for f, (m, s) in zip(feats, stats):
-        fm, fs = calc_mean_std(f)
-        loss = loss + style_weight * (F.mse_loss(fm, m) + F.mse_loss(fs, s))
-    for i in (3, 4):
-        loss = loss + content_weight * F.mse_loss(mean_variance_norm(feats[i]), mean_variance_norm(content_feats[i]))
     return loss
 
 
@@ -141,14 +126,6 @@ def clone_tree(obj: Any) -> Any:
     if hasattr(obj, "__dataclass_fields__"):
         return type(obj)(**{k: clone_tree(getattr(obj, k)) for k in obj.__dataclass_fields__})
     return obj
-
-
-def fit_long_side(image: torch.Tensor, max_side: int) -> torch.Tensor:
-    """(B, C, H, W) -> resized (antialiased bilinear) so that max(H, W) <= max_side; unchanged if it fits."""
-    size = working_size(tuple(image.shape[-2:]), max_side)
-    if size == tuple(image.shape[-2:]):
-        return image
-    return F.interpolate(image, size=size, mode="bilinear", align_corners=False, antialias=True)
 
 
 @dataclass
@@ -188,8 +165,8 @@ class RefinedMethod:
         if self.steps == 0:
             return out
         with torch.inference_mode(False):  # the pipeline runs methods under inference mode
-            small_out = clone_tree(fit_long_side(out, self.max_side))
-            small_content = clone_tree(fit_long_side(content, self.max_side))
+            size = fit_size(*out.shape[-2:], max_size=self.max_side)
+            small_out, small_content = clone_tree(resize(out, size)), clone_tree(resize(content, size))
             with torch.no_grad():
                 content_feats = self.encoder(small_content)
             stats = blend_stats([clone_tree(s.stats) for s in states], mix)

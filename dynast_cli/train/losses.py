@@ -33,10 +33,17 @@ def style_loss(out_feats: Sequence[torch.Tensor], style_feats: Sequence[torch.Te
 
     Batches must match (or ``style_feats`` have batch 1, broadcast); spatial sizes may differ.
     """
+    return statistics_loss(out_feats, [calc_mean_std(s) for s in style_feats])
+
+
+def statistics_loss(
+    out_feats: Sequence[torch.Tensor], stats: Sequence[tuple[torch.Tensor, torch.Tensor]]
+) -> torch.Tensor:
+    """:func:`style_loss` against given target statistics: ``stats`` holds one (mean, std) per layer,
+    each (B or 1, C, 1, 1) (e.g. several styles' statistics blended)."""
     total = out_feats[0].new_zeros(())
-    for o, s in zip(out_feats, style_feats, strict=True):
+    for o, (s_mean, s_std) in zip(out_feats, stats, strict=True):
         o_mean, o_std = calc_mean_std(o)
-        s_mean, s_std = calc_mean_std(s)
         total = total + F.mse_loss(o_mean, s_mean.expand_as(o_mean)) + F.mse_loss(o_std, s_std.expand_as(o_std))
     return total
 
