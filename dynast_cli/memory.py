@@ -223,7 +223,11 @@ def plan_style(
     base = (0 if cuda else BASE) + model_bytes(method) + extra_bytes
     frames = f"{batch} frames of " if batch > 1 else "a "
     what = f"{frames}{content_hw[1]}x{content_hw[0]} content with {kind}"
-    note = f" (activations alone {format_bytes(activations)}; try a smaller --max-size)"
+    if extra_bytes:
+        note = (f" (activations alone {format_bytes(activations)}, refinement {format_bytes(extra_bytes)}; "
+                "try a smaller --max-size or --refine 0)")
+    else:
+        note = f" (activations alone {format_bytes(activations)}; try a smaller --max-size)"
 
     if kind in ("adaattn", "stya2k"):
         caps = _adaattn_caps(method) if kind == "adaattn" else (0, 0)
