@@ -204,3 +204,18 @@ def test_refined_outputs_stay_in_range_for_any_step_count(steps):
     out = _run(RefinedMethod(Identity(), TinyEncoder(), steps=steps, lr=0.5), torch.rand(1, 3, 32, 32),
                [torch.rand(1, 3, 32, 32)])
     assert 0 <= out.min() and out.max() <= 1
+
+
+def test_a_memory_budget_counts_the_refinement_and_says_how_to_drop_it(stand_ins):
+    from dynast_cli.memory import MemoryBudgetError, plan_style
+    from dynast_cli.pipelines.style import get_style_method
+
+    method = get_style_method("adain")
+    plain = plan_style(10**12, method, (480, 640), [(512, 512)])
+    refined = plan_style(10**12, method, (480, 640), [(512, 512)], extra_bytes=refine_bytes((480, 640)))
+    assert refined.minimum - plain.minimum == REFINE_BYTES_PER_PIXEL * 384 * 512
+    with pytest.raises(MemoryBudgetError, match=r"refinement .*; try a smaller --max-size or --refine 0\)"):
+        plan_style(plain.minimum, method, (480, 640), [(512, 512)], extra_bytes=refine_bytes((480, 640)))
+    with pytest.raises(MemoryBudgetError) as plain_error:
+        plan_style(plain.minimum - 1, method, (480, 640), [(512, 512)])
+    assert "--refine" not in str(plain_error.value)
