@@ -54,6 +54,7 @@ import torch.nn.functional as F
 from torch.utils._python_dispatch import TorchDispatchMode
 
 from dynast_cli.errors import DynastError
+from dynast_cli.io.outputs import save_figure
 from dynast_cli.runtime import silenced_stderr
 
 MB = 1024 * 1024
@@ -595,5 +596,7 @@ def plot_results(results: Sequence[BenchResult], path: str | os.PathLike, title:
     ax_m.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.02, 1))
     ax_t.legend(handles=ax_t.lines[-2:], fontsize=7, loc="upper left")
     fig.suptitle(f"{title}: fast (solid) vs naive (dashed)" if title else "fast (solid) vs naive (dashed)")
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+    try:
+        save_figure(fig, path, dpi=110)  # atomic; an unwritable path is an OutputError naming it
+    finally:
+        plt.close(fig)

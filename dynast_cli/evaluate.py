@@ -28,6 +28,7 @@ import torch
 
 from dynast_cli.errors import InputError
 from dynast_cli.io.images import list_images, load_image, save_image
+from dynast_cli.io.outputs import check_output, save_figure, write_text
 from dynast_cli.pipelines.style import StyleMethod, fit_size, resize, stylize
 from dynast_cli.train.losses import content_loss, style_loss
 from dynast_cli.train.samples import image_grid
@@ -37,6 +38,17 @@ Encoder = Callable[..., list[torch.Tensor]]
 GRID_CELL = 256
 JSON_FILE, MARKDOWN_FILE, GRID_FILE = "style_eval.json", "style_eval.md", "style_eval_grid.png"
 TRADEOFF_FILE = "style_eval_tradeoff.png"
+
+
+def output_files(alphas: Sequence[float] = (1.0,)) -> list[str]:
+    """The names :func:`evaluate_style` writes into its folder (the trade-off plot with several strengths)."""
+    return [JSON_FILE, MARKDOWN_FILE, GRID_FILE] + ([TRADEOFF_FILE] if len(alphas) > 1 else [])
+
+
+def check_outputs(out_dir: str | Path, alphas: Sequence[float] = (1.0,), overwrite: bool = False) -> None:
+    """Before any work: ``out_dir`` can hold the results and (unless ``overwrite``) holds none of them
+    yet, or an OutputError naming the path."""
+    check_output(out_dir, overwrite, kind="dir", files=output_files(alphas))
 
 
 @dataclass
@@ -184,8 +196,10 @@ def plot_tradeoff(panels: Sequence[tuple[str, Sequence[MethodSummary]]], path: s
         ax.grid(True, alpha=0.3)
         ax.legend(fontsize=8)
         ax.set_title(title, fontsize=10)
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+    try:
+        save_figure(fig, path, dpi=110)
+    finally:
+        plt.close(fig)
 
 
 def evaluate_style(
@@ -197,15 +211,18 @@ def evaluate_style(
     size: int = 512,
     device: str | torch.device = "cpu",
     alphas: Sequence[float] = (1.0,),
+    overwrite: bool = True,
 ) -> list[PairResult]:
     """Run every method on every content x style pair; write the JSON, Markdown and grid into ``out_dir``.
 
     ``methods`` maps a display name to a built method (see
     :func:`dynast_cli.pipelines.style.get_style_method`); ``encoder`` is the loss network.
     ``alphas``: the style strengths (``--alpha``) to run each method at; with several, also writes
-    the trade-off plot.
+    the trade-off plot. The folder is checked before any work; ``overwrite=False`` refuses to replace
+    earlier results (see :func:`check_outputs`).
     """
     check_alphas(alphas)
+    check_outputs(out_dir, alphas, overwrite)
     device = torch.device(device)
     content_images = {p: _load(p, size, device) for p in contents}
     style_images = {p: _load(p, size, device) for p in styles}
@@ -237,11 +254,11 @@ def evaluate_style(
                                               alpha))
                     outputs[(c_path, s_path, name, alpha)] = out.cpu()
 
-    out_dir.mkdir(parents=True, exist_ok=True)
+    out_dir = Path(out_dir)
     payload = {"size": size, "device": str(device), "summary": [asdict(s) for s in summarise(results)],
                "pairs": [asdict(r) for r in results]}
-    (out_dir / JSON_FILE).write_text(json.dumps(payload, indent=2) + "\n")
-    (out_dir / MARKDOWN_FILE).write_text(markdown_table(results))
+    write_text(out_dir / JSON_FILE, json.dumps(payload, indent=2) + "\n")  # atomic; creates out_dir
+    write_text(out_dir / MARKDOWN_FILE, markdown_table(results))
     summaries = summarise(results)
     rows = [[content_images[c].cpu(), style_images[s].cpu(), *(outputs[(c, s, m.method, m.alpha)] for m in summaries)]
             for c in content_images for s in style_images]

@@ -35,7 +35,7 @@ from typing import Any
 
 import torch
 
-from dynast_cli.errors import DynastError
+from dynast_cli.errors import EXIT_MEMORY, EXIT_USAGE, DynastError
 
 FLOAT = 4  # bytes per float32
 GiB, MiB = 1 << 30, 1 << 20
@@ -72,16 +72,23 @@ _UNITS = {"": 1, "b": 1, "k": 1 << 10, "m": 1 << 20, "g": 1 << 30, "t": 1 << 40}
 
 
 class MemoryBudgetError(DynastError):
-    """The memory budget cannot be met (or was not understood)."""
+    """The memory budget cannot be met (exit 6)."""
 
-    exit_code = 6
+    exit_code = EXIT_MEMORY
+
+
+class MemorySizeError(MemoryBudgetError):
+    """``--max-memory`` was not understood (``abc``, below 1 MiB): a usage error (exit 1), not a budget
+    that cannot be met. A :class:`MemoryBudgetError` still, for callers that catch budget problems."""
+
+    exit_code = EXIT_USAGE
 
 
 def parse_memory(text: str | int | None) -> int | None:
     """``"4G"`` -> 4 GiB in bytes; ``"500M"``, ``"1.5GB"``, ``"512MiB"``, ``"2000000000"`` (bytes).
 
     Units are binary (K = 1024). ``None`` / ``""`` -> None (no budget). Anything else, or a size
-    below 1 MiB, raises :class:`MemoryBudgetError` with a one-line message.
+    below 1 MiB, raises :class:`MemorySizeError` (a usage error) with a one-line message.
     """
     if text is None or (isinstance(text, str) and not text.strip()):
         return None
@@ -90,10 +97,10 @@ def parse_memory(text: str | int | None) -> int | None:
     else:
         m = re.fullmatch(r"\s*(\d+(?:\.\d*)?|\.\d+)\s*([kmgtKMGT]?)(?:i?[bB])?\s*", text)
         if not m:
-            raise MemoryBudgetError(f"--max-memory takes a size like 4G, 500M or 1.5GB, got '{text}'")
+            raise MemorySizeError(f"--max-memory takes a size like 4G, 500M or 1.5GB, got '{text}'")
         value = int(float(m.group(1)) * _UNITS[m.group(2).lower()])
     if value < MiB:
-        raise MemoryBudgetError(f"--max-memory must be at least 1M, got '{text}'")
+        raise MemorySizeError(f"--max-memory must be at least 1M, got '{text}'")
     return value
 
 

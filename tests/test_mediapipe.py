@@ -181,7 +181,7 @@ def test_run_face_with_mediapipe_edges(tmp_path, fake_mesh):
                                      method="mediapipe", save_edges=tmp_path / "edges.png", generator=_Generator())
     assert written == [tmp_path / "edges.png", tmp_path / "out.png"]
     edges = np.asarray(Image.open(tmp_path / "edges.png").convert("L")) > 127
-    assert np.array_equal(edges, _mesh_and_canny(tmp_path / "b.png", fake_mesh["landmarks"], (256, 256)))
+    assert np.array_equal(edges, _mesh_and_canny(tmp_path / "b.png", fake_mesh["landmarks"], (256, 213)))  # aspect kept
 
 
 @pytest.fixture

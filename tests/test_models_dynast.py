@@ -11,7 +11,6 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
-import time
 from pathlib import Path
 
 import pytest
@@ -20,7 +19,7 @@ import torch.nn.functional as F
 
 from dynast_cli.attention import reference as ref
 from dynast_cli.errors import InputError, WeightsError
-from dynast_cli.models.dynast import DynastConfig, DynastGenerator, load_dynast
+from dynast_cli.models.dynast import DynastConfig, DynastGenerator, fold_batchnorm, load_dynast
 from dynast_cli.weights.convert_dynast import (
     convert_dynast,
     fold_spectral_norm,
@@ -75,12 +74,18 @@ def make_official_checkpoint(config: DynastConfig, seed: int = 0) -> dict[str, t
 # --- the official forward, written plainly --------------------------------------------------------
 
 
-def official_forward(sd, cfg: DynastConfig, seg_map, ref_img, ref_seg, is_train=False):
+def official_forward(raw_sd, cfg: DynastConfig, seg_map, ref_img, ref_seg, is_train=False):
+    """Runs in the inputs' dtype (float64 for the exact parity check). The spectral-norm division
+    w / (u . W v) is done in the checkpoint's own float32, as the official code does in eval, and
+    only then widened, so both sides use bit-identical weights."""
+    dtype = seg_map.dtype
+    sd = {k: (v.to(dtype) if v.is_floating_point() else v) for k, v in raw_sd.items()}
+
     def conv(x, prefix, stride=1, pad=True):
-        if prefix + ".weight_orig" in sd:  # spectral norm in eval: weight_orig / (u . W v)
-            w = sd[prefix + ".weight_orig"]
-            sigma = torch.dot(sd[prefix + ".weight_u"], torch.mv(w.view(w.shape[0], -1), sd[prefix + ".weight_v"]))
-            w = w / sigma
+        if prefix + ".weight_orig" in raw_sd:  # spectral norm in eval: weight_orig / (u . W v)
+            w = raw_sd[prefix + ".weight_orig"]
+            sigma = torch.dot(raw_sd[prefix + ".weight_u"], torch.mv(w.view(w.shape[0], -1), raw_sd[prefix + ".weight_v"]))
+            w = (w / sigma).to(dtype)
         else:
             w = sd[prefix + ".weight"]
         if pad:
@@ -174,11 +179,11 @@ def official_forward(sd, cfg: DynastConfig, seg_map, ref_img, ref_seg, is_train=
     return (out, warp_out) if is_train else out
 
 
-def _inputs(cfg: DynastConfig, h: int, w: int, b: int = 1, seed: int = 1):
+def _inputs(cfg: DynastConfig, h: int, w: int, b: int = 1, seed: int = 1, dtype=torch.float32):
     g = torch.Generator().manual_seed(seed)
-    query = torch.rand(b, cfg.semantic_nc, h, w, generator=g)
-    ref_image = torch.rand(b, 3, h, w, generator=g) * 2 - 1
-    ref_sem = torch.rand(b, cfg.semantic_nc, h, w, generator=g)
+    query = torch.rand(b, cfg.semantic_nc, h, w, generator=g, dtype=dtype)
+    ref_image = torch.rand(b, 3, h, w, generator=g, dtype=dtype) * 2 - 1
+    ref_sem = torch.rand(b, cfg.semantic_nc, h, w, generator=g, dtype=dtype)
     return query, ref_image, ref_sem
 
 
@@ -301,33 +306,38 @@ def test_cli_convert(tmp_path, small):
 
 @pytest.mark.parametrize("hw", [(64, 64), (64, 48), (48, 80)])
 def test_forward_matches_official_compact(small, hw):
-    sd, _, model = small
-    inputs = _inputs(SMALL, *hw, b=2)
+    sd, path, _ = small
+    model = load_dynast(path, fold=False).double()  # float64: see test_official_size_parity_and_other_sizes
+    inputs = _inputs(SMALL, *hw, b=2, dtype=torch.float64)
     with torch.inference_mode():
         ours = model(*inputs)
         theirs = official_forward(sd, SMALL, *inputs)
+        folded = fold_batchnorm(model)(*inputs)
     assert ours.shape == (2, 3, *hw)
     assert ours.abs().max() <= 1 and ours.std() > 0.05  # tanh output, not collapsed
-    torch.testing.assert_close(ours, theirs, atol=1e-4, rtol=1e-4)
+    torch.testing.assert_close(ours, theirs, atol=1e-9, rtol=0)
+    torch.testing.assert_close(folded, theirs, atol=1e-9, rtol=0)
 
 
 def test_chunk_does_not_change_the_output(small):
-    _, path, model = small
-    inputs = _inputs(SMALL, 64, 64)
+    _, path, _ = small
+    inputs = _inputs(SMALL, 64, 64, dtype=torch.float64)
     with torch.inference_mode():
-        torch.testing.assert_close(load_dynast(path, chunk=300)(*inputs), model(*inputs), atol=1e-5, rtol=1e-5)
+        torch.testing.assert_close(load_dynast(path, chunk=300, fold=False).double()(*inputs),
+                                   load_dynast(path, fold=False).double()(*inputs), atol=1e-9, rtol=0)
 
 
 def test_return_all_gives_the_official_warped_references(small):
-    sd, _, model = small
-    inputs = _inputs(SMALL, 64, 64)
+    sd, path, _ = small
+    model = load_dynast(path, fold=False).double()  # folding in float32 would round the weights
+    inputs = _inputs(SMALL, 64, 64, dtype=torch.float64)
     with torch.no_grad():
         out = model(*inputs, return_all=True)
         image, warps = official_forward(sd, SMALL, *inputs, is_train=True)
-    torch.testing.assert_close(out["image"], image, atol=1e-4, rtol=1e-4)
+    torch.testing.assert_close(out["image"], image, atol=1e-9, rtol=0)
     assert [w.shape[-1] for w in out["warped"]] == [8, 8, 16, 16, 32, 32, 64, 64]
     for ours, theirs in zip(out["warped"], warps, strict=True):
-        torch.testing.assert_close(ours, theirs, atol=1e-4, rtol=1e-4)
+        torch.testing.assert_close(ours, theirs, atol=1e-9, rtol=0)
 
 
 def test_training_step_reaches_every_attention_projection(small):
@@ -367,26 +377,37 @@ def test_top_k_larger_than_the_coarse_grid_is_an_input_error():
 
 @pytest.mark.slow
 def test_official_size_parity_and_other_sizes(tmp_path):
-    """The DeepFashion configuration: 92M parameters, 256x256 parity, then 512x512 and 256x192."""
+    """The DeepFashion configuration (92M parameters): exact parity at 256x256, then a 256x192 run.
+
+    Parity is checked in float64 on both sides. In float32 the comparison depends on the CPU's
+    kernels, not on the code: with smooth = 0.01 the attention is almost an argmax, and a sum order
+    that differs in the last bit flips a near-tie among the top-k matches, which moves an output by
+    up to 0.6 (the official float32 code flips the same near-ties its own way). In float64 the same
+    weights (the checkpoint's float32 values, spectral norm divided in float32 as the official eval
+    does) give the same top-k choices at every scale: every warped reference, from 1/8 to full
+    scale, and the image agree to 1e-9 (seen: 1e-11 or less), whereas one different match would
+    move a warped pixel by ~0.1. BatchNorm folding is checked the same way on the compact config.
+    """
     if os.environ.get("DYNAST_SKIP_SLOW"):
         pytest.skip("DYNAST_SKIP_SLOW set")
-    start = time.monotonic()
     cfg = DynastConfig()
     sd = make_official_checkpoint(cfg, seed=3)
     pth = tmp_path / "latest_net_G.pth"
     torch.save(sd, pth)
-    # unfolded: folding BatchNorm (tests/test_inference.py) reorders float rounding, which over this
-    # 92M-parameter depth moved one of 196,608 outputs by 1.4e-4 against the official forward
-    model = load_dynast(convert_dynast(pth, tmp_path / "g.safetensors"), fold=False)
-    assert model.config == cfg
-    inputs = _inputs(cfg, 256, 256)
+    path = convert_dynast(pth, tmp_path / "g.safetensors")
+    model = load_dynast(path, fold=False)
+    assert model.config == cfg and next(model.parameters()).dtype == torch.float32
+    model = model.double()
+    inputs = [x.double() for x in _inputs(cfg, 256, 256)]
     with torch.inference_mode():
-        ours = model(*inputs)
-        theirs = official_forward(sd, cfg, *inputs)
-    torch.testing.assert_close(ours, theirs, atol=1e-4, rtol=1e-4)
-    for hw, budget in (((256, 192), 45), ((512, 512), 30)):
-        if time.monotonic() - start > budget:
-            pytest.skip(f"parity passed; machine too slow for the {hw[0]}x{hw[1]} run within a minute")
-        with torch.inference_mode():
-            out = model(*_inputs(cfg, *hw))
-        assert out.shape == (1, 3, *hw) and torch.isfinite(out).all() and out.std() > 0.05
+        ours = model(*inputs, return_all=True)
+        image, warps = official_forward(sd, cfg, *inputs, is_train=True)
+    assert [w.shape[-1] for w in ours["warped"]] == [32, 32, 64, 64, 128, 128, 256, 256]
+    for level, (mine, theirs) in enumerate(zip(ours["warped"], warps, strict=True)):
+        torch.testing.assert_close(mine, theirs, atol=1e-9, rtol=0, msg=lambda m: f"warped reference {level}: {m}")
+    torch.testing.assert_close(ours["image"], image, atol=1e-9, rtol=0)
+    # another aspect, in the float32 the CLI runs (shape and sanity; the compact config's parity
+    # tests cover other sizes and the folded BatchNorms exactly)
+    with torch.inference_mode():
+        out = load_dynast(path)(*_inputs(cfg, 256, 192))
+    assert out.shape == (1, 3, 256, 192) and torch.isfinite(out).all() and out.std() > 0.05

@@ -262,9 +262,10 @@ def _kps(frame: tuple[int, int], seed: int) -> Keypoints:
 
 
 def test_pose_transfer_feeds_the_generator_the_official_inputs():
+    # Frames at the model size (the official 256x256 DeepFashion case): exactly the official maps.
     gen = RecordingGenerator()
-    ref = torch.rand(3, 64, 64)
-    ref_kps, target_kps = _kps((64, 64), 0), _kps((64, 64), 1)
+    ref = torch.rand(3, 64, 64)  # the image is resized to its keypoints' frame
+    ref_kps, target_kps = _kps((32, 32), 0), _kps((32, 32), 1)
     out = pose_transfer(gen, ref, ref_kps, target_kps, size=(32, 32))
     (call,) = gen.calls
     assert torch.equal(call["query"][0], render_pose_map(target_kps, (32, 32)))
@@ -273,6 +274,16 @@ def test_pose_transfer_feeds_the_generator_the_official_inputs():
     assert call["ref_image"].min() >= -1 and call["ref_image"].max() <= 1
     assert out.shape == (3, 32, 32)
     torch.testing.assert_close(out, (call["ref_image"][0] + 1) / 2)
+
+
+def test_larger_frames_are_drawn_at_the_model_scale():
+    # A 64x64 frame for a 32x32 model: the keypoints are scaled (x * 32 / 64) and drawn on the
+    # canvas itself, so limbs keep their official thickness at the model scale.
+    gen = RecordingGenerator()
+    target_kps = _kps((64, 64), 1)
+    pose_transfer(gen, torch.rand(3, 64, 64), _kps((64, 64), 0), target_kps, size=(32, 32))
+    scaled = Keypoints(target_kps.points / 2, (32, 32))
+    assert torch.equal(gen.calls[0]["query"][0], render_pose_map(scaled, (32, 32)))
 
 
 def test_non_square_frames_are_padded_white_and_cropped_back():

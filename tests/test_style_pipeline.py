@@ -131,7 +131,7 @@ def test_cli_debug_shows_traceback(stand_ins, tmp_path, image_file):
 
 
 def test_cli_unknown_method(stand_ins, image_file, tmp_path):
-    c = image_file(16, 16, "c.png")
+    c = image_file(32, 32, "c.png")
     result = runner.invoke(app, ["style", str(c), str(c), "-o", str(tmp_path / "o.png"), "-m", "nope"])
     assert result.exit_code == 1 and "unknown style method 'nope'" in result.output
 
@@ -152,9 +152,9 @@ def test_batch_folder_skips_corrupt_file(stand_ins, image_file, tmp_path):
 
 def test_run_style_api_reports_failures(stand_ins, image_file, tmp_path):
     folder = tmp_path / "in"
-    image_file(16, 16, "in/ok.png")
+    image_file(32, 32, "in/ok.png")
     (folder / "bad.png").write_bytes(b"x")
     with pytest.raises(BatchError) as info:
-        style_pipeline.run_style(folder, [image_file(16, 16, "s.png")], tmp_path / "o", style_pipeline.StyleOptions(method="adain", device="cpu"))
+        style_pipeline.run_style(folder, [image_file(32, 32, "s.png")], tmp_path / "o", style_pipeline.StyleOptions(method="adain", device="cpu"))
     assert info.value.report.written == [tmp_path / "o" / "ok.png"]
     assert [p.name for p, _ in info.value.report.failed] == ["bad.png"]

@@ -13,6 +13,7 @@ from rich.table import Table
 
 from dynast_cli.cli.app import command, err_console
 from dynast_cli.errors import DynastError, OutputError
+from dynast_cli.io.outputs import check_output, write_text
 
 
 def _parse_sizes(text: str, option: str) -> list[int]:
@@ -69,6 +70,7 @@ def bench(
     threads: Optional[int] = typer.Option(None, "--threads", min=1, help="CPU threads."),
     json_path: Optional[Path] = typer.Option(None, "--json", help="Also write the results as JSON."),
     plot: Optional[Path] = typer.Option(None, "--plot", help="Also plot the kernels' time and memory against size (PNG)."),
+    overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing --json or --plot file."),
 ) -> None:
     """Time the fast attention kernels against their naive twins (median ms, peak MB, ratios)."""
     from dynast_cli import bench as b
@@ -79,11 +81,13 @@ def bench(
     kernel_sizes = _parse_sizes(sizes, "--sizes")
     e2e_cases = b.select_cases([], e2e=True) if e2e else []
     e2e_sizes = _parse_sizes(image_sizes, "--image-sizes") if e2e else []
-    for path in (json_path, plot):
-        if path is not None and not path.parent.is_dir():
-            raise OutputError("folder does not exist", path.parent)
     if plot is not None and plot.suffix.lower() != ".png":
         raise OutputError("the plot is written as PNG (use a .png name)", plot)
+    if json_path is not None and plot is not None and json_path.resolve() == plot.resolve():
+        raise OutputError("named by both --json and --plot", plot)
+    for path in (json_path, plot):  # before any measurement: exists without --overwrite, unwritable folder
+        if path is not None:
+            check_output(path, overwrite, create=False)
     if clock not in b.CLOCKS:
         raise DynastError(f"unknown --clock '{clock}' (use wall or cpu)")
     set_threads(threads)
@@ -109,7 +113,7 @@ def bench(
         console.print(line, markup=False, highlight=False)
     if json_path is not None:
         payload = {"environment": env, "results": [r.to_dict() for r in results]}
-        json_path.write_text(json.dumps(payload, indent=2) + "\n")
+        write_text(json_path, json.dumps(payload, indent=2) + "\n")
         typer.echo(f"wrote {json_path}")
     if plot is not None:
         kernel_results = [r for r in results if r.kind == "kernel"]

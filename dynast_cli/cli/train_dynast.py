@@ -19,7 +19,9 @@ def _run(source_factory, name: str, preset: str, steps: int, batch: int, lr: flo
 
     from dynast_cli.runtime import resolve_device
     from dynast_cli.train.dynast_task import train_dynast
+    from dynast_cli.train.loop import check_run_dir
 
+    check_run_dir(out, resume, samples=sample_every > 0)  # before the data set is read or a model built
     if threads:
         torch.set_num_threads(threads)
     path = train_dynast(source_factory(), name, preset=preset, steps=steps, batch=batch, lr=lr, out=out,

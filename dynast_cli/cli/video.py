@@ -7,8 +7,15 @@ from typing import Callable, List, Optional
 
 import typer
 
-from dynast_cli.cli.app import command, err_console, eval_app
+from dynast_cli.cli.app import command, debug_enabled, err_console, eval_app
 from dynast_cli.cli.style import parse_mix
+from dynast_cli.errors import DynastError
+
+
+class Interrupted(DynastError):
+    """Ctrl-C: the one-line message says where the work done is kept (exit 130, as for SIGINT)."""
+
+    exit_code = 130
 
 
 def _frame_progress():
@@ -72,19 +79,25 @@ def video(
 
     budget = parse_memory(max_memory)
     set_threads(threads)
-    with _frame_progress() as bar:
-        report = run_video(
-            input, styles, output, method=method, attention=attention, batch=batch, start=start, end=end,
-            max_size=max_size, overwrite=overwrite, resume=resume, progress=_ticker(bar, bar.add_task("video")),
-            weights=weights, vgg=vgg, device=device, alpha=alpha, mix=parse_mix(mix), style_size=style_size,
-            max_memory=budget,
-        )
+    try:
+        with _frame_progress() as bar:
+            report = run_video(
+                input, styles, output, method=method, attention=attention, batch=batch, start=start, end=end,
+                max_size=max_size, overwrite=overwrite, resume=resume, progress=_ticker(bar, bar.add_task("video")),
+                weights=weights, vgg=vgg, device=device, alpha=alpha, mix=parse_mix(mix), style_size=style_size,
+                max_memory=budget, warn=lambda notice: err_console.print(f"warning: {notice}", markup=False),
+            )
+    except KeyboardInterrupt as exc:
+        if debug_enabled():
+            raise
+        raise Interrupted(str(exc) or "interrupted") from None
     for note in report.notes:
         err_console.print(f"note: {note}", markup=False)
     resumed = report.frames - report.computed
     typer.echo(
         f"wrote {report.output} ({report.frames} frames, {report.size[0]}x{report.size[1]}, {report.fps:g} fps; "
-        f"{report.frames_per_second:.2f} frames/s" + (f"; {resumed} resumed" if resumed else "") + ")"
+        f"{report.frames_per_second:.2f} frames/s" + (f"; {resumed} resumed" if resumed else "")
+        + (f"; {len(report.repeated)} repeated" if report.repeated else "") + ")"
     )
 
 
@@ -102,6 +115,7 @@ def eval_video(
     flow: str = typer.Option("dis", "--flow", help="Optical flow of the source frames: dis or farneback."),
     batch: int = typer.Option(4, "--batch", min=1, help="Frames stylised together."),
     output: Optional[Path] = typer.Option(None, "-o", "--output", help="JSON report (default: <input>_temporal.json)."),
+    overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing report."),
     device: str = typer.Option("auto", "--device", help="auto, cpu or cuda."),
     weights: Optional[Path] = typer.Option(None, "--weights", help="Weights file (safetensors)."),
     vgg: Optional[Path] = typer.Option(None, "--vgg", envvar="DYNAST_VGG16", help="ImageNet VGG16 file."),
@@ -118,12 +132,13 @@ def eval_video(
     if flow not in FLOW_METHODS:
         raise typer.BadParameter(f"choose from {', '.join(FLOW_METHODS)}", param_hint="--flow")
     set_threads(threads)
-    output = output or Path(f"{input.stem}_temporal.json")
+    output = output or Path(f"{input.stem}_temporal.json")  # checked by evaluate_video before any work
     with err_console.status("evaluating") as status:
         report = evaluate_video(
             input, style, [m.strip() for m in methods.split(",") if m.strip()], max_frames=max_frames,
             max_size=max_size, per_frame=per_frame, flow=flow, batch=batch, weights=weights, vgg=vgg,
             device=device, output=output, progress=lambda name: status.update(f"evaluating {name}"),
+            overwrite=overwrite,
         )
     table = Table(title=f"{input.name}: {report.frames} frames, {report.size[0]}x{report.size[1]}, {report.flow} flow")
     table.add_column("variant")

@@ -100,6 +100,18 @@ def load_image(path: str | Path) -> torch.Tensor:
     return torch.from_numpy(np.ascontiguousarray(arr.transpose(2, 0, 1)))
 
 
+def read_image_size(path: str | Path) -> tuple[int, int] | None:
+    """``(H, W)`` of an image file from its header (EXIF rotation applied), without decoding it; None when
+    it cannot be read (:func:`load_image` then reports why)."""
+    try:
+        with Image.open(path) as img:
+            w, h = img.size
+            rotated = img.getexif().get(0x0112, 1) in (5, 6, 7, 8)
+    except (OSError, UnidentifiedImageError, ValueError, Image.DecompressionBombError):
+        return None
+    return (w, h) if rotated else (h, w)
+
+
 def to_uint8(image: torch.Tensor) -> np.ndarray:
     """``(3, H, W)`` or ``(1, 3, H, W)`` float in [0, 1] -> ``(H, W, 3)`` uint8."""
     if image.dim() == 4:
@@ -127,6 +139,28 @@ def check_output_path(path: str | Path, overwrite: bool) -> Path:
     if parent.exists() and not os.access(parent, os.W_OK):
         raise OutputError("folder is not writable", parent)
     return path
+
+
+def check_image_size(
+    path: str | Path,
+    hw: tuple[int, int],
+    min_side: int,
+    fitted: tuple[int, int] | None = None,
+    fitting: str = "",
+    hint: str = "",
+    frame: bool = False,
+) -> None:
+    """Refuse an image (or, with ``frame``, a keypoint file's frame) of ``hw`` ``(H, W)`` whose smaller side
+    is under ``min_side`` pixels, or whose size ``fitted`` ``(H, W)`` after resizing (described by
+    ``fitting``, e.g. ``"--max-size 20"``) is: an :class:`InputError` naming ``path``, e.g.
+    ``a.png: is 1x1; the smallest side must be at least 32 px``. ``hint`` ends the message."""
+    h, w = hw
+    what = f"has a {w}x{h} frame" if frame else f"is {w}x{h}"
+    tail = f"; the smallest side must be at least {min_side} px{hint}"
+    if min(h, w) < min_side:
+        raise InputError(f"{what}{tail}", path)
+    if fitted is not None and min(fitted) < min_side:
+        raise InputError(f"{what}, which {fitting} makes {fitted[1]}x{fitted[0]}{tail}", path)
 
 
 def save_image(image: torch.Tensor | np.ndarray, path: str | Path, quality: int = 95) -> Path:

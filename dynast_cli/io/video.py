@@ -2,7 +2,8 @@
 
 * :class:`VideoReader` reads a video file (OpenCV) or a folder of frame images (natural order:
   ``frame2`` before ``frame10``), optionally cut to ``[start, end)`` seconds, and yields RGB
-  ``uint8`` arrays ``(H, W, 3)``.
+  ``uint8`` arrays ``(H, W, 3)``. With ``on_bad_frame``, an unreadable image of a frame folder is
+  replaced by its neighbour (frame count and timing kept) and reported, instead of stopping.
 * :class:`VideoWriter` writes ``.mp4`` (MPEG-4 Part 2, ``mp4v``), ``.avi`` (Motion JPEG) or a folder
   of PNG frames (``frame_000001.png``, ...). A video file is written to a hidden temporary file beside
   the output and renamed when complete, so a failed run never leaves a half-written output; the
@@ -17,10 +18,11 @@ from __future__ import annotations
 import os
 import re
 import shutil
+import struct
 import subprocess
 from contextlib import ExitStack
 from pathlib import Path
-from typing import Iterator
+from typing import BinaryIO, Callable, Iterator
 
 import cv2
 import numpy as np
@@ -64,12 +66,96 @@ def ffmpeg_exe() -> str | None:
 
 
 def has_audio(path: str | Path) -> bool | None:
-    """Whether a video file has an audio track (``None``: unknown, no ffmpeg to ask)."""
+    """Whether a video file has an audio track: asked of ffmpeg when there is one, else read from the
+    container's headers (MP4/MOV, AVI); ``None``: unknown (no ffmpeg, another container)."""
     exe = ffmpeg_exe()
     if exe is None:
-        return None
+        return container_has_audio(path)
     probe = subprocess.run([exe, "-hide_banner", "-i", str(path)], capture_output=True, text=True)
     return re.search(r"Stream #\d+:\d+.*: Audio:", probe.stderr) is not None
+
+
+def container_has_audio(path: str | Path) -> bool | None:
+    """Whether an MP4/MOV (a ``soun`` track) or AVI (an ``auds`` stream) file has an audio track, from
+    its headers alone; ``None`` for other containers or headers that cannot be parsed."""
+    try:
+        with open(path, "rb") as f:
+            head = f.read(12)
+            if head[:4] == b"RIFF" and head[8:12] == b"AVI ":
+                return _avi_has_audio(f)
+            if head[4:8] in (b"ftyp", b"moov", b"mdat", b"free", b"skip", b"wide"):
+                f.seek(0)
+                return _mp4_has_audio(f)
+    except (OSError, struct.error, ValueError):
+        pass
+    return None
+
+
+def _riff_chunks(data: bytes) -> Iterator[tuple[bytes, bytes]]:
+    """``(id, payload)`` of the RIFF chunks in ``data`` (a ``LIST``'s payload starts with its type)."""
+    i = 0
+    while i + 8 <= len(data):
+        kind, size = data[i:i + 4], struct.unpack("<I", data[i + 4:i + 8])[0]
+        yield kind, data[i + 8:i + 8 + size]
+        i += 8 + size + (size & 1)
+
+
+def _avi_has_audio(f: BinaryIO) -> bool | None:
+    """Walk ``LIST hdrl`` -> ``LIST strl`` -> ``strh`` (its fccType); ``f`` is past the RIFF header."""
+    while len(header := f.read(12)) == 12:
+        kind, size = header[:4], struct.unpack("<I", header[4:8])[0]
+        if kind == b"LIST" and header[8:12] == b"hdrl":
+            hdrl = f.read(size - 4)
+            types = [
+                strh[:4]
+                for kind, strl in _riff_chunks(hdrl) if kind == b"LIST" and strl[:4] == b"strl"
+                for kind, strh in _riff_chunks(strl[4:]) if kind == b"strh"
+            ]
+            return b"auds" in types if types else None
+        f.seek(size + (size & 1) - 4, os.SEEK_CUR)
+    return None
+
+
+def _mp4_boxes(data: bytes) -> Iterator[tuple[bytes, bytes]]:
+    """``(type, payload)`` of the ISO BMFF boxes in ``data``."""
+    i = 0
+    while i + 8 <= len(data):
+        size, kind = struct.unpack(">I4s", data[i:i + 8])
+        start = i + 8
+        if size == 1:
+            size, start = struct.unpack(">Q", data[i + 8:i + 16])[0], i + 16
+        elif size == 0:
+            size = len(data) - i
+        if size < start - i:
+            return
+        yield kind, data[start:i + size]
+        i += size
+
+
+def _mp4_has_audio(f: BinaryIO) -> bool | None:
+    """Find the top-level ``moov`` box (skipping ``mdat``) and look for a ``trak/mdia/hdlr`` of type ``soun``."""
+    while header := f.read(8):
+        if len(header) < 8:
+            return None
+        size, kind = struct.unpack(">I4s", header)
+        body_start = 8
+        if size == 1:
+            size, body_start = struct.unpack(">Q", f.read(8))[0], 16
+        if kind == b"moov":
+            if size == 0 or size > 256 * 2**20:
+                return None
+            moov = f.read(size - body_start)
+            handlers = [
+                payload[8:12]
+                for kind, trak in _mp4_boxes(moov) if kind == b"trak"
+                for kind, mdia in _mp4_boxes(trak) if kind == b"mdia"
+                for kind, payload in _mp4_boxes(mdia) if kind == b"hdlr"
+            ]
+            return b"soun" in handlers if handlers else None
+        if size == 0 or size < body_start:
+            return None
+        f.seek(size - body_start, os.SEEK_CUR)
+    return None
 
 
 def frame_files(folder: str | Path) -> list[Path]:
@@ -96,13 +182,22 @@ class VideoReader:
     ``frame_count`` is the number of frames in the cut (``None`` when the container does not say).
     The constructor checks that the source opens and has frames; :meth:`frames` can be iterated
     several times, each opening a fresh stream.
+
+    ``on_bad_frame``: for a frame folder, an image that cannot be read (corrupt, truncated, not an
+    image) is replaced by the previous readable frame of the cut (the next one when none comes
+    before), so the frame count and timing hold, and ``on_bad_frame`` gets a one-line notice
+    naming it; :attr:`repeated` lists those files (of the last :meth:`frames` pass). A cut with no
+    readable frame at all is refused by the constructor. Without it, a bad frame raises
+    :class:`~dynast_cli.errors.InputError`. A frame of another size than the first always raises.
     """
 
     def __init__(
         self, source: str | Path, start: float | None = None, end: float | None = None,
-        fps: float | None = None,
+        fps: float | None = None, on_bad_frame: Callable[[str], None] | None = None,
     ):
         self.path = Path(source)
+        self.on_bad_frame = on_bad_frame
+        self.repeated: list[Path] = []
         if not self.path.exists():
             raise InputError("no such file or folder", self.path)
         self.is_folder = self.path.is_dir()
@@ -111,8 +206,8 @@ class VideoReader:
             if not self._files:
                 raise InputError("has no frames (no images in the folder)", self.path)
             self.fps = float(fps or DEFAULT_FOLDER_FPS)
-            total: int | None = len(self._files)
-            first = self._read_file(self._files[0])
+            self.start_frame, self.end_frame = self._cut(start, end, len(self._files))
+            first = self._first_readable()  # the size every frame must have
         else:
             cap = self._open()
             self.fps = float(cap.get(cv2.CAP_PROP_FPS) or 0) or float(fps or DEFAULT_FOLDER_FPS)
@@ -123,8 +218,8 @@ class VideoReader:
             if not ok:
                 raise InputError("has no frames", self.path)
             first = cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
+            self.start_frame, self.end_frame = self._cut(start, end, total)
         self.height, self.width = first.shape[:2]
-        self.start_frame, self.end_frame = self._cut(start, end, total)
         self.frame_count = None if self.end_frame is None else self.end_frame - self.start_frame
 
     @property
@@ -154,18 +249,58 @@ class VideoReader:
         rgb = read_image_array(file)
         return (rgb * 255.0 + 0.5).astype(np.uint8)
 
+    def _first_readable(self) -> np.ndarray:
+        """The first frame of the cut that can be read (the first, unless ``on_bad_frame`` is set)."""
+        files = self._files[self.start_frame:self.end_frame]
+        for file in files:
+            try:
+                return self._read_file(file)
+            except InputError:
+                if self.on_bad_frame is None:
+                    raise
+        cut = "of the cut " if len(files) < len(self._files) else ""
+        raise InputError(f"has no readable frames (all {len(files)} images {cut}are corrupt or unreadable)", self.path)
+
+    def _folder_frames(self, first: int) -> Iterator[np.ndarray]:
+        self.repeated = []
+        previous = None  # the last readable frame, what a bad frame repeats
+        if first > self.start_frame and self.on_bad_frame is not None:  # resuming: as the full pass would
+            for file in reversed(self._files[self.start_frame:first]):
+                try:
+                    previous = self._read_file(file)
+                    break
+                except InputError:
+                    continue
+        pending = 0  # bad frames before the first readable one: they repeat the next readable frame
+        for file in self._files[first:self.end_frame]:
+            try:
+                frame = self._read_file(file)
+            except InputError as exc:
+                if self.on_bad_frame is None:
+                    raise
+                self.repeated.append(file)
+                self.on_bad_frame(f"{exc}; replaced by the {'next readable' if previous is None else 'previous'} frame")
+                if previous is None:
+                    pending += 1
+                else:
+                    yield previous
+                continue
+            if frame.shape[:2] != (self.height, self.width):
+                raise InputError(
+                    f"frame is {frame.shape[1]}x{frame.shape[0]}, the first frame is {self.width}x{self.height}", file,
+                )
+            for _ in range(pending):
+                yield frame
+            pending, previous = 0, frame
+            yield frame
+        if pending:  # the constructor found a readable frame, so only if files changed since
+            raise InputError("has no readable frames left in the cut", self.path)
+
     def frames(self, skip: int = 0) -> Iterator[np.ndarray]:
         """RGB ``uint8`` frames ``(H, W, 3)`` of the cut, the first ``skip`` of them left out."""
         first = self.start_frame + skip
         if self.is_folder:
-            for file in self._files[first:self.end_frame]:
-                frame = self._read_file(file)
-                if frame.shape[:2] != (self.height, self.width):
-                    raise InputError(
-                        f"frame is {frame.shape[1]}x{frame.shape[0]}, the first frame is "
-                        f"{self.width}x{self.height}", file,
-                    )
-                yield frame
+            yield from self._folder_frames(first)
             return
         cap = self._open()
         try:
@@ -283,7 +418,10 @@ class VideoWriter:
         """Mux the audio of :attr:`audio_from` into the temporary file, or set :attr:`notice`."""
         exe = ffmpeg_exe()
         if exe is None:
-            self.notice = "audio not copied: no ffmpeg found (pip install 'dynast-cli[audio]')"
+            audio = container_has_audio(self.audio_from)  # a source without audio needs no notice
+            if audio is not False:
+                what = "audio" if audio else "audio (if any)"
+                self.notice = f"{what} not copied: no ffmpeg found (pip install 'dynast-cli[audio]')"
             return
         if not has_audio(self.audio_from):
             return

@@ -15,6 +15,15 @@ Part masks come from CelebAMask-HQ annotations (:func:`face_input_from_parts`). 
 (an edge image, or edges found in a photo with Canny, HED or the MediaPipe face mesh's part outlines
 plus Canny outside the face, :mod:`dynast_cli.pipelines.face_mesh`), channel 0 holds those edges,
 channels 1-13 are 1.0 and channel 14 is 0, as for a face without annotated parts.
+
+Any aspect ratio (``dynast face``, :func:`fitted_face_input`): each image is fitted into the 256x256
+model canvas (:class:`dynast_cli.pipelines.pose.Placement`: long side 256, centred); its edges (and
+part masks) are found at that fitted size and padded with "no edge" (so the padding has no edges and
+its distance maps are measured to the real boundaries), the exemplar photo is padded by repeating
+its border. The output is the edge input's fitted area cropped out of the model output: the edge
+image's aspect ratio with its long side at 256 px (e.g. 300x200 gives 256x171), not resized back.
+Square inputs (CelebA-HQ) get exactly the official input. Images under
+:data:`~dynast_cli.pipelines.pose.MIN_SIDE` pixels, or beyond 8:1, are refused.
 """
 
 from __future__ import annotations
@@ -29,8 +38,15 @@ from PIL import Image
 from torch import nn
 
 from dynast_cli.errors import InputError, WeightsError
-from dynast_cli.io.images import load_image, read_image_array, to_uint8
-from dynast_cli.pipelines.pose import limb_distance, prepare_reference
+from dynast_cli.io.images import load_image, read_image_array, read_image_size, to_uint8
+from dynast_cli.pipelines.pose import (
+    Placement,
+    check_frame,
+    check_generator_task,
+    check_task,
+    limb_distance,
+    prepare_reference,
+)
 
 INNER_PARTS = ("skin", "l_brow", "r_brow", "l_eye", "r_eye", "l_ear", "r_ear", "nose", "u_lip", "mouth",
                "l_lip", "eye_g", "hair")
@@ -165,11 +181,7 @@ def face_input_from_parts(
 ) -> torch.Tensor:
     """The official input of a CelebA-HQ photo ``(3, h, w)`` and its CelebAMask-HQ part mask files
     (``{part name: png}``; white = the part), each resized with nearest-neighbour to ``size``."""
-    parts = {}
-    for name, path in part_masks.items():
-        if name in INNER_PARTS:
-            mask = Image.fromarray(to_uint8(load_image(path))).convert("L").resize((size[1], size[0]), Image.NEAREST)
-            parts[name] = np.asarray(mask) == 255
+    parts = {name: _part_mask(path, size) for name, path in part_masks.items() if name in INNER_PARTS}
     return build_face_input(canny(_gray_at(photo, size)), parts)
 
 
@@ -187,7 +199,12 @@ def celebamask_parts(image_path: str | Path) -> dict[str, Path]:
 def edges_from_image(path: str | Path, size: tuple[int, int] = MODEL_SIZE) -> np.ndarray:
     """bool ``(H, W)`` edges of an edge drawing: white-on-black or black-on-white (the majority of pixels
     is taken as the background), resized with nearest-neighbour and thresholded at half grey."""
-    gray = read_image_array(path).mean(axis=2)
+    return _edges_from_drawing(read_image_array(path), path, size)
+
+
+def _edges_from_drawing(rgb: np.ndarray, path: str | Path, size: tuple[int, int]) -> np.ndarray:
+    """:func:`edges_from_image` of the drawing ``rgb`` float ``(h, w, 3)`` read from ``path``."""
+    gray = rgb.mean(axis=2)
     edges = gray > 0.5
     if edges.mean() > 0.5:  # black lines on white paper
         edges = ~edges
@@ -239,6 +256,40 @@ def face_input(
     return build_face_input(edges_from_photo(photo, method, size, hed, path=source))
 
 
+def fitted_face_input(
+    source: str | Path, method: str = "canny", size: tuple[int, int] = MODEL_SIZE, hed: nn.Module | None = None
+) -> tuple[torch.Tensor, Placement]:
+    """:func:`face_input` with the aspect ratio kept: ``source`` fitted into the ``size`` canvas (see the
+    module docstring) -> (the 15-channel input ``(15, H, W)``, its placement). Images under ``MIN_SIDE``
+    px or beyond 8:1 raise InputError."""
+    if method == "image":
+        drawing = read_image_array(source)
+        place = Placement.fit(drawing.shape[:2], size)
+        check_frame(source, drawing.shape[:2], size)
+        edges, parts = _edges_from_drawing(drawing, source, place.fitted), {}
+    else:
+        photo = load_image(source)
+        place = Placement.fit(tuple(photo.shape[-2:]), size)
+        check_frame(source, tuple(photo.shape[-2:]), size)
+        part_files = celebamask_parts(source) if method == "canny" else {}
+        parts = {name: _part_mask(path, place.fitted) for name, path in part_files.items() if name in INNER_PARTS}
+        if parts:  # the official CelebA-HQ input: Canny with the annotated parts
+            edges = canny(_gray_at(photo, place.fitted))
+        else:
+            edges = edges_from_photo(photo, method, place.fitted, hed, path=source)
+
+    def pad(mask: np.ndarray) -> np.ndarray:
+        return place.pad(torch.from_numpy(mask)[None]).numpy()[0]  # False: no edge, not the part
+
+    return build_face_input(pad(edges), {name: pad(mask) for name, mask in parts.items()}), place
+
+
+def _part_mask(path: str | Path, size: tuple[int, int]) -> np.ndarray:
+    """bool ``(H, W)``: a CelebAMask-HQ part mask file (white = the part), nearest-neighbour resized to ``size``."""
+    mask = Image.fromarray(to_uint8(load_image(path))).convert("L").resize((size[1], size[0]), Image.NEAREST)
+    return np.asarray(mask) == 255
+
+
 def face_from_edges(
     generator: nn.Module,
     exemplar: torch.Tensor,
@@ -272,6 +323,7 @@ def load_face_generator(weights: str | Path | None, device: torch.device) -> nn.
             f"no edge-to-face weights (weights/{WEIGHTS_NAME}): DynaST published no CelebA-HQ checkpoint; "
             "train one with `dynast train face`, or pass --weights FILE"
         )
+    check_task(path, FACE_CHANNELS)  # a pose model is refused before its tensors are read
     from dynast_cli.models.dynast import load_dynast
 
     return load_dynast(path, device).eval()
@@ -294,6 +346,10 @@ def run_face(
 ) -> list[Path]:
     """Draw the face of ``edges`` (a photo whose edges are found with ``method``, or an edge image with
     ``method='image'``) in the look of ``exemplar``; write it (default ``<edges>_as_<exemplar>.png``).
+
+    Any aspect ratio: the output has the ``edges`` image's aspect ratio with its long side at 256 px
+    (see the module docstring; ``save_edges`` is cropped alike). Images under ``MIN_SIDE`` px or beyond
+    8:1 and pose weights are refused before any output is written.
     ``max_memory`` (bytes) / ``compile``: see :func:`dynast_cli.runtime.prepare_generator`."""
     from dynast_cli.io.images import check_output_path, save_image
     from dynast_cli.runtime import prepare_generator, resolve_device
@@ -305,18 +361,24 @@ def run_face(
     if save_edges is not None:
         save_edges = check_output_path(save_edges, overwrite)
     photo = load_image(exemplar)
+    check_frame(exemplar, tuple(photo.shape[-2:]), MODEL_SIZE)
+    edges_hw = read_image_size(edges)  # None: unreadable, reported by fitted_face_input below
+    if edges_hw is not None:
+        check_frame(edges, edges_hw, MODEL_SIZE)  # before HED is fetched or MediaPipe runs
     hed = None
     if "hed" == method:
         from dynast_cli.models.hed import load_hed
 
         hed = load_hed(device=resolve_device(device))
-    query = face_input(edges, method, hed=hed)
-    reference = face_input(exemplar, "canny" if method == "image" else method, hed=hed)
+    query, place = fitted_face_input(edges, method, hed=hed)
+    reference, exemplar_place = fitted_face_input(exemplar, "canny" if method == "image" else method, hed=hed)
+    exemplar_canvas = exemplar_place.image(photo, mode="replicate")
     if generator is None:
         generator = load_face_generator(weights, resolve_device(device))
+    check_generator_task(generator, FACE_CHANNELS)
     generator = prepare_generator(generator, MODEL_SIZE, max_memory, compile, notify)
     written = []
     if save_edges is not None:
-        written.append(save_image(query[0].expand(3, -1, -1), save_edges))
-    written.append(save_image(face_from_edges(generator, photo, query, reference), output))
+        written.append(save_image(place.crop(query[0]).expand(3, -1, -1), save_edges))
+    written.append(save_image(place.crop(face_from_edges(generator, exemplar_canvas, query, reference)), output))
     return written

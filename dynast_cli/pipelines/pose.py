@@ -11,15 +11,27 @@ The pose map is the official DeepFashion input of CoCosNet/DynaST, reproduced st
    255, truncated to uint8, resized bilinearly (Pillow) and divided by 255 (a missing limb is all 1.0).
 
 The reference image is resized bicubically (Pillow) to the model size and normalised to ``[-1, 1]``.
-Frames that are not square are first padded to a square with white (the DeepFashion background; the
-official 256x256 frames hold 176-pixel-wide people centred on white), and the output is cropped back.
+
+Any aspect ratio (:class:`Placement`): each frame (reference and target alike) is fitted into the
+256x256 model canvas, its long side resized to 256 and the short side centred: the image is resized
+to that fitted size and padded with white (the DeepFashion background; the official 256x256 frames
+hold 176-pixel-wide people centred on white), the keypoints are moved by the same scale and offset
+(:meth:`Placement.keypoints`) and the pose map is drawn on the canvas itself, so limbs and circles
+keep their official thickness at the model scale whatever the photo's resolution (for a 256x256
+frame, or 256 x 176 padded by 40, this is exactly the official map). The output is the target
+frame's fitted area cropped out of the model output: the target's aspect ratio with its long side
+at 256 px (e.g. a 300x200 target gives 256x171); it is not resized back to the target's own size.
+Frames whose short side would fall under :data:`MIN_SIDE` pixels on the canvas (aspect ratios beyond
+8:1) and images under :data:`MIN_SIDE` pixels are refused (:func:`check_frame`).
 """
 
 from __future__ import annotations
 
+import json
 import math
 import os
 import tempfile
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterable, Iterator
 
@@ -30,7 +42,15 @@ from PIL import Image
 from torch import nn
 
 from dynast_cli.errors import InputError, OutputError, WeightsError
-from dynast_cli.io.images import IMAGE_SUFFIXES, check_output_path, load_image, natural_key, save_image, to_uint8
+from dynast_cli.io.images import (
+    IMAGE_SUFFIXES,
+    check_image_size,
+    check_output_path,
+    load_image,
+    natural_key,
+    save_image,
+    to_uint8,
+)
 from dynast_cli.io.keypoints import NUM_KEYPOINTS, Keypoints, load_keypoints, mirror_folder
 from dynast_cli.runtime import prepare_generator, resolve_device
 
@@ -45,6 +65,10 @@ STICK_WIDTH = 4
 JOINT_RADIUS = 4
 POSE_CHANNELS = 3 + len(LIMB_SEQ)  # 20
 MODEL_SIZE = (256, 256)
+#: Smallest image side, and smallest side of a frame fitted into the model canvas (pixels): 4 of the
+#: generator's 8-pixel attention cells (its coarsest scale is 1/8); on the 256-pixel canvas this allows
+#: aspect ratios up to 8:1. Smaller inputs are refused rather than turned into a few-pixel output.
+MIN_SIDE = 32
 WEIGHTS_NAME = "dynast_deepfashion.safetensors"
 OFFICIAL_CHECKPOINT_URL = "https://drive.google.com/file/d/1UJ9xsQBBWZEXOz-jizerR4Qjo7n1kYmy/view"
 
@@ -113,7 +137,9 @@ def save_pose_png(pose_map: torch.Tensor, path: str | Path) -> Path:
 
 
 def square_frame(kps: Keypoints) -> tuple[Keypoints, tuple[int, int]]:
-    """Centre the keypoints' frame in a square -> (moved keypoints, ``(top, left)`` padding)."""
+    """Centre the keypoints' frame in a square -> (moved keypoints, ``(top, left)`` padding).
+
+    (The training data's step, drawn at the frame's resolution; inference uses :class:`Placement`.)"""
     h, w = kps.frame_size
     side = max(h, w)
     top, left = (side - h) // 2, (side - w) // 2
@@ -129,16 +155,84 @@ def pad_to_square(image: torch.Tensor, top: int, left: int) -> torch.Tensor:
 
 def prepare_reference(image: torch.Tensor, size: tuple[int, int] = MODEL_SIZE) -> torch.Tensor:
     """``(3, h, w)`` in ``[0, 1]`` -> ``(3, H, W)`` in ``[-1, 1]``: 8-bit Pillow bicubic resize, as officially."""
+    return resize_bicubic(image, size) * 2 - 1
+
+
+def resize_bicubic(image: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
+    """``(3, h, w)`` in ``[0, 1]`` -> ``(3, H, W)`` in ``[0, 1]``: 8-bit Pillow bicubic resize (same size: a copy)."""
     resized = Image.fromarray(to_uint8(image)).resize((size[1], size[0]), resample=Image.BICUBIC)
-    rgb = torch.from_numpy(np.asarray(resized, dtype=np.float32) / 255.0).permute(2, 0, 1)
-    return rgb * 2 - 1
+    return torch.from_numpy(np.asarray(resized, dtype=np.float32) / 255.0).permute(2, 0, 1)
+
+
+@dataclass(frozen=True)
+class Placement:
+    """Where a frame of ``frame`` ``(h, w)`` lands in a model canvas of ``canvas`` ``(H, W)``: resized to
+    ``fitted`` ``(fh, fw)`` (aspect ratio kept, long side filling the canvas), ``offset`` ``(top, left)``."""
+
+    frame: tuple[int, int]
+    canvas: tuple[int, int]
+    fitted: tuple[int, int]
+    offset: tuple[int, int]
+
+    @classmethod
+    def fit(cls, frame: tuple[int, int], canvas: tuple[int, int] = MODEL_SIZE) -> "Placement":
+        """The largest aspect-preserving fit of ``frame`` in ``canvas``, centred (extra pixel after)."""
+        (h, w), (ch, cw) = frame, canvas
+        scale = min(ch / h, cw / w)
+        fh, fw = min(ch, max(1, round(h * scale))), min(cw, max(1, round(w * scale)))
+        return cls((int(h), int(w)), (ch, cw), (fh, fw), ((ch - fh) // 2, (cw - fw) // 2))
+
+    def keypoints(self, kps: Keypoints) -> Keypoints:
+        """``kps`` (in this frame's pixels) in canvas pixels: scaled as the image is resized and moved by the
+        offset, ``x' = x * fw / w + left`` (the drawing's convention: pixel ``i`` spans ``[i, i + 1)``, which
+        the resize maps onto ``[i * fw / w, (i + 1) * fw / w)``); missing points stay missing."""
+        (h, w), (fh, fw), (top, left) = self.frame, self.fitted, self.offset
+        points = kps.points.copy()
+        present = kps.present
+        points[present] = points[present] * (fw / w, fh / h) + (left, top)
+        return Keypoints(points, self.canvas)
+
+    def pad(self, fitted: torch.Tensor, value: float = 0.0, mode: str = "constant") -> torch.Tensor:
+        """``(C, fh, fw)`` -> ``(C, H, W)``: the fitted content at the offset, padded with ``value``
+        (``mode`` 'constant') or by repeating the border (``mode`` 'replicate')."""
+        (ch, cw), (fh, fw), (top, left) = self.canvas, self.fitted, self.offset
+        if tuple(fitted.shape[-2:]) != (fh, fw):
+            raise ValueError(f"expected a {fh}x{fw} fitted map, got {tuple(fitted.shape[-2:])}")
+        pads = (left, cw - fw - left, top, ch - fh - top)
+        if mode == "constant":
+            return nn.functional.pad(fitted, pads, value=value)
+        return nn.functional.pad(fitted[None], pads, mode=mode)[0]
+
+    def image(self, image: torch.Tensor, value: float = 1.0, mode: str = "constant") -> torch.Tensor:
+        """An image ``(3, h, w)`` in ``[0, 1]`` (any size: it is resized to the fitted size, 8-bit Pillow
+        bicubic) on the canvas ``(3, H, W)`` in ``[0, 1]``, padded as :meth:`pad`."""
+        return self.pad(resize_bicubic(image, self.fitted), value, mode)
+
+    def crop(self, canvas: torch.Tensor) -> torch.Tensor:
+        """``(..., H, W)`` -> the frame's fitted area ``(..., fh, fw)``."""
+        (fh, fw), (top, left) = self.fitted, self.offset
+        return canvas[..., top:top + fh, left:left + fw]
+
+
+def check_frame(path: str | Path, frame: tuple[int, int], canvas: tuple[int, int] = MODEL_SIZE,
+                keypoints: bool = False) -> None:
+    """Refuse an image (or, with ``keypoints``, a keypoint file's frame) under :data:`MIN_SIDE` pixels, or
+    one whose short side fitted into ``canvas`` would be (:class:`InputError` naming ``path``)."""
+    fitted = Placement.fit(frame, canvas).fitted
+    check_image_size(
+        path, frame, MIN_SIDE, fitted, f"fitting it into the model's {canvas[1]}x{canvas[0]} input",
+        f" (an aspect ratio of at most {max(canvas) // MIN_SIDE}:1)" if min(frame) >= MIN_SIDE else "",
+        frame=keypoints,
+    )
 
 
 class PoseTransfer:
     """One reference (image + keypoints) rendered once, posed as many times as asked.
 
     ``generator``: ``forward(query (B,20,H,W), ref_image (B,3,H,W) in [-1,1], ref_semantics (B,20,H,W))
-    -> (B,3,H,W) in [-1,1]`` (:class:`dynast_cli.models.dynast.DynastGenerator`).
+    -> (B,3,H,W) in [-1,1]`` (:class:`dynast_cli.models.dynast.DynastGenerator`). Frames of any aspect
+    ratio are placed on the ``size`` canvas (see the module docstring); the reference image is resized
+    to its keypoints' fitted frame (image and keypoint frame differ when the keypoints came at another scale).
     """
 
     def __init__(
@@ -151,32 +245,22 @@ class PoseTransfer:
         self.generator = generator
         self.size = size
         self.device = next(generator.parameters(), torch.empty(0)).device
-        kps, (top, left) = square_frame(reference_kps)
-        image = pad_to_square(_fit_frame(reference_image, reference_kps.frame_size), top, left)
-        self.ref_image = prepare_reference(image, size)[None].to(self.device)
-        self.ref_map = render_pose_map(kps, size)[None].to(self.device)
+        place = Placement.fit(reference_kps.frame_size, size)
+        self.ref_image = (place.image(reference_image, value=1.0) * 2 - 1)[None].to(self.device)
+        self.ref_map = render_pose_map(place.keypoints(reference_kps), size)[None].to(self.device)
+
+    def query(self, target_kps: Keypoints) -> tuple[torch.Tensor, Placement]:
+        """The target's pose map on the canvas ``(20, H, W)`` and its placement."""
+        place = Placement.fit(target_kps.frame_size, self.size)
+        return render_pose_map(place.keypoints(target_kps), self.size), place
 
     @torch.inference_mode()
     def __call__(self, target_kps: Keypoints) -> torch.Tensor:
-        """The reference in the target pose: ``(3, H', W')`` in ``[0, 1]``, the model output cropped to
-        the target frame's aspect ratio (``(H, W)`` for a square frame)."""
-        kps, (top, left) = square_frame(target_kps)
-        query = render_pose_map(kps, self.size)[None].to(self.device)
-        out = self.generator(query=query, ref_image=self.ref_image, ref_semantics=self.ref_map)
-        out = ((out[0].float() + 1) / 2).clamp(0, 1).cpu()
-        side = kps.frame_size[0]
-        h, w = target_kps.frame_size
-        rows = slice(round(top * self.size[0] / side), round((top + h) * self.size[0] / side))
-        cols = slice(round(left * self.size[1] / side), round((left + w) * self.size[1] / side))
-        return out[:, rows, cols]
-
-
-def _fit_frame(image: torch.Tensor, frame_size: tuple[int, int]) -> torch.Tensor:
-    """The reference image at its keypoints' frame size (they differ when keypoints came at another scale)."""
-    if tuple(image.shape[-2:]) == tuple(frame_size):
-        return image
-    resized = Image.fromarray(to_uint8(image)).resize((frame_size[1], frame_size[0]), resample=Image.BICUBIC)
-    return torch.from_numpy(np.asarray(resized, dtype=np.float32) / 255.0).permute(2, 0, 1)
+        """The reference in the target pose: ``(3, fh, fw)`` in ``[0, 1]``, the model output cropped to
+        the target frame's fitted area (``(H, W)`` for a square frame)."""
+        query, place = self.query(target_kps)
+        out = self.generator(query=query[None].to(self.device), ref_image=self.ref_image, ref_semantics=self.ref_map)
+        return place.crop(((out[0].float() + 1) / 2).clamp(0, 1).cpu())
 
 
 def pose_transfer(
@@ -224,13 +308,54 @@ def missing_weights_message() -> str:
 
 
 def load_pose_generator(weights: str | Path | None, device: torch.device) -> nn.Module:
-    """The DynaST DeepFashion generator from ``weights`` or the default file, in eval mode."""
+    """The DynaST DeepFashion generator from ``weights`` or the default file, in eval mode (a model for
+    another task is refused before its tensors are read: :func:`check_task`)."""
     path = Path(weights) if weights else default_weights_path()
     if path is None:
         raise WeightsError(missing_weights_message())
+    check_task(path, POSE_CHANNELS)
     from dynast_cli.models.dynast import load_dynast  # the 92M-parameter model: imported only when used
 
     return load_dynast(path, device).eval()
+
+
+#: The task of a DynaST model with this many input (semantic) channels, and the command that runs it
+#: (15: :data:`dynast_cli.pipelines.face.FACE_CHANNELS`).
+TASKS = {POSE_CHANNELS: ("pose", "pose"), 15: ("edge-to-face", "face")}
+
+
+def task_mismatch(channels: int, wanted: int) -> str:
+    """``is an edge-to-face model (15 input channels); pose needs a 20-channel pose model`` (no path)."""
+    kind = TASKS.get(channels, ("DynaST",))[0]
+    article = "an" if kind[0] in "aeiou" else "a"
+    wanted_kind, command = TASKS[wanted]
+    return (f"is {article} {kind} model ({channels} input channels); "
+            f"{command} needs a {wanted}-channel {wanted_kind} model")
+
+
+def check_task(path: str | Path, channels: int) -> None:
+    """Refuse a DynaST weights file made for another task (its config's ``semantic_nc`` is not
+    ``channels``) with a :class:`WeightsError` naming it, from the file's metadata alone. Anything
+    else wrong with the file (not DynaST, a bad config) is left to ``load_dynast``'s messages."""
+    from dynast_cli.models.dynast import ARCHITECTURE, DynastConfig
+    from dynast_cli.weights.io import read_metadata
+
+    meta = read_metadata(path)
+    if meta.get("architecture") != ARCHITECTURE:
+        return
+    try:
+        found = DynastConfig.from_dict(json.loads(meta.get("config") or "{}")).semantic_nc
+    except (ValueError, TypeError):
+        return
+    if found != channels:
+        raise WeightsError(task_mismatch(found, channels), path)
+
+
+def check_generator_task(generator: nn.Module, channels: int) -> None:
+    """The same check for a generator given as an object (library use); stand-ins without a config pass."""
+    found = getattr(getattr(generator, "config", None), "semantic_nc", channels)
+    if found != channels:
+        raise WeightsError(f"the generator {task_mismatch(found, channels)}")
 
 
 # --- files in, files out (what `dynast pose` runs) ----------------------------------------------------
@@ -282,9 +407,12 @@ def run_pose(
     of them: a sequence) and write the result(s); returns the written paths.
 
     ``output``: an image file; for a sequence a folder of frames or a ``.mp4``/``.avi`` video
-    (default ``<reference>_to_<target>.png`` / ``<reference>_to_<target>/``). ``save_pose``: the
-    target pose map(s) as PNG (a folder for a sequence). ``generator`` replaces loading ``weights``.
-    ``max_memory`` (bytes) / ``compile``: see :func:`dynast_cli.runtime.prepare_generator`.
+    (default ``<reference>_to_<target>.png`` / ``<reference>_to_<target>/``); each output has its target
+    frame's aspect ratio, long side 256 px (see the module docstring). ``save_pose``: the target pose
+    map(s) given to the model as PNG, cropped as the output (a folder for a sequence). Images under
+    :data:`MIN_SIDE` px, frames beyond 8:1 and weights of another task are refused before any output.
+    ``generator`` replaces loading ``weights``. ``max_memory`` (bytes) / ``compile``: see
+    :func:`dynast_cli.runtime.prepare_generator`.
     """
     reference, target_pose = Path(reference), Path(target_pose)
     if not target_pose.exists():
@@ -296,16 +424,24 @@ def run_pose(
     pose_paths = _plan_pose_outputs(save_pose, targets, sequence, overwrite)
 
     image = load_image(reference)
-    ref_kps = load_keypoints(reference_pose or find_reference_pose(reference), default_frame_size=tuple(image.shape[-2:]))
+    check_frame(reference, tuple(image.shape[-2:]))
+    ref_source = Path(reference_pose) if reference_pose else find_reference_pose(reference)
+    ref_kps = load_keypoints(ref_source, default_frame_size=tuple(image.shape[-2:]))
+    check_frame(ref_source, ref_kps.frame_size, keypoints=ref_source.suffix.lower() not in IMAGE_SUFFIXES)
     target_kps = [load_keypoints(t, default_frame_size=ref_kps.frame_size) for t in targets]
+    for path, kps in zip(targets, target_kps):
+        check_frame(path, kps.frame_size, keypoints=path.suffix.lower() not in IMAGE_SUFFIXES)
     if generator is None:
         generator = load_pose_generator(weights, resolve_device(device))
+    check_generator_task(generator, POSE_CHANNELS)
     generator = prepare_generator(generator, MODEL_SIZE, max_memory, compile, notify)
 
+    transfer = PoseTransfer(generator, image, ref_kps)
     written = []
     for kps, path in zip(target_kps, pose_paths):
-        written.append(save_pose_png(render_pose_map(kps), path))
-    frames = pose_sequence(generator, image, ref_kps, target_kps)
+        query, place = transfer.query(kps)
+        written.append(save_pose_png(place.crop(query), path))  # what the model is given, as the output is cropped
+    frames = (transfer(kps) for kps in target_kps)
     if output.suffix.lower() in VIDEO_SUFFIXES:
         written.append(write_video(frames, output, fps))
     else:

@@ -8,7 +8,8 @@ Every method follows one small protocol (:class:`StyleMethod`)::
 
 ``prepare_style`` is separate so that a video (or a folder of contents) encodes its style once.
 Content of any size and aspect ratio works: :func:`stylize` pads it to a multiple of 16 with
-reflection and crops the result back, so the output has exactly the content's size.
+reflection and crops the result back, so the output has exactly the content's size. :func:`run_style`
+refuses content and style images whose smaller side is (or is resized to) under :data:`MIN_SIDE` px.
 """
 
 from __future__ import annotations
@@ -22,10 +23,15 @@ import torch
 import torch.nn.functional as F
 
 from dynast_cli.errors import BatchError, DynastError, InputError, OutputError
-from dynast_cli.io.images import check_output_path, list_images, load_image, save_image
+from dynast_cli.io.images import check_image_size, check_output_path, list_images, load_image, save_image
 from dynast_cli.runtime import resolve_device
 
 PAD_MULTIPLE = 16  # relu5_1 is at 1/16 of the input
+#: Smallest side of a content or style image as given to the encoder (after --size/--max-size/--style-size):
+#: relu5_1 is at 1/16 of the image (rounded up), so 17 px gives it at least 2x2 positions, the fewest its
+#: per-channel mean and standard deviation can be computed on (16 px leaves one: NaN statistics, a
+#: black output). Smaller images are refused with a one-line error.
+MIN_SIDE = 17
 
 
 class StyleMethod(Protocol):
@@ -261,6 +267,13 @@ def run_style(
         check_output_path(pairs[0][1], overwrite)
     device = resolve_device(opts.device)
     style_images = [load_image(p) for p in style_paths]  # errors name the style file
+    for path, img in zip(style_paths, style_images):
+        hw = tuple(img.shape[-2:])
+        check_image_size(path, hw, MIN_SIDE, fit_size(*hw, max_size=opts.style_size), f"--style-size {opts.style_size}")
+    if single:
+        hw = _content_hw(content)  # None: unreadable, reported by load_image in the loop
+        if hw is not None:
+            check_content_size(content, hw, opts)  # before the method is built
     method = get_style_method(opts.method, weights=opts.weights, device=device, vgg=opts.vgg, **opts.method_options)
     refine = refine_steps(opts.method, opts.refine)
     if opts.max_memory is not None:
@@ -283,6 +296,7 @@ def run_style(
             if not single:
                 check_output_path(dst, overwrite)
             image = load_image(src)
+            check_content_size(src, tuple(image.shape[-2:]), opts)
             image = resize(image[None], fit_size(*image.shape[-2:], opts.max_size, opts.size)).to(device)
             out = stylize(method, image, states, mix, opts.alpha, opts.keep_color)
             report.written.append(save_image(out, dst))
@@ -300,17 +314,20 @@ def run_style(
     return report
 
 
+def check_content_size(path: Path, hw: tuple[int, int], opts: StyleOptions) -> None:
+    """Refuse a content image of ``hw`` ``(H, W)`` whose smaller side is, or is resized by --size/--max-size
+    to, under :data:`MIN_SIDE` px (:class:`InputError` naming it)."""
+    fitted = fit_size(*hw, opts.max_size, opts.size)
+    option = f"--size {opts.size}" if opts.size and not (opts.max_size and opts.max_size < opts.size) \
+        else f"--max-size {opts.max_size}"
+    check_image_size(path, hw, MIN_SIDE, fitted, option)
+
+
 def _content_hw(path: Path) -> tuple[int, int] | None:
     """(H, W) of an image file from its header (EXIF rotation applied), None when unreadable."""
-    from PIL import Image, UnidentifiedImageError
+    from dynast_cli.io.images import read_image_size
 
-    try:
-        with Image.open(path) as img:
-            w, h = img.size
-            rotated = img.getexif().get(0x0112, 1) in (5, 6, 7, 8)
-    except (OSError, UnidentifiedImageError, ValueError):
-        return None
-    return (w, h) if rotated else (h, w)
+    return read_image_size(path)
 
 
 def refine_steps(method: str, refine: int | None) -> int:

@@ -9,7 +9,12 @@ Resuming: frames are written as PNGs to the output frame folder, or, for a video
 to ``out.mp4.partial/`` beside it, which is encoded into ``out.mp4`` (audio muxed in) and removed at
 the end. A settings file in that folder lets ``resume=True`` skip the frames already written by an
 interrupted run with the same settings. Ctrl-C (``KeyboardInterrupt``) first finalises a playable
-``out.mp4`` of the frames done, then re-raises.
+``out.mp4`` of the frames done, then raises :class:`VideoInterrupted` (a ``KeyboardInterrupt``) whose
+message says where the frames are kept and to resume; an error after frames were written says so
+too, and one before any frame leaves nothing behind.
+
+An unreadable image of a frame folder is replaced by its neighbour (``warn`` names it, the report
+counts it), so the output keeps the frame count and timing.
 
 The temporal variant is AdaAttN with cosine-similarity attention (``attention="cosine"``): its
 scores change less than softmax's when a frame changes a little, so the stylisation flickers less
@@ -104,6 +109,7 @@ class VideoReport:
     size: tuple[int, int]  # (width, height)
     seconds: float  # time spent stylising in this run
     notes: list[str] = field(default_factory=list)
+    repeated: list[Path] = field(default_factory=list)  # unreadable source frames replaced by a neighbour
 
     @property
     def frames_per_second(self) -> float:
@@ -151,6 +157,38 @@ def _clean_partial(folder: Path) -> None:
     folder.rmdir()
 
 
+class VideoInterrupted(KeyboardInterrupt):
+    """Ctrl-C during :func:`run_video` after frames were written; the message says where they are kept."""
+
+
+def _resume_hint(folder: Path) -> str:
+    return f"partial work kept in {folder}/, rerun with --resume to continue"
+
+
+def _add_resume_hint(exc: BaseException, folder: Path) -> None:
+    """Append where the frames done are kept to a one-line error message (a note when it has no plain one)."""
+    hint = _resume_hint(folder)
+    if len(exc.args) == 1 and isinstance(exc.args[0], str):
+        exc.args = (f"{exc.args[0]}; {hint}",)
+    else:
+        exc.add_note(hint)
+
+
+def _discard_run(folder: Path, created: Path | None) -> None:
+    """Undo a run that wrote no frame: its settings file, and the folders it made (``created``: the
+    topmost of them; ``None`` when ``folder`` existed before)."""
+    (folder / SETTINGS_FILE).unlink(missing_ok=True)
+    if created is None:
+        return
+    for path in [folder, *folder.parents]:
+        try:
+            path.rmdir()
+        except OSError:
+            return
+        if path == created:
+            return
+
+
 def _encode(
     folder: Path, output: Path, reader: VideoReader, size: tuple[int, int], notes: list[str]
 ) -> None:
@@ -184,6 +222,7 @@ def run_video(
     mix: Sequence[float] | None = None,
     style_size: int | None = 512,
     max_memory: int | None = None,
+    warn: Callable[[str], None] | None = None,
 ) -> VideoReport:
     """Stylise a video file or frame folder with one or more styles (mixed by ``mix``).
 
@@ -192,10 +231,12 @@ def run_video(
     seconds. Inputs and the output are checked before any work. ``max_memory`` (bytes): attention
     tiles and, if needed, a smaller batch, planned by :func:`dynast_cli.memory.plan_video` (the
     report's notes say what it changed; a budget that cannot be met raises at once).
+    ``warn``: called with a one-line notice for each unreadable frame of a frame folder (replaced by
+    its neighbour; a folder without a readable frame is refused before any work).
     """
     if batch < 1:
         raise DynastError(f"--batch must be at least 1, got {batch}")
-    reader = VideoReader(input, start, end)
+    reader = VideoReader(input, start, end, on_bad_frame=warn or (lambda notice: None))
     styles = [Path(s) for s in style_paths]
     mix = normalise_mix(mix, len(styles))
     style_images = [load_image(s) for s in styles]  # errors name the style file
@@ -230,32 +271,59 @@ def run_video(
         notes.append("audio not kept: a frame folder has no audio track")
 
     total = reader.frame_count
+    created = None if folder.exists() else next(p for p in [*reversed(folder.parents), folder] if not p.exists())
     try:
         folder.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
         raise OutputError(f"cannot create folder ({exc.strerror})", folder) from None
     writer = VideoWriter(folder, reader.fps, (w, h), first=done)
-    (folder / SETTINGS_FILE).write_text(json.dumps(settings, indent=1))
-    if progress:
-        progress(done, total)
     began = time.perf_counter()
     try:
+        try:
+            (folder / SETTINGS_FILE).write_text(json.dumps(settings, indent=1))
+        except OSError as exc:
+            raise OutputError(f"cannot write ({exc.strerror or exc})", folder / SETTINGS_FILE) from None
+        if progress:
+            progress(done, total)
         for frame in stylize_frames(model, reader.frames(skip=done), states, (h, w), mix, alpha, batch, dev):
             writer.write(frame)
             if progress:
                 progress(writer.frames_written, total)
-    except KeyboardInterrupt:
-        if video and writer.frames_written:
+        seconds = time.perf_counter() - began
+        if writer.frames_written == 0:
+            raise InputError("has no frames", reader.path)
+        if video:
             _encode(folder, output, reader, (w, h), notes)
+    except KeyboardInterrupt:
+        if writer.frames_written == 0:
+            _discard_run(folder, created)
+            raise
+        playable = ""
+        if video:
+            try:
+                _encode(folder, output, reader, (w, h), notes)
+                playable = f" ({output} plays them)"
+            except DynastError:
+                pass
+        of_total = f" of {total}" if total else ""
+        raise VideoInterrupted(
+            f"{output}: interrupted after {writer.frames_written}{of_total} frames{playable}; {_resume_hint(folder)}"
+        ) from None
+    except Exception as exc:
+        if writer.frames_written == 0:
+            _discard_run(folder, created)
+        else:
+            _add_resume_hint(exc, folder)
         raise
-    seconds = time.perf_counter() - began
-    if writer.frames_written == 0:
-        raise InputError("has no frames", reader.path)
     if video:
-        _encode(folder, output, reader, (w, h), notes)
         _clean_partial(folder)
+    if reader.repeated:
+        names = ", ".join(f.name for f in reader.repeated[:5]) + (", ..." if len(reader.repeated) > 5 else "")
+        notes.append(f"{len(reader.repeated)} unreadable frame(s) replaced by a neighbour, frame count and timing "
+                     f"kept: {names}")
     return VideoReport(
-        output, writer.frames_written, writer.frames_written - done, reader.fps, (w, h), seconds, notes
+        output, writer.frames_written, writer.frames_written - done, reader.fps, (w, h), seconds, notes,
+        list(reader.repeated),
     )
 
 
@@ -284,10 +352,12 @@ class TemporalReport:
         return json.dumps(asdict(self), indent=1)
 
 
-def _check_report_path(path: Path) -> None:
+def _check_report_path(path: Path, overwrite: bool = False) -> None:
     """Fail before the evaluation, not after it, when the JSON report cannot be written."""
     if path.is_dir():
         raise OutputError("is a folder", path)
+    if path.exists() and not overwrite:
+        raise OutputError("already exists (pass --overwrite to replace it)", path)
     if not path.parent.is_dir():
         raise OutputError("no such folder", path.parent)
     if not os.access(path.parent, os.W_OK):
@@ -325,24 +395,31 @@ def evaluate_video(
     style_size: int | None = 512,
     output: str | Path | None = None,
     progress: Callable[[str], None] | None = None,
+    overwrite: bool = False,
 ) -> TemporalReport:
     """Warping error and frames/s of each variant (``method[:attention]``) on the first frames.
 
     Rows: the source itself (the floor the flow allows), each variant run as :func:`run_video`
     runs it (style encoded once, batches), and with ``per_frame`` the first variant run as image
     stylisation of each frame (style encoded again for every frame, one frame at a time).
-    ``output``: a JSON file the report is written to.
+    ``output``: a JSON file the report is written to (an existing one only with ``overwrite``).
+    A video of fewer than 2 frames is refused: the warping error compares consecutive frames.
     """
     if output is not None:
-        _check_report_path(Path(output))
+        _check_report_path(Path(output), overwrite)
     if max_frames < 2:
         raise DynastError(f"--max-frames must be at least 2 (warping compares frame pairs), got {max_frames}")
     reader = VideoReader(input)
+    if reader.frame_count is not None and reader.frame_count < 2:
+        raise InputError(f"needs at least 2 frames to measure temporal consistency, has {reader.frame_count}",
+                         reader.path)
     style_image = load_image(style)
     h, w = fit_size(reader.height, reader.width, max_size)
     dev = resolve_device(device)
 
     frames = [to_uint8(frames_to_batch([f], (h, w))) for f in itertools.islice(reader.frames(), max_frames)]
+    if len(frames) < 2:  # the container's frame count was missing or wrong
+        raise InputError(f"needs at least 2 frames to measure temporal consistency, has {len(frames)}", reader.path)
     metric = WarpingError(flow)
     for frame in frames:
         metric.update(frame, frame)

@@ -32,7 +32,8 @@ from torch import nn
 
 from dynast_cli.errors import OutputError, WeightsError
 from dynast_cli.io.images import save_image
-from dynast_cli.weights.io import load_state, load_weights, save_weights
+from dynast_cli.io.outputs import check_folder
+from dynast_cli.weights.io import load_state, load_weights, safe_torch_load, save_weights
 
 Batch = Any
 LossFn = Callable[[nn.Module, Batch], dict[str, torch.Tensor]]
@@ -41,6 +42,8 @@ SampleFn = Callable[[nn.Module], torch.Tensor]
 
 MODEL_FILE = "model.safetensors"
 STATE_FILE = "state.pt"
+CHECKPOINT_DIR = "checkpoint"  # under a run's --out folder
+SAMPLES_DIR = "samples"  # under the checkpoint folder
 
 
 @dataclass
@@ -96,16 +99,37 @@ def load_checkpoint(
     load_state(model, tensors, source=ckpt_dir / MODEL_FILE)
     if not state_path.is_file():
         raise WeightsError("no training state to resume from", state_path)
+    state = safe_torch_load(state_path)  # one line: code refused for safety, or corrupt/truncated
     try:
-        state = torch.load(state_path, map_location="cpu", weights_only=True)
         optimizer.load_state_dict(state["optimizer"])
-    except (RuntimeError, KeyError, ValueError) as exc:
-        raise WeightsError(f"unreadable training state ({exc})", state_path) from None
+    except (RuntimeError, KeyError, ValueError, TypeError, IndexError) as exc:
+        raise WeightsError(f"unreadable training state ({' '.join(str(exc).split())[:200]})", state_path) from None
     generator.set_state(state["generator"])
     torch.set_rng_state(state["torch_rng"])
     if state["cuda_rng"] and torch.cuda.is_available():
         torch.cuda.set_rng_state_all(state["cuda_rng"])
     return TrainResult(step=state["step"], wall_s=state["wall_s"], history=state["history"])
+
+
+def check_checkpoint_dir(ckpt_dir: str | Path, resume: bool = False, samples: bool = True) -> Path:
+    """Before any work: ``ckpt_dir`` (and its ``samples`` folder) can be written or created, and
+    without ``resume`` it holds no checkpoint; else an OutputError naming the path."""
+    ckpt_dir = Path(ckpt_dir)
+    check_folder(ckpt_dir)
+    if samples:
+        check_folder(ckpt_dir / SAMPLES_DIR)
+    if not resume and (ckpt_dir / STATE_FILE).exists():
+        raise OutputError("holds a checkpoint already (pass --resume to continue it)", ckpt_dir)
+    return ckpt_dir
+
+
+def check_run_dir(out: str | Path, resume: bool = False, samples: bool = True) -> Path:
+    """Before any work: a training run's ``--out`` folder (exported weights) and its checkpoint folder
+    can be written (see :func:`check_checkpoint_dir`). An existing folder is fine: it is where
+    ``--resume`` continues from, and without a checkpoint a new run writes into it."""
+    out = check_folder(out)
+    check_checkpoint_dir(out / CHECKPOINT_DIR, resume, samples)
+    return out
 
 
 def use_amp(device: torch.device, amp: bool | None = None) -> bool:
@@ -141,9 +165,10 @@ def train_loop(
     under bf16 autocast. ``time_limit_s``: stop early once this session has trained that long (at
     least one step), with a checkpoint as at the end, so ``resume`` goes on from there. Samples go to
     ``ckpt_dir/samples/step_XXXXXX.png`` every ``sample_every`` steps and at the last step. A
-    non-finite loss stops the run with an error (the last checkpoint stays valid).
+    non-finite loss stops the run with an error (the last checkpoint stays valid). The folders are
+    checked before the first batch (:func:`check_checkpoint_dir`).
     """
-    ckpt_dir = Path(ckpt_dir)
+    ckpt_dir = check_checkpoint_dir(ckpt_dir, resume, samples=sample_fn is not None and sample_every > 0)
     device = torch.device(device)
     console = console or Console(stderr=True)
     torch.manual_seed(seed)
@@ -152,8 +177,6 @@ def train_loop(
         result = load_checkpoint(ckpt_dir, model, optimizer, generator)
         console.print(f"resuming from step {result.step} ({ckpt_dir})", markup=False)
     else:
-        if (ckpt_dir / STATE_FILE).exists():
-            raise OutputError("holds a checkpoint already (pass --resume to continue it)", ckpt_dir)
         result = TrainResult(step=0, wall_s=0.0)
 
     model.train()
@@ -188,7 +211,7 @@ def train_loop(
                 console.print(f"step {result.step}/{steps} {description}", markup=False)
             last = result.step == steps or (time_limit_s is not None and elapsed >= time_limit_s)
             if sample_fn is not None and sample_every > 0 and (result.step % sample_every == 0 or last):
-                write_sample(model, sample_fn, ckpt_dir / "samples" / f"step_{result.step:06d}.png")
+                write_sample(model, sample_fn, ckpt_dir / SAMPLES_DIR / f"step_{result.step:06d}.png")
             if result.step % ckpt_every == 0 or last:
                 save_checkpoint(ckpt_dir, model, optimizer, generator, result)
             if last:

