@@ -65,6 +65,15 @@ MAX_PROFILED_OPS = 50_000
 Variant = Callable[[], Any]
 
 
+class BenchInterrupted(KeyboardInterrupt):
+    """Ctrl-C during :func:`run_benchmarks`; :attr:`results` holds the rows measured before it (a row
+    being measured is left out)."""
+
+    def __init__(self, results: list["BenchResult"]):
+        super().__init__("interrupted")
+        self.results = results
+
+
 class Unavailable(Exception):
     """A case cannot run here (its kernel is not written yet, weights are missing, ...)."""
 
@@ -497,14 +506,28 @@ def run_benchmarks(
     options: BenchOptions | None = None,
     progress: Callable[[str], None] | None = None,
 ) -> list[BenchResult]:
-    """Measure every case at every size (ascending), fast and naive variants; see the module docstring."""
+    """Measure every case at every size (ascending), fast and naive variants; see the module docstring.
+
+    Ctrl-C raises :class:`BenchInterrupted` (a ``KeyboardInterrupt``) holding the rows measured so far."""
     from dynast_cli.runtime import resolve_device
 
     opts = options or BenchOptions()
     device = resolve_device(opts.device)
     if opts.clock == "cpu" and device.type != "cpu":
         raise DynastError("--clock cpu measures CPU time, which leaves out the GPU's work (use --clock wall)")
-    results = []
+    results: list[BenchResult] = []
+    try:
+        _run_cases(cases, sizes, opts, device, progress, results)
+    except KeyboardInterrupt:
+        raise BenchInterrupted(results) from None
+    return results
+
+
+def _run_cases(
+    cases: Sequence[BenchCase], sizes: Sequence[int], opts: BenchOptions, device: torch.device,
+    progress: Callable[[str], None] | None, results: list[BenchResult],
+) -> None:
+    """The loop of :func:`run_benchmarks`: appends one row per case and size to ``results``."""
     for case in cases:
         done: dict[str, tuple[list[int], list[Measurement]]] = {}  # variant -> sizes, measurements
         for size in sorted(set(sizes)):
@@ -528,7 +551,6 @@ def run_benchmarks(
                     past.append(m)
             del variants
             results.append(BenchResult(case.name, case.kind, size, measured["fast"], measured.get("naive")))
-    return results
 
 
 def environment(opts: BenchOptions) -> dict[str, Any]:

@@ -58,6 +58,16 @@ class DynastError(Exception):
         super().__init__(f"{path}: {message}" if path is not None else message)
 
 
+class UsageError(DynastError):
+    """A bad option value: malformed, out of range, unknown, or not valid with the other options.
+
+    The message is one line that names the option (``--alphas takes numbers between 0 and 1, got 'x'``).
+    Not Click's ``UsageError``: the command raises it and the CLI reports it like any :class:`DynastError`.
+    """
+
+    exit_code = EXIT_USAGE
+
+
 class InputError(DynastError):
     """A bad input file or folder (missing, unreadable, not an image, corrupt)."""
 

@@ -153,6 +153,55 @@ def test_click_usage_errors_exit_1(args, mentions, tmp_path, monkeypatch):
     _assert_usage_error(runner.invoke(app, args), mentions)
 
 
+#: Option values the command itself rejects (errors.UsageError, not Click): exit 1, like Click's usage
+#: errors, not 2 (a bad input file). Each is refused before any file is read or model built; the files
+#: named are c.png and s.png (written by the test) or do not exist.
+OPTION_VALUE_ERRORS = {
+    "train style --size": (["train", "style", "--content", "c", "--style", "s", "--size", "100"], "--size"),
+    "train style --precision": (["train", "style", "--content", "c", "--style", "s", "--precision", "fp8"],
+                                "--precision"),
+    "train style --video-weight": (["train", "style", "--content", "c", "--style", "s", "--video-weight", "1"],
+                                   "--video-weight"),
+    "train style --video --content-weight": (["train", "style", "--content", "c", "--style", "s", "--method",
+                                              "adaattn", "--video", "--content-weight", "1"], "--content-weight"),
+    "train style --video --method": (["train", "style", "--content", "c", "--style", "s", "--video"], "--video"),
+    "train style --locality": (["train", "style", "--content", "c", "--style", "s", "--method", "dynast",
+                                "--locality", "0.5,2"], "--locality"),
+    "train style --method": (["train", "style", "--content", "c", "--style", "s", "--method", "nope"], "--method"),
+    "train style --init": (["train", "style", "--content", "c", "--style", "s", "--init", "a.safetensors"],
+                           "--init"),
+    "train style --content-weight": (["train", "style", "--content", "c", "--style", "s", "--content-weight", "1"],
+                                     "--content-weight"),
+    "train face --size": (["train", "face", "--faces", "f", "--size", "100"], "--size"),
+    "train face --config": (["train", "face", "--faces", "f", "--config", "huge"], "--config"),
+    "train pose --config": (["train", "pose", "--pairs", "p", "--images", "i", "--poses", "q", "--config", "huge"],
+                            "--config"),
+    "eval style --methods": (["eval", "style", "--content", "c.png", "--style", "s.png", "--methods", ","],
+                             "--methods"),
+    "eval style --methods unknown": (["eval", "style", "--content", "c.png", "--style", "s.png", "--methods",
+                                      "nope"], "style method 'nope'"),
+    "eval style --alphas range": (["eval", "style", "--content", "c.png", "--style", "s.png", "--alphas", "2"],
+                                  "--alphas"),
+    "eval style --alphas text": (["eval", "style", "--content", "c.png", "--style", "s.png", "--alphas", "a,b"],
+                                 "--alphas"),
+    "style --method": (["style", "c.png", "s.png", "-m", "nope"], "style method 'nope'"),
+    "face --edges": (["face", "c.png", "s.png", "--edges", "sobel"], "--edges"),
+    "convert adaattn": (["convert", "adaattn"], "--transformer"),
+}
+
+
+@pytest.mark.parametrize("name", sorted(OPTION_VALUE_ERRORS))
+def test_an_option_value_the_command_rejects_is_a_usage_error(name, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    for file, shade in (("c.png", 60), ("s.png", 180)):
+        Image.new("RGB", (64, 48), (shade, 90, 30)).save(file)
+    args, mentions = OPTION_VALUE_ERRORS[name]
+    result = runner.invoke(app, args)
+    _assert_usage_error(result, mentions)
+    assert _lines(result) == [_lines(result)[-1]]  # only the error line: the command ran and refused the value
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["c.png", "s.png"]  # nothing written
+
+
 @pytest.mark.parametrize("args", [[], ["train"], ["convert"]])
 def test_a_group_without_a_command_shows_its_help_and_exits_1(args):
     result = runner.invoke(app, args)

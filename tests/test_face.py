@@ -165,7 +165,7 @@ def test_cli_errors(tmp_path, monkeypatch):
         return result.exit_code, [ln for ln in result.output.splitlines() if ln.strip()]
 
     assert run("missing.png", "a.png") == (2, ["error: missing.png: no such file"])
-    assert run("a.png", "a.png", "--edges", "sobel") == (2, ["error: unknown edge source 'sobel' (use one of canny, hed, mediapipe, image)"])
+    assert run("a.png", "a.png", "--edges", "sobel") == (1, ["error: unknown --edges 'sobel' (use one of canny, hed, mediapipe, image)"])
     code, lines = run("a.png", "a.png", "-o", "out.png")
     assert code == 3 and len(lines) == 1 and "no edge-to-face weights" in lines[0]
     assert not (tmp_path / "out.png").exists()

@@ -7,6 +7,7 @@ import json
 import pytest
 import torch
 import torch.nn.functional as F
+from PIL import Image
 from typer.testing import CliRunner
 
 from dynast_cli.cli import app
@@ -219,3 +220,26 @@ def test_a_memory_budget_counts_the_refinement_and_says_how_to_drop_it(stand_ins
     with pytest.raises(MemoryBudgetError) as plain_error:
         plan_style(plain.minimum - 1, method, (480, 640), [(512, 512)])
     assert "--refine" not in str(plain_error.value)
+
+
+@pytest.mark.parametrize("method", ["adain", "adaattn", "a2k", "dynast", "optimize"])
+def test_every_method_refines_from_the_cli(stand_ins, image_file, tmp_path, method):
+    """`--refine 1` works with every method (it once crashed on adaattn/a2k: no `name` attribute)."""
+    from dynast_cli.pipelines.style import METHODS, _load_builtin_methods
+
+    _load_builtin_methods()
+    assert method in METHODS
+    content, style = image_file(32, 48, "c.png"), image_file(32, 32, "s.png", seed=3)
+    out = tmp_path / "o.png"
+    extra = ["--steps", "1"] if method == "optimize" else []
+    result = CliRunner().invoke(app, ["style", str(content), str(style), "-o", str(out), "-m", method,
+                                      "--refine", "1", *extra])
+    assert result.exit_code == 0, result.output
+    assert Image.open(out).size == (48, 32)
+
+
+def test_the_parametrised_methods_are_all_the_registered_ones():
+    from dynast_cli.pipelines.style import METHODS, _load_builtin_methods
+
+    _load_builtin_methods()
+    assert sorted(METHODS) == sorted(["adain", "adaattn", "a2k", "dynast", "optimize"])

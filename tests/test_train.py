@@ -12,7 +12,7 @@ from typer.testing import CliRunner
 
 from conftest import make_image_folder
 from dynast_cli.cli import app
-from dynast_cli.errors import InputError, OutputError, WeightsError
+from dynast_cli.errors import InputError, OutputError, UsageError, WeightsError
 from dynast_cli.train.data import RandomCrops, spread_subset
 from dynast_cli.train.loop import load_checkpoint, save_checkpoint, train_loop, TrainResult
 from dynast_cli.train.losses import content_loss, perceptual_loss, reconstruction_loss, style_loss
@@ -186,7 +186,7 @@ def test_train_style_exports_fp16_weights_and_a_manifest_entry(tmp_path):
 
 
 def test_train_style_refuses_an_unknown_method(tmp_path):
-    with pytest.raises(InputError, match="unknown method 'nope'"):
+    with pytest.raises(UsageError, match="unknown --method 'nope'"):
         train_style([tmp_path], [tmp_path], method="nope", encoder=TinyEncoder())
 
 
@@ -210,8 +210,8 @@ def test_attention_models_train_and_export_without_the_encoder(tmp_path, monkeyp
 def test_cli_rejects_a_bad_crop_size(tmp_path):
     result = CliRunner().invoke(app, ["train", "style", "--content", str(tmp_path), "--style", str(tmp_path),
                                       "--size", "100", "--out", str(tmp_path / "o")])
-    assert result.exit_code == 2
-    assert "not a multiple of 16" in result.output
+    assert result.exit_code == 1
+    assert result.output.strip() == "error: --size must be a multiple of 16, got 100"
 
 
 def test_a_time_limit_stops_early_with_a_checkpoint_and_sample_that_resume_continues(crops, tmp_path):
@@ -237,8 +237,8 @@ def test_train_style_records_steps_and_precision_of_a_time_limited_run(tmp_path)
 def test_cli_rejects_an_unknown_precision(tmp_path):
     result = CliRunner().invoke(app, ["train", "style", "--content", str(tmp_path), "--style", str(tmp_path),
                                       "--precision", "fp8", "--out", str(tmp_path / "o")])
-    assert result.exit_code == 2
-    assert "unknown precision 'fp8'" in result.output
+    assert result.exit_code == 1
+    assert result.output.strip() == "error: unknown --precision 'fp8' (choose from auto, bf16, fp32)"
 
 
 def test_decoder_training_can_start_from_a_weights_file(tmp_path):
@@ -271,7 +271,7 @@ def test_attention_training_continues_from_its_own_export(tmp_path, monkeypatch)
                       encoder=TinyEncoder(), sample_every=0)
     with pytest.raises(WeightsError, match="is a 'stya2k' file, expected 'adaattn'"):
         train_style([content], [style], steps=1, out=tmp_path / "d", init=a2k, **{**common, "lr": 0.0})
-    with pytest.raises(InputError, match="not --method decoder"):
+    with pytest.raises(UsageError, match="^--init continues a trained adaattn or a2k model, not --method decoder$"):
         train_style([content], [style], method="decoder", init=first, encoder=TinyEncoder())
 
 
@@ -307,7 +307,7 @@ def test_attention_training_weights_its_content_term_as_asked(tmp_path, monkeypa
     d, h = default["final_losses"], heavy["final_losses"]
     assert d["content"] == h["content"] > 0
     assert h["total"] == pytest.approx(d["total"] + 1e3 * h["content"], rel=1e-5)
-    with pytest.raises(InputError, match="not --method decoder's"):
+    with pytest.raises(UsageError, match="^--content-weight weights .* content term, not --method decoder's$"):
         train_style([content], [style], method="decoder", content_weight=1.0, encoder=TinyEncoder())
 
 
@@ -315,5 +315,5 @@ def test_cli_refuses_a_content_weight_for_video_training(tmp_path):
     result = CliRunner().invoke(app, ["train", "style", "--content", str(tmp_path), "--style", str(tmp_path),
                                       "--method", "adaattn", "--video", "--content-weight", "1",
                                       "--out", str(tmp_path / "o")])
-    assert result.exit_code == 2
-    assert "--content-weight" in result.output and "does not apply to --video training" in result.output
+    assert result.exit_code == 1
+    assert result.output.strip() == "error: --content-weight does not apply to --video training"

@@ -271,7 +271,7 @@ def test_output_under_a_file_or_of_unknown_format_is_a_clear_error(clip, style, 
     blocker = tmp_path / "blocker"
     blocker.write_text("a file where a folder should be")
     before = _listing(tmp_path)
-    with pytest.raises(OutputError, match="blocker: is not a folder"):
+    with pytest.raises(OutputError, match="blocker: is a file, not a folder"):
         run_video(clip, [style], blocker / "out.mp4", method=Tint())
     with pytest.raises(OutputError, match="unsupported video format '.mov'"):
         run_video(clip, [style], tmp_path / "out.mov", method=Tint())

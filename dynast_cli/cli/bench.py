@@ -55,6 +55,15 @@ def results_table(results: list, title: str) -> tuple[Table, list[str]]:
     return table, [f"[{i}] {text}" for i, text in enumerate(notes, 1)]
 
 
+def _print_table(results: list, title: str) -> None:
+    """The results table and its notes, on stdout."""
+    table, notes = results_table(results, title)
+    console = Console(width=None if sys.stdout.isatty() else 132)
+    console.print(table)
+    for line in notes:
+        console.print(line, markup=False, highlight=False)
+
+
 @command()
 def bench(
     kernels: str = typer.Option("all", "--kernels", help="Comma-separated kernel names, or 'all'."),
@@ -95,22 +104,25 @@ def bench(
     opts = b.BenchOptions(warmup=warmup, repeat=repeat, budget_mb=budget_mb, max_call_s=max_call_s, device=device,
                           clock=clock)
     env = b.environment(opts)
-    with err_console.status("benchmarking", spinner="dots") as status:
-
-        def tick(what: str) -> None:
-            status.update(f"benchmarking {what}")
-            if not err_console.is_terminal:  # a log file gets one line per measurement instead of a spinner
-                err_console.print(f"benchmarking {what}", markup=False, highlight=False)
-
-        results = b.run_benchmarks(cases, kernel_sizes, opts, tick)
-        results += b.run_benchmarks(e2e_cases, e2e_sizes, opts, tick)
-
     title = f"dynast bench on {env['device']} ({env['threads']} threads, median {clock} time of {repeat})"
-    table, notes = results_table(results, title)
-    console = Console(width=None if sys.stdout.isatty() else 132)
-    console.print(table)
-    for line in notes:
-        console.print(line, markup=False, highlight=False)
+    results: list = []
+    try:
+        with err_console.status("benchmarking", spinner="dots") as status:
+
+            def tick(what: str) -> None:
+                status.update(f"benchmarking {what}")
+                if not err_console.is_terminal:  # a log file gets one line per measurement instead of a spinner
+                    err_console.print(f"benchmarking {what}", markup=False, highlight=False)
+
+            results += b.run_benchmarks(cases, kernel_sizes, opts, tick)
+            results += b.run_benchmarks(e2e_cases, e2e_sizes, opts, tick)
+    except b.BenchInterrupted as exc:  # Ctrl-C: the rows measured so far, then exit 130 as usual
+        results += exc.results
+        if results:
+            _print_table(results, f"{title}, interrupted after {len(results)} row(s)")
+        raise KeyboardInterrupt from None
+
+    _print_table(results, title)
     if json_path is not None:
         payload = {"environment": env, "results": [r.to_dict() for r in results]}
         write_text(json_path, json.dumps(payload, indent=2) + "\n")

@@ -8,7 +8,7 @@ from typing import Optional
 import typer
 
 from dynast_cli.cli.app import command, convert_app
-from dynast_cli.errors import DynastError, InputError, OutputError
+from dynast_cli.errors import InputError, OutputError, UsageError
 
 _FOLDER_HELP = "Folder holding the official latest_net_*.pth files (and optionally vgg_normalised.pth)."
 _VGG_HELP = "The official VGG19 vgg_normalised.pth, stored in the output as its encoder."
@@ -19,7 +19,7 @@ def _pick(explicit: Optional[Path], folder: Optional[Path], name: str, option: s
     if explicit is not None:
         return explicit
     if folder is None:
-        raise DynastError(f"give the checkpoint folder or {option} FILE")
+        raise UsageError(f"give the checkpoint folder or {option} FILE")
     return folder / name
 
 
@@ -34,13 +34,15 @@ def _vgg(explicit: Optional[Path], folder: Optional[Path]) -> Optional[Path]:
 
 
 def _check_paths(folder: Optional[Path], output: Path, overwrite: bool) -> None:
-    """Fail before any work: a missing folder, a non-safetensors or existing output."""
+    """Fail before any work: a missing folder, a non-safetensors output, or one that cannot be written
+    (exists without --overwrite, a file in the way of its folder, a folder not writable)."""
+    from dynast_cli.io.outputs import check_output
+
     if folder is not None and not folder.is_dir():
         raise InputError("no such folder", folder)
     if output.suffix != ".safetensors":
         raise OutputError("the output must be a .safetensors file", output)
-    if output.exists() and not overwrite:
-        raise OutputError("already exists (pass --overwrite to replace it)", output)
+    check_output(output, overwrite)
 
 
 def _done(path: Path, vgg: Optional[Path]) -> None:

@@ -51,25 +51,25 @@ def train_style_command(
     """Train a style model on random crops and export fp16 safetensors to OUT."""
     import torch
 
-    from dynast_cli.errors import InputError
+    from dynast_cli.errors import UsageError
     from dynast_cli.runtime import resolve_device
     from dynast_cli.train.loop import check_run_dir
     from dynast_cli.train.style import train_style
 
     if size % 16:
-        raise InputError(f"crop size {size} is not a multiple of 16", "--size")
+        raise UsageError(f"--size must be a multiple of 16, got {size}")
     if threads:
         torch.set_num_threads(threads)
     if precision not in ("auto", "bf16", "fp32"):
-        raise InputError(f"unknown precision '{precision}' (choose from auto, bf16, fp32)", "--precision")
+        raise UsageError(f"unknown --precision '{precision}' (choose from auto, bf16, fp32)")
     amp = None if precision == "auto" else precision == "bf16"
     time_limit_s = None if max_minutes is None else 60.0 * max_minutes
     if video_weight is not None and not video:
-        raise InputError("only applies to --video training", "--video-weight")
+        raise UsageError("--video-weight only applies to --video training")
     if video and content_weight is not None:
-        raise InputError("does not apply to --video training", "--content-weight")
+        raise UsageError("--content-weight does not apply to --video training")
     if video and method != "adaattn":
-        raise InputError(f"--video trains the AdaAttN video model (use --method adaattn, not '{method}')", "--video")
+        raise UsageError(f"--video trains the AdaAttN video model (use --method adaattn, not '{method}')")
     check_run_dir(out, resume, samples=sample_every > 0)  # before any data or model is loaded
     if video:
         from dynast_cli.train.video_style import VIDEO_LOSS_WEIGHT, train_video_style
@@ -91,12 +91,12 @@ def train_style_command(
 
 def parse_locality(text: str) -> tuple[float, float, float]:
     """"0.5,0,0" -> (0.5, 0.0, 0.0): three numbers in [0, 1], or a one-line error."""
-    from dynast_cli.errors import InputError
+    from dynast_cli.errors import UsageError
 
     try:
         values = tuple(float(x) for x in text.split(","))
     except ValueError:
         values = ()
     if len(values) != 3 or not all(0.0 <= v <= 1.0 for v in values):
-        raise InputError(f"needs three numbers in [0, 1] for relu3_1,relu4_1,relu5_1, got '{text}'", "--locality")
+        raise UsageError(f"--locality takes three numbers in [0, 1] for relu3_1,relu4_1,relu5_1, got '{text}'")
     return values

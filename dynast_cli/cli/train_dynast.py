@@ -18,9 +18,10 @@ def _run(source_factory, name: str, preset: str, steps: int, batch: int, lr: flo
     import torch
 
     from dynast_cli.runtime import resolve_device
-    from dynast_cli.train.dynast_task import train_dynast
+    from dynast_cli.train.dynast_task import check_config, train_dynast
     from dynast_cli.train.loop import check_run_dir
 
+    check_config(preset)
     check_run_dir(out, resume, samples=sample_every > 0)  # before the data set is read or a model built
     if threads:
         torch.set_num_threads(threads)
@@ -32,10 +33,10 @@ def _run(source_factory, name: str, preset: str, steps: int, batch: int, lr: flo
 
 
 def _check_size(size: int) -> None:
-    from dynast_cli.errors import InputError
+    from dynast_cli.errors import UsageError
 
     if size not in SIZES:
-        raise InputError(f"size {size} is not one of {', '.join(map(str, SIZES))}", "--size")
+        raise UsageError(f"--size must be one of {', '.join(map(str, SIZES))}, got {size}")
 
 
 @command(train_app, "face")

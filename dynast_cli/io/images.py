@@ -13,7 +13,6 @@ whose one-line message names the file and the problem.
 
 from __future__ import annotations
 
-import os
 import re
 import warnings
 from pathlib import Path
@@ -24,6 +23,7 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 
 from dynast_cli.errors import InputError, OutputError
 from dynast_cli.io.atomic import atomic_output
+from dynast_cli.io.outputs import check_output
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff", ".ppm", ".pgm", ".gif"}
 WRITE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff"}
@@ -123,7 +123,9 @@ def to_uint8(image: torch.Tensor) -> np.ndarray:
 
 
 def check_output_path(path: str | Path, overwrite: bool) -> Path:
-    """Validate an output image path *before* any work is done."""
+    """Validate an output image path *before* any work is done: a known image format, then the shared
+    check (:func:`dynast_cli.io.outputs.check_output`: exists without ``overwrite``, a folder in the
+    way, a parent that is a file, a folder that cannot be written or created)."""
     path = Path(path)
     if path.suffix.lower() not in WRITE_SUFFIXES:
         raise OutputError(
@@ -131,14 +133,7 @@ def check_output_path(path: str | Path, overwrite: bool) -> Path:
             f"(use one of {', '.join(sorted(WRITE_SUFFIXES))})",
             path,
         )
-    if path.exists() and not overwrite:
-        raise OutputError("already exists (pass --overwrite to replace it)", path)
-    if path.is_dir():
-        raise OutputError("is a folder", path)
-    parent = path.parent if str(path.parent) else Path(".")
-    if parent.exists() and not os.access(parent, os.W_OK):
-        raise OutputError("folder is not writable", parent)
-    return path
+    return check_output(path, overwrite)
 
 
 def check_image_size(

@@ -30,6 +30,7 @@ import numpy as np
 from dynast_cli.errors import InputError, OutputError
 from dynast_cli.io.atomic import atomic_output
 from dynast_cli.io.images import list_images, read_image_array, save_image
+from dynast_cli.io.outputs import check_folder, check_output
 
 # FFmpeg's own log lines ("moov atom not found") would come before dynast's one-line errors;
 # setting OPENCV_FFMPEG_LOGLEVEL (e.g. 24) shows them again.
@@ -321,25 +322,16 @@ class VideoReader:
 
 
 def check_video_output(path: str | Path, overwrite: bool) -> Path:
-    """Validate an output video file or frame folder *before* any work is done."""
+    """Validate an output video file or frame folder *before* any work is done: a known format, then
+    the shared check (:func:`dynast_cli.io.outputs.check_output`): a video file that exists without
+    ``overwrite``, a file in the way of a folder, a folder that cannot be written or created.
+    (A frame folder's leftover frames are the caller's: resumed or replaced.)"""
     path = Path(path)
-    if not is_frame_folder(path):
-        if path.suffix.lower() not in FOURCC:
-            raise OutputError(
-                f"unsupported video format '{path.suffix}' (use .mp4, .avi or a folder for PNG frames)", path
-            )
-        if path.exists() and not overwrite:
-            raise OutputError("already exists (pass --overwrite to replace it)", path)
-    elif path.exists() and not path.is_dir():
-        raise OutputError("exists and is not a folder", path)
-    parent = path if path.is_dir() else path.parent
-    while not parent.exists() and parent != parent.parent:
-        parent = parent.parent
-    if not parent.is_dir():
-        raise OutputError("is not a folder", parent)
-    if not os.access(parent, os.W_OK):
-        raise OutputError("folder is not writable", parent)
-    return path
+    if is_frame_folder(path):
+        return check_folder(path)
+    if path.suffix.lower() not in FOURCC:
+        raise OutputError(f"unsupported video format '{path.suffix}' (use .mp4, .avi or a folder for PNG frames)", path)
+    return check_output(path, overwrite)
 
 
 class VideoWriter:

@@ -179,6 +179,8 @@ class AdaAttNModel(nn.Module):
     ``decoder``: a VGGDecoder(skip=True) to use (e.g. the universal decoder); a fresh one by default.
     """
 
+    name = "adaattn"  # the --method it serves (read by the refinement wrapper and the reports)
+
     architecture = "adaattn"
 
     def __init__(

@@ -131,6 +131,8 @@ class StyA2KModel(nn.Module):
     AdaIN-matched to the style, instead of the official content + both (see :meth:`A2KLayer.forward`).
     """
 
+    name = "a2k"  # the --method it serves (read by the refinement wrapper and the reports)
+
     architecture = "stya2k"
 
     def __init__(

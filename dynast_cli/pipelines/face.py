@@ -37,7 +37,7 @@ import torch
 from PIL import Image
 from torch import nn
 
-from dynast_cli.errors import InputError, WeightsError
+from dynast_cli.errors import InputError, UsageError, WeightsError
 from dynast_cli.io.images import load_image, read_image_array, read_image_size, to_uint8
 from dynast_cli.pipelines.pose import (
     Placement,
@@ -236,7 +236,7 @@ def edges_from_photo(
         with torch.inference_mode():
             prob = hed(resized.to(device))[0, 0].cpu().numpy()
         return prob >= HED_THRESHOLD
-    raise InputError(f"unknown edge source '{method}' (use one of {', '.join(EDGE_SOURCES)})")
+    raise UsageError(f"unknown --edges '{method}' (use one of {', '.join(EDGE_SOURCES)})")
 
 
 def face_input(
@@ -355,7 +355,7 @@ def run_face(
     from dynast_cli.runtime import prepare_generator, resolve_device
 
     if method not in EDGE_SOURCES:
-        raise InputError(f"unknown edge source '{method}' (use one of {', '.join(EDGE_SOURCES)})")
+        raise UsageError(f"unknown --edges '{method}' (use one of {', '.join(EDGE_SOURCES)})")
     exemplar, edges = Path(exemplar), Path(edges)
     output = check_output_path(output or f"{edges.stem}_as_{exemplar.stem}.png", overwrite)
     if save_edges is not None:

@@ -52,6 +52,7 @@ from dynast_cli.io.images import (
     to_uint8,
 )
 from dynast_cli.io.keypoints import NUM_KEYPOINTS, Keypoints, load_keypoints, mirror_folder
+from dynast_cli.io.outputs import check_output
 from dynast_cli.runtime import prepare_generator, resolve_device
 
 # Limbs as 1-based point pairs, in the official order; only the first 17 are drawn.
@@ -454,8 +455,7 @@ def _plan_outputs(output: Path, targets: list[Path], sequence: bool, overwrite: 
     if not sequence:
         return [check_output_path(output, overwrite)]
     if output.suffix.lower() in VIDEO_SUFFIXES:
-        if output.exists() and not overwrite:
-            raise OutputError("already exists (pass --overwrite to replace it)", output)
+        check_output(output, overwrite)  # exists, a folder in the way, its folder not writable
         return []
     if output.suffix:
         raise OutputError("a sequence of poses needs a folder or a .mp4/.avi video as output", output)
@@ -483,7 +483,8 @@ def _pose_stem(path: Path) -> str:
 def write_video(frames: Iterable[torch.Tensor], path: Path, fps: float) -> Path:
     """Write ``(3, H, W)`` frames in ``[0, 1]`` to an .mp4 (mp4v) or .avi (MJPG) atomically; every frame
     is resized to the first one's size."""
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=path.suffix, dir=path.parent if str(path.parent) else ".")
+    path.parent.mkdir(parents=True, exist_ok=True)  # checked before any work (check_output)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=path.suffix, dir=path.parent)
     os.close(fd)
     writer, size = None, None
     try:

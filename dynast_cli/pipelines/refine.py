@@ -154,7 +154,7 @@ class RefinedMethod:
             raise ValueError(f"refinement steps must be >= 0, got {steps}")
         self.base, self.encoder, self.steps, self.lr = base, encoder, steps, lr
         self.style_weight, self.content_weight, self.max_side = style_weight, content_weight, max_side
-        self.name = base.name
+        self.name = getattr(base, "name", type(base).__name__)
 
     def prepare_style(self, style: torch.Tensor) -> RefineState:
         return RefineState(self.base.prepare_style(style), [calc_mean_std(f) for f in self.encoder(style)])

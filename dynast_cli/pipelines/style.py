@@ -22,8 +22,9 @@ from typing import Any, Callable, Protocol, Sequence
 import torch
 import torch.nn.functional as F
 
-from dynast_cli.errors import BatchError, DynastError, InputError, OutputError
+from dynast_cli.errors import BatchError, DynastError, InputError, OutputError, UsageError
 from dynast_cli.io.images import check_image_size, check_output_path, list_images, load_image, save_image
+from dynast_cli.io.outputs import check_output
 from dynast_cli.runtime import resolve_device
 
 PAD_MULTIPLE = 16  # relu5_1 is at 1/16 of the input
@@ -71,7 +72,7 @@ def get_style_method(
     """Build a style method by name (see :data:`METHODS`)."""
     _load_builtin_methods()
     if name not in METHODS:
-        raise DynastError(f"unknown style method '{name}' (choose from {', '.join(sorted(METHODS))})")
+        raise UsageError(f"unknown style method '{name}' (choose from {', '.join(sorted(METHODS))})")
     return METHODS[name].factory(weights=weights, device=torch.device(device), vgg=vgg, **options)
 
 
@@ -265,6 +266,8 @@ def run_style(
     single = not content.is_dir()
     if single:
         check_output_path(pairs[0][1], overwrite)
+    else:  # the output folder and every planned file, before any model is built
+        check_output(pairs[0][1].parent, overwrite, kind="dir", files=[dst.name for _, dst in pairs])
     device = resolve_device(opts.device)
     style_images = [load_image(p) for p in style_paths]  # errors name the style file
     for path, img in zip(style_paths, style_images):
@@ -337,7 +340,7 @@ def refine_steps(method: str, refine: int | None) -> int:
     if refine is None:
         return default_refine_steps(method)
     if refine < 0:
-        raise InputError(f"needs a number of steps >= 0, got {refine}", "--refine")
+        raise UsageError(f"--refine takes a number of steps >= 0, got {refine}")
     return refine
 
 

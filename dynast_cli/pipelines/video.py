@@ -26,7 +26,6 @@ from __future__ import annotations
 import inspect
 import itertools
 import json
-import os
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -36,8 +35,8 @@ import numpy as np
 import torch
 
 from dynast_cli.errors import DynastError, InputError, OutputError
-from dynast_cli.io.atomic import atomic_output
 from dynast_cli.io.images import load_image, to_uint8
+from dynast_cli.io.outputs import check_output, write_text
 from dynast_cli.io.video import (
     FOURCC, VideoReader, VideoWriter, check_video_output, count_done_frames, even_size, frame_files,
     has_audio, is_frame_folder,
@@ -252,6 +251,7 @@ def run_video(
         "alpha": alpha, "mix": mix, "style_size": style_size,
         "start/end": [reader.start_frame, reader.end_frame], "size": [w, h],
     }
+    check_video_output(output, overwrite=True)  # format and folders, before leftovers are looked at
     # a video output left by a Ctrl-C may be replaced by the resumed run
     done = _resumable_frames(folder, settings, overwrite, resume, video) if folder.exists() else 0
     check_video_output(output, overwrite or done > 0)
@@ -353,24 +353,9 @@ class TemporalReport:
 
 
 def _check_report_path(path: Path, overwrite: bool = False) -> None:
-    """Fail before the evaluation, not after it, when the JSON report cannot be written."""
-    if path.is_dir():
-        raise OutputError("is a folder", path)
-    if path.exists() and not overwrite:
-        raise OutputError("already exists (pass --overwrite to replace it)", path)
-    if not path.parent.is_dir():
-        raise OutputError("no such folder", path.parent)
-    if not os.access(path.parent, os.W_OK):
-        raise OutputError("folder is not writable", path.parent)
-
-
-def _write_text(path: Path, text: str) -> None:
-    """Write ``text`` atomically (a temporary file beside ``path``, then a rename)."""
-    try:
-        with atomic_output(path) as tmp:
-            tmp.write_text(text)
-    except OSError as exc:
-        raise OutputError(f"cannot write ({exc.strerror or exc})", path) from None
+    """Fail before the evaluation, not after it, when the JSON report cannot be written (its folder is
+    created when missing)."""
+    check_output(path, overwrite)
 
 
 def parse_variant(variant: str) -> tuple[str, str | None]:
@@ -452,5 +437,5 @@ def evaluate_video(
         measure(f"{variants[0]} per-frame image", image_by_image())
     report = TemporalReport(str(reader.path), str(style), len(frames), (w, h), flow, rows)
     if output is not None:
-        _write_text(Path(output), report.to_json())
+        write_text(output, report.to_json())
     return report

@@ -24,7 +24,7 @@ import torch
 from rich.console import Console
 from torch import nn
 
-from dynast_cli.errors import InputError
+from dynast_cli.errors import InputError, UsageError
 from dynast_cli.models.dynast import ARCHITECTURE, DynastConfig, DynastGenerator
 from dynast_cli.nn.discriminator import MultiscaleDiscriminator
 from dynast_cli.pipelines.pose import POSE_CHANNELS
@@ -102,10 +102,15 @@ def semantic_preview(semantics: torch.Tensor) -> torch.Tensor:
     return semantics[:3] if semantics.shape[0] == POSE_CHANNELS else semantics[:1].expand(3, -1, -1)
 
 
+def check_config(preset: str) -> None:
+    """A :class:`UsageError` naming ``--config`` unless ``preset`` is one of :data:`CONFIGS`."""
+    if preset not in CONFIGS:
+        raise UsageError(f"unknown --config '{preset}' (choose from {', '.join(CONFIGS)})")
+
+
 def build_config(preset: str, semantic_nc: int, size: int) -> DynastConfig:
     """The generator config of ``preset`` (``compact`` | ``official``) for ``semantic_nc`` channels at ``size``."""
-    if preset not in CONFIGS:
-        raise InputError(f"unknown config '{preset}' (choose from {', '.join(CONFIGS)})", "--config")
+    check_config(preset)
     return DynastConfig(**CONFIGS[preset], semantic_nc=semantic_nc, crop_size=size)
 
 

@@ -62,6 +62,10 @@ class TrainResult:
         return {k: sum(h[k] for h in recent) / len(recent) for k in recent[-1] if k != "step"}
 
 
+#: What :func:`save_checkpoint` writes into ``state.pt`` (and :func:`load_checkpoint` needs).
+STATE_KEYS = ("step", "wall_s", "history", "optimizer", "generator", "torch_rng", "cuda_rng")
+
+
 def save_checkpoint(
     ckpt_dir: Path, model: nn.Module, optimizer: torch.optim.Optimizer, generator: torch.Generator,
     result: TrainResult,
@@ -100,14 +104,20 @@ def load_checkpoint(
     if not state_path.is_file():
         raise WeightsError("no training state to resume from", state_path)
     state = safe_torch_load(state_path)  # one line: code refused for safety, or corrupt/truncated
+    if not isinstance(state, dict):
+        raise WeightsError(f"unreadable training state (a {type(state).__name__}, not a dict)", state_path)
+    missing = [key for key in STATE_KEYS if key not in state]
+    if missing:
+        keys = ", ".join(repr(k) for k in missing)
+        raise WeightsError(f"unreadable training state (missing {keys}; written by another program?)", state_path)
     try:
         optimizer.load_state_dict(state["optimizer"])
-    except (RuntimeError, KeyError, ValueError, TypeError, IndexError) as exc:
+        generator.set_state(state["generator"])
+        torch.set_rng_state(state["torch_rng"])
+        if state["cuda_rng"] and torch.cuda.is_available():
+            torch.cuda.set_rng_state_all(state["cuda_rng"])
+    except (RuntimeError, KeyError, ValueError, TypeError, IndexError, AttributeError) as exc:
         raise WeightsError(f"unreadable training state ({' '.join(str(exc).split())[:200]})", state_path) from None
-    generator.set_state(state["generator"])
-    torch.set_rng_state(state["torch_rng"])
-    if state["cuda_rng"] and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all(state["cuda_rng"])
     return TrainResult(step=state["step"], wall_s=state["wall_s"], history=state["history"])
 
 

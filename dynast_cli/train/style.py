@@ -30,7 +30,7 @@ import torch
 from rich.console import Console
 from torch import nn
 
-from dynast_cli.errors import InputError
+from dynast_cli.errors import UsageError
 from dynast_cli.models.decoder import decode_features
 from dynast_cli.nn.decoders import VGGDecoder
 from dynast_cli.train.data import RandomCrops
@@ -311,12 +311,12 @@ def train_style(
     ``content_weight`` (adaattn/a2k): the weight of the normalised content loss (default 0, the papers').
     """
     if method not in STYLE_METHODS:
-        raise InputError(f"unknown method '{method}' (choose from {', '.join(STYLE_METHODS)})", "--method")
+        raise UsageError(f"unknown --method '{method}' (choose from {', '.join(STYLE_METHODS)})")
     if init is not None and method not in ("adaattn", "a2k"):
-        raise InputError(f"continues a trained adaattn or a2k model, not --method {method}", "--init")
+        raise UsageError(f"--init continues a trained adaattn or a2k model, not --method {method}")
     if content_weight is not None and method not in ("adaattn", "a2k"):
-        raise InputError(f"weights the adaattn/a2k objective's content term, not --method {method}'s",
-                         "--content-weight")
+        raise UsageError(f"--content-weight weights the adaattn/a2k objective's content term, "
+                         f"not --method {method}'s")
     dev = torch.device(device)
     if encoder is None:
         from dynast_cli.models.vgg import load_vgg16

@@ -25,6 +25,7 @@ import torch
 from torch import nn
 
 from dynast_cli.errors import WeightsError
+from dynast_cli.io.outputs import check_output
 from dynast_cli.models.adaattn import AdaAttNLayer, AdaAttNModel, AdaAttNTransformer
 from dynast_cli.models.stya2k import BLOCKS, A2KLayer, A2KTransform, StyA2KModel
 from dynast_cli.nn.decoders import VGGDecoder
@@ -127,7 +128,8 @@ def convert_adaattn(
     out: str | Path,
 ) -> Path:
     """Official AdaAttN ``latest_net_{transformer,decoder,adaattn_3}.pth`` (+ optional
-    ``vgg_normalised.pth``) -> one safetensors at ``out``; returns ``out``."""
+    ``vgg_normalised.pth``) -> one safetensors at ``out`` (replaced if it exists); returns ``out``."""
+    check_output(out, overwrite=True)  # its folder can be written, before the checkpoints are read
     parts = {
         "transformer": _read(
             transformer, _layout(AdaAttNTransformer), "AdaAttN transformer (latest_net_transformer.pth)"
@@ -159,6 +161,7 @@ def convert_stya2k(
     ``decoder_layer_2.1`` with 512 input channels (the official code's ``skip_connection_3``) needs
     ``a2k``; with 256 it takes no relu3_1 input, and ``a2k``, when given, is checked but not stored.
     """
+    check_output(out, overwrite=True)  # its folder can be written, before the checkpoints are read
     dec = load_torch_checkpoint(decoder)
     first = dec.get("decoder_layer_2.1.weight")
     skip3 = first is not None and first.dim() == 4 and first.shape[1] == 512

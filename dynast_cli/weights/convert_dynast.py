@@ -20,7 +20,8 @@ from pathlib import Path
 
 import torch
 
-from dynast_cli.errors import OutputError, WeightsError
+from dynast_cli.errors import WeightsError
+from dynast_cli.io.outputs import check_output
 from dynast_cli.models.dynast import ARCHITECTURE, DynastConfig, DynastGenerator
 from dynast_cli.weights.io import load_torch_checkpoint, save_weights, sha256_file
 
@@ -127,9 +128,7 @@ def convert_dynast(
     overwrite: bool = True,
 ) -> Path:
     """Convert ``latest_net_G.pth`` to a safetensors file loadable by :func:`dynast_cli.models.dynast.load_dynast`."""
-    out_path = Path(out_path)
-    if out_path.exists() and not overwrite:
-        raise OutputError("already exists (pass --overwrite to replace it)", out_path)
+    out_path = check_output(out_path, overwrite)  # before the checkpoint is read: exists, folder unwritable
     state = load_torch_checkpoint(pth_path)
     config = infer_config(state, pth_path, top_k=top_k, smooth=smooth)
     check_layout(state, config, pth_path)
