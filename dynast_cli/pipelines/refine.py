@@ -30,8 +30,9 @@ from dynast_cli.pipelines.style import fit_size, resize
 from dynast_cli.pipelines.style_methods import blend
 from dynast_cli.train.losses import content_loss, statistics_loss
 
-#: Refinement steps when ``--refine`` is not given, per method (others: 0). Chosen on the validation pairs.
-DEFAULT_REFINE_STEPS = {"dynast": 10}
+#: Refinement steps when ``--refine`` is not given, per method (others: 0). Empty since session 6: the
+#: refinement optimises the very VGG statistics it was judged by (issue #16); `--refine N` stays an option.
+DEFAULT_REFINE_STEPS: dict[str, int] = {}
 #: Adam learning rate on [0, 1] pixels.
 REFINE_LR = 0.01
 #: Weights of the style statistics (VGG16 relu1_1..relu5_1 mean/std MSE) and of the normalised content

@@ -161,6 +161,26 @@ class StyleOptions:
     #: --refine: pixel-optimisation steps after the method (None: the method's default, see
     #: dynast_cli.pipelines.refine.DEFAULT_REFINE_STEPS)
     refine: int | None = None
+    #: --work-size: long side the method works at; larger contents are stylised at that size and the
+    #: result upsampled (bicubic) to the output size. None: the method's default (DEFAULT_WORK_SIZE),
+    #: 0: always the full output size
+    work_size: int | None = None
+
+
+#: Working long side per method when ``--work-size`` is not given (others: full size). The default
+#: ``dynast`` paints at 512 px, the size its settings were chosen at: above it the matching and the
+#: decoder cost grow with the pixel count while the strokes (features at 1/8 and 1/16) shrink relative to
+#: the picture, so a larger working size gives a slower *and* less painted result.
+DEFAULT_WORK_SIZE = {"dynast": 512}
+
+
+def work_size(method: str, requested: int | None) -> int | None:
+    """The working long side for ``method``: ``requested`` (0: none) or the method's default."""
+    if requested is None:
+        return DEFAULT_WORK_SIZE.get(method)
+    if requested < 0:
+        raise UsageError(f"--work-size takes a size in pixels (0: full size), got {requested}")
+    return requested or None
 
 
 def stylize(
@@ -170,16 +190,26 @@ def stylize(
     mix: Sequence[float] | None = None,
     alpha: float = 1.0,
     keep_color: bool = False,
+    work_size: int | None = None,
 ) -> torch.Tensor:
-    """Stylise one content image ``(3,H,W)`` or ``(1,3,H,W)`` in [0,1] -> same size, [0,1]."""
+    """Stylise one content image ``(3,H,W)`` or ``(1,3,H,W)`` in [0,1] -> same size, [0,1].
+
+    ``work_size``: when the content's long side exceeds it, the method runs on the content resized to
+    that long side and its output is upsampled (bicubic) to the content's size."""
     if not 0.0 <= alpha <= 1.0:
         raise DynastError(f"--alpha must be between 0 and 1, got {alpha}")
     mix = normalise_mix(mix, len(states))
     batch = content if content.dim() == 4 else content[None]
-    padded, (h, w) = pad_to_multiple(batch)
+    full_hw = tuple(batch.shape[-2:])
+    work = batch
+    if work_size and max(full_hw) > work_size:
+        work = resize(batch, fit_size(*full_hw, max_size=work_size))
+    padded, (h, w) = pad_to_multiple(work)
     with torch.inference_mode():
         out = method.stylize(padded, states, mix, alpha)
     out = out[..., :h, :w].clamp(0, 1)
+    if tuple(out.shape[-2:]) != full_hw:
+        out = F.interpolate(out, size=full_hw, mode="bicubic", align_corners=False).clamp(0, 1)
     if keep_color:
         out = preserve_color(out, batch.to(out))
     return out if content.dim() == 4 else out[0]
@@ -279,8 +309,9 @@ def run_style(
             check_content_size(content, hw, opts)  # before the method is built
     method = get_style_method(opts.method, weights=opts.weights, device=device, vgg=opts.vgg, **opts.method_options)
     refine = refine_steps(opts.method, opts.refine)
+    work = work_size(opts.method, opts.work_size)
     if opts.max_memory is not None:
-        _plan_memory(method, [src for src, _ in pairs], style_images, opts, device, notify, refine)
+        _plan_memory(method, [src for src, _ in pairs], style_images, opts, device, notify, refine, work)
     if opts.compile:
         from dynast_cli.runtime import compile_modules
 
@@ -301,7 +332,7 @@ def run_style(
             image = load_image(src)
             check_content_size(src, tuple(image.shape[-2:]), opts)
             image = resize(image[None], fit_size(*image.shape[-2:], opts.max_size, opts.size)).to(device)
-            out = stylize(method, image, states, mix, opts.alpha, opts.keep_color)
+            out = stylize(method, image, states, mix, opts.alpha, opts.keep_color, work)
             report.written.append(save_image(out, dst))
         except DynastError as exc:
             if single:
@@ -346,13 +377,16 @@ def refine_steps(method: str, refine: int | None) -> int:
 
 def _plan_memory(
     method: StyleMethod, contents: Sequence[Path], styles: Sequence[torch.Tensor], opts: StyleOptions,
-    device: torch.device, notify: Callable[[str], None] | None, refine: int = 0,
+    device: torch.device, notify: Callable[[str], None] | None, refine: int = 0, work: int | None = None,
 ) -> None:
-    """Plan the attention tiles for the largest content (after --size/--max-size) and apply them
-    (with ``refine`` steps, the refinement's working memory counts too)."""
+    """Plan the attention tiles for the largest content (after --size/--max-size, at the working size
+    ``work`` when it is smaller) and apply them (with ``refine`` steps, the refinement's working memory
+    counts too)."""
     from dynast_cli.memory import apply_style_plan, plan_style
 
     sizes = [fit_size(*hw, opts.max_size, opts.size) for hw in map(_content_hw, contents) if hw is not None]
+    if work:
+        sizes = [fit_size(*hw, max_size=work) for hw in sizes]
     if not sizes:
         return  # nothing readable: the loop reports the files
     largest = max(sizes, key=lambda hw: hw[0] * hw[1])

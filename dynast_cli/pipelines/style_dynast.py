@@ -4,8 +4,8 @@
 project's universal decoder or its own trained decoder. ``--weights`` chooses:
 
 - default: the model installed in the registry (manifest entry ``dynast_style_vgg16``: a configuration-only
-  file, the matching with ``locality`` 0.15,0,0 on the universal decoder), or the parameter-free model
-  when none is installed;
+  file, the matching with every match kept, temperature 0.02 and feature warping 0.75 on the universal
+  decoder), or the parameter-free model when none is installed;
 - a ``dynast_style`` file: its learned prune mask (``dynast_prune_vgg16``) and/or its own decoder
   (``dynast train style --method dynast --train-decoder``), or its configuration alone;
 - ``none``: the parameter-free model (every match kept);
@@ -41,7 +41,7 @@ def _prune_weights(weights) -> tuple[Any, Any]:
 
 
 @register_method("dynast", "DynaST coarse-to-fine sparse matching, AdaAttN transform on the matches "
-                 "(default; locality 0.15,0,0 on the universal decoder by default; "
+                 "(default: the matched style features warped onto the content, 0.75, on the universal decoder; "
                  "--weights none: parameter-free with the universal decoder)")
 def _dynast(
     weights=None, device=torch.device("cpu"), vgg=None, top_k: int = 4, coarse: str = "relu4_1", **_: Any

@@ -1,0 +1,83 @@
+"""--work-size: the method paints at a working long side and the result is upsampled to the output size."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+import torch.nn.functional as F
+from PIL import Image
+from stand_ins import one_thread  # noqa: F401  (autouse: one torch thread)
+from typer.testing import CliRunner
+
+from dynast_cli.cli import app
+from dynast_cli.errors import UsageError
+from dynast_cli.pipelines.style import (DEFAULT_WORK_SIZE, fit_size, get_style_method, prepare_styles, resize, stylize,
+                                        work_size)
+
+
+class Recorder:
+    """A style method that records the size it was run at and returns a fixed function of its input."""
+
+    name = "recorder"
+
+    def __init__(self):
+        self.sizes = []
+
+    def prepare_style(self, style):
+        return style.mean()
+
+    def stylize(self, content, states, mix, alpha=1.0):
+        self.sizes.append(tuple(content.shape[-2:]))
+        return (content * 0.5 + 0.25 * states[0]).clamp(0, 1)
+
+
+def test_a_larger_content_is_painted_at_the_working_size_and_upsampled():
+    method, content = Recorder(), torch.rand(3, 96, 64)
+    states = [torch.tensor(0.5)]
+    out = stylize(method, content, states, work_size=48)
+    assert out.shape == (3, 96, 64) and method.sizes == [(48, 32)]
+    small = resize(content[None], fit_size(96, 64, max_size=48))
+    expected = F.interpolate((small * 0.5 + 0.125).clamp(0, 1), size=(96, 64), mode="bicubic",
+                             align_corners=False).clamp(0, 1)[0]
+    torch.testing.assert_close(out, expected, atol=0, rtol=0)
+    # a content within the working size runs at its own size, unchanged
+    method.sizes.clear()
+    assert torch.equal(stylize(method, content, states, work_size=96), stylize(method, content, states))
+    assert method.sizes == [(96, 64), (96, 64)]
+
+
+def test_the_default_works_at_512_and_the_others_at_full_size():
+    assert DEFAULT_WORK_SIZE == {"dynast": 512}
+    assert work_size("dynast", None) == 512 and work_size("adain", None) is None
+    assert work_size("dynast", 0) is None and work_size("adain", 256) == 256
+    with pytest.raises(UsageError, match="--work-size"):
+        work_size("dynast", -1)
+
+
+def test_cli_work_size(stand_ins, image_file, tmp_path):
+    content, style = image_file(48, 80, "c.png"), image_file(32, 32, "s.png", seed=2)
+    runner = CliRunner()
+
+    def run(*args):
+        out = tmp_path / f"o{len(list(tmp_path.glob('o*.png')))}.png"
+        result = runner.invoke(app, ["style", str(content), str(style), "-o", str(out), "-m", "adain", *args])
+        assert result.exit_code == 0, result.output
+        assert Image.open(out).size == (80, 48)
+        return out.read_bytes()
+
+    assert run() == run("--work-size", "0") == run("--work-size", "80") != run("--work-size", "40")
+    result = runner.invoke(app, ["style", str(content), str(style), "-o", str(tmp_path / "x.png"), "--work-size", "-3"])
+    assert result.exit_code == 1 and not (tmp_path / "x.png").exists()
+
+
+def test_library_default_dynast_paints_at_its_working_size(stand_ins):
+    """The default method through the pipeline's own loop: a 600 px content is painted at 512."""
+    from dynast_cli.pipelines import style as style_pipeline
+
+    method = get_style_method("dynast")
+    seen = []
+    original = method.stylize
+    method.stylize = lambda content, *a, **k: (seen.append(tuple(content.shape[-2:])), original(content, *a, **k))[1]
+    states = prepare_styles(method, [torch.rand(3, 64, 64)], 64, torch.device("cpu"))
+    out = style_pipeline.stylize(method, torch.rand(3, 600, 320), states, work_size=work_size("dynast", None))
+    assert out.shape == (3, 600, 320) and seen == [(512, 288)]  # 512 x 273 padded to multiples of 16
