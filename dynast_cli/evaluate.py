@@ -41,7 +41,7 @@ import torch
 from dynast_cli.errors import InputError, UsageError
 from dynast_cli.io.images import list_images, load_image, save_image
 from dynast_cli.io.outputs import check_output, save_figure, write_text
-from dynast_cli.pipelines.style import StyleMethod, fit_size, resize, stylize
+from dynast_cli.pipelines.style import StyleMethod, fit_size, resize, stylize, work_size
 from dynast_cli.quality import COLUMNS as QUALITY_COLUMNS
 from dynast_cli.quality import quality_scores
 from dynast_cli.train.losses import content_loss, style_loss
@@ -317,8 +317,10 @@ def evaluate_style(
     outputs: dict[tuple[Path, Path, str, float], torch.Tensor] = {}
     first_content, first_style = next(iter(content_images.values())), next(iter(style_images.values()))
     for name, method in methods.items():
+        # the working size `dynast style` paints this method at (the default dynast: 512 px)
+        work = work_size(getattr(method, "name", ""), None)
         with torch.inference_mode():
-            stylize(method, first_content, [method.prepare_style(first_style)])  # warm-up, untimed
+            stylize(method, first_content, [method.prepare_style(first_style)], work_size=work)  # warm-up, untimed
         for s_path, style in style_images.items():
             start = time.perf_counter()
             with torch.inference_mode():
@@ -327,7 +329,7 @@ def evaluate_style(
             for c_path, content in content_images.items():
                 for alpha in alphas:
                     start = time.perf_counter()
-                    out = stylize(method, content, [state], alpha=alpha)
+                    out = stylize(method, content, [state], alpha=alpha, work_size=work)
                     seconds = time.perf_counter() - start
                     with torch.inference_mode():
                         feats = encoder(out)

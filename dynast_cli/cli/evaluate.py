@@ -18,7 +18,7 @@ def eval_style_command(
                                 help="Comma-separated style methods, each METHOD[:WEIGHTS][+refineN]: WEIGHTS picks "
                                 "its --weights, N its --refine steps (default: as dynast style), e.g. dynast:none (the "
                                 "parameter-free DynaST), dynast+refine0 (the default without refinement), adain+refine10."),
-    size: int = typer.Option(512, "--size", min=16, help="Long side of contents and styles, in pixels."),
+    size: int = typer.Option(512, "--size", min=17, help="Long side of contents and styles, in pixels."),
     out: Path = typer.Option(Path("eval/style"), "--out", help="Folder for the JSON, Markdown table and grid."),
     device: str = typer.Option("auto", "--device", help="auto, cpu, cuda or cuda:N."),
     vgg: Path = typer.Option(None, "--vgg", help="VGG16 weights (default: the cached ImageNet VGG16)."),

@@ -178,8 +178,8 @@ def work_size(method: str, requested: int | None) -> int | None:
     """The working long side for ``method``: ``requested`` (0: none) or the method's default."""
     if requested is None:
         return DEFAULT_WORK_SIZE.get(method)
-    if requested < 0:
-        raise UsageError(f"--work-size takes a size in pixels (0: full size), got {requested}")
+    if requested < 0 or 0 < requested < MIN_SIDE:
+        raise UsageError(f"--work-size takes a size of at least {MIN_SIDE} px (0: full size), got {requested}")
     return requested or None
 
 
