@@ -41,11 +41,11 @@ import torch
 from dynast_cli.errors import InputError, UsageError
 from dynast_cli.io.images import list_images, load_image, save_image
 from dynast_cli.io.outputs import check_output, save_figure, write_text
-from dynast_cli.pipelines.style import StyleMethod, fit_size, resize, stylize
+from dynast_cli.ops import fit_size, image_grid, resize
+from dynast_cli.pipelines.style import StyleMethod, stylize
 from dynast_cli.quality import COLUMNS as QUALITY_COLUMNS
 from dynast_cli.quality import quality_scores
-from dynast_cli.train.losses import content_loss, style_loss
-from dynast_cli.train.samples import image_grid
+from dynast_cli.nn.losses import content_loss, style_loss
 
 Encoder = Callable[..., list[torch.Tensor]]
 
@@ -296,7 +296,7 @@ def evaluate_style(
     """Run every method on every content x style pair; write the JSON, Markdown and grid into ``out_dir``.
 
     ``methods`` maps a display name to a built method (see
-    :func:`dynast_cli.pipelines.style.get_style_method`); ``encoder`` is the loss network.
+    :func:`dynast_cli.styles.build_method`); ``encoder`` is the loss network.
     ``alphas``: the style strengths (``--alpha``) to run each method at; with several, also writes
     the trade-off plot. The folder is checked before any work; ``overwrite=False`` refuses to replace
     earlier results (see :func:`check_outputs`). ``quality_net``: the EfficientNet-Lite0 features for

@@ -84,10 +84,10 @@ def image_file(tmp_path):
 def stand_ins(monkeypatch):
     """Tiny encoder + random decoder behind the real feed-forward style methods (no VGG16 fetch)."""
     from dynast_cli.nn.decoders import VGGDecoder
-    from dynast_cli.pipelines import style_methods
+    from dynast_cli.styles import base
     from stand_ins import TinyEncoder
 
     torch.manual_seed(0)
     decoder = VGGDecoder(skip=True).eval()
-    monkeypatch.setattr(style_methods, "vgg16", lambda device, path=None: TinyEncoder())
-    monkeypatch.setattr(style_methods, "universal_decoder", lambda device, path=None: decoder)
+    monkeypatch.setattr(base, "vgg16", lambda device, path=None: TinyEncoder())
+    monkeypatch.setattr(base, "universal_decoder", lambda device, path=None: decoder)

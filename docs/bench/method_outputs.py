@@ -49,12 +49,14 @@ CASES: dict[str, tuple[str, dict]] = {
 def run_case(method_name: str, opts: dict) -> dict[str, torch.Tensor]:
     """{output name: float output} of one case on the bundled pairs (the path of ``run_style``)."""
     from dynast_cli.io.images import load_image
-    from dynast_cli.pipelines.refine import with_refinement
-    from dynast_cli.pipelines.style import fit_size, get_style_method, prepare_styles, refine_steps, resize, stylize
+    from dynast_cli.ops import fit_size, resize
+    from dynast_cli.pipelines.style import prepare_styles, stylize
+    from dynast_cli.styles import build_method
+    from dynast_cli.styles.refine import refine_steps, with_refinement
 
     device = torch.device("cpu")
     method_options = {"steps": opts["steps"]} if "steps" in opts else {}
-    method = get_style_method(method_name, weights=opts.get("weights"), device=device, **method_options)
+    method = build_method(method_name, weights=opts.get("weights"), device=device, **method_options)
     method = with_refinement(method, refine_steps(method_name, opts.get("refine")), device)
     style_sets = [[s] for s in STYLES] if "mix" not in opts else [list(STYLES)]
     outputs = {}

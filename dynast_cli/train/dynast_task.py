@@ -11,7 +11,7 @@ official alternating G step then D step, which also scores the same fake with th
 Objectives: :mod:`dynast_cli.train.dynast_losses` (per-block warping loss, VGG feature matching,
 perceptual loss, hinge GAN with a multiscale discriminator and GAN feature matching; official weights).
 :func:`train_dynast` builds a task, trains it and exports the generator as fp16 safetensors that
-:func:`dynast_cli.models.dynast.load_dynast` reads, plus its manifest entry (``<name>.json``).
+:func:`dynast_cli.weights.build.build_model` reads, plus its manifest entry (``<name>.json``).
 """
 
 from __future__ import annotations
@@ -40,7 +40,7 @@ from dynast_cli.train.dynast_losses import (
 )
 from dynast_cli.train.face_data import FaceBatch
 from dynast_cli.train.loop import train_loop
-from dynast_cli.train.samples import image_grid
+from dynast_cli.ops import image_grid
 from dynast_cli.train.style import Task, export_weights
 
 Encoder = Callable[..., list[torch.Tensor]]
@@ -205,7 +205,7 @@ def train_dynast(
 
     ``preset`` picks the generator and discriminator sizes; ``config`` / ``ndf`` override them (tests
     use tiny ones); the config's ``crop_size`` is always the data's size. ``encoder`` defaults to the
-    ImageNet VGG16 (:func:`dynast_cli.models.vgg.load_vgg16`).
+    ImageNet VGG16 (:func:`dynast_cli.weights.build.load_vgg16`).
     """
     dev = torch.device(device)
     sample = source.fixed_batch(1)
@@ -214,7 +214,7 @@ def train_dynast(
         raise InputError(f"config semantic_nc {config.semantic_nc} does not match the data's {sample.query.shape[1]}")
     config = replace(config, crop_size=source.size)
     if encoder is None:
-        from dynast_cli.models.vgg import load_vgg16
+        from dynast_cli.weights.build import load_vgg16
 
         encoder = load_vgg16(device=dev)
     torch.manual_seed(seed)
