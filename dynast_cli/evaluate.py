@@ -41,11 +41,12 @@ import torch
 from dynast_cli.errors import InputError, UsageError
 from dynast_cli.io.images import list_images, load_image, save_image
 from dynast_cli.io.outputs import check_output, save_figure, write_text
+from dynast_cli.nn.losses import content_loss, style_loss
 from dynast_cli.ops import fit_size, image_grid, resize
-from dynast_cli.pipelines.style import StyleMethod, stylize
+from dynast_cli.pipelines.style import stylize
 from dynast_cli.quality import COLUMNS as QUALITY_COLUMNS
 from dynast_cli.quality import quality_scores
-from dynast_cli.nn.losses import content_loss, style_loss
+from dynast_cli.styles.base import StyleMethod
 
 Encoder = Callable[..., list[torch.Tensor]]
 

@@ -157,3 +157,14 @@ def test_the_checker_sees_lazy_imports_and_cycles():
     lazy = [m for m, p in MODULES.items() for node in ast.walk(ast.parse(p.read_text()))
             if isinstance(node, ast.FunctionDef) and any(isinstance(n, ast.ImportFrom) for n in ast.walk(node))]
     assert lazy  # the package does import inside functions: those edges are in GRAPH too
+
+
+def test_importing_the_package_and_the_cli_stays_light():
+    """``import dynast_cli`` (the public API is lazy) and the CLI's start-up do not import PyTorch: the help
+    texts that read the style registry are filled in only when a help page is shown."""
+    import subprocess
+    import sys
+
+    code = "import sys, dynast_cli, dynast_cli.cli; print('torch' in sys.modules, sorted(dynast_cli.__all__))"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.strip()
+    assert out == "False ['build_method', 'list_methods', 'stylize']"

@@ -242,13 +242,13 @@ def test_evaluate_style_checks_its_folder_before_loading_anything(file_in_the_wa
 
 @pytest.fixture
 def no_training(monkeypatch):
-    import dynast_cli.train.dynast_task as dynast_task
+    import dynast_cli.train.generator as generator
     import dynast_cli.train.face_data as face_data
     import dynast_cli.train.pose_data as pose_data
     import dynast_cli.train.style as style
     import dynast_cli.train.video_style as video_style
 
-    for module, name in ((style, "train_style"), (video_style, "train_video_style"), (dynast_task, "train_dynast"),
+    for module, name in ((style, "train_style"), (video_style, "train_video_style"), (generator, "train_dynast"),
                          (face_data, "FacePairs"), (pose_data, "PosePairs")):
         monkeypatch.setattr(module, name, _never)
 

@@ -61,12 +61,13 @@ def train_style_command(
     import torch
 
     from dynast_cli.errors import UsageError
+    from dynast_cli.ops import PAD_MULTIPLE
     from dynast_cli.runtime import resolve_device
     from dynast_cli.train.loop import check_run_dir
     from dynast_cli.train.style import train_style
 
-    if size % 16:
-        raise UsageError(f"--size must be a multiple of 16, got {size}")
+    if size % PAD_MULTIPLE:
+        raise UsageError(f"--size must be a multiple of {PAD_MULTIPLE}, got {size}")
     if threads:
         torch.set_num_threads(threads)
     if precision not in ("auto", "bf16", "fp32"):

@@ -275,7 +275,7 @@ def run_video(
     began = time.perf_counter()
     try:
         try:
-            (folder / SETTINGS_FILE).write_text(json.dumps(settings, indent=1))
+            write_text(folder / SETTINGS_FILE, json.dumps(settings, indent=1))
         except OSError as exc:
             raise OutputError(f"cannot write ({exc.strerror or exc})", folder / SETTINGS_FILE) from None
         if progress:

@@ -34,12 +34,13 @@ from rich.console import Console
 from torch import nn
 
 from dynast_cli.errors import UsageError
+from dynast_cli.io.outputs import write_text
 from dynast_cli.models.decoder import decode_features
 from dynast_cli.nn.decoders import VGGDecoder
-from dynast_cli.train.data import RandomCrops
-from dynast_cli.train.loop import DataFn, LossFn, SampleFn, TrainResult, train_loop, use_amp
 from dynast_cli.nn.losses import content_loss, local_feature_loss, reconstruction_loss, style_loss
 from dynast_cli.ops import image_grid
+from dynast_cli.train.data import RandomCrops
+from dynast_cli.train.loop import DataFn, LossFn, SampleFn, TrainResult, train_loop, use_amp
 from dynast_cli.weights.io import save_weights, sha256_file
 
 Encoder = Callable[..., list[torch.Tensor]]
@@ -53,7 +54,7 @@ ATTENTION_LOSS_WEIGHTS = {"content": 0.0, "global": 10.0, "local": 3.0}
 #: their global:local ratio 10:3. The normalised content term is ~1.6 while the others, on VGG16 features
 #: in the caffe range, are ~1e5 (192 px crops): a content weight of 1 would be inert, 3e4 makes it ~10%
 #: of the global term at initialisation.
-DYNAST_LOSS_WEIGHTS = {"content": 3e4, "global": 10.0, "local": 3.0}
+PRUNE_MASK_LOSS_WEIGHTS = {"content": 3e4, "global": 10.0, "local": 3.0}
 #: Loss weights of ``dynast --train-decoder`` (the decoder fine-tuned for the DynaST transform): the
 #: content term (~1.4 at 192 px) is weighted to about twice the global one (~1.2e5); the local term
 #: (~3e5 against the locality-blended target) is a light regulariser.
@@ -187,7 +188,7 @@ def prune_mask_task(encoder: nn.Module, contents: RandomCrops, styles: RandomCro
                              locality=locality).to(device)
     sample_content = contents.center_crops(SAMPLE_COUNT).to(device)
     sample_style = styles.center_crops(SAMPLE_COUNT).to(device)
-    w = DYNAST_DECODER_LOSS_WEIGHTS if train_decoder else DYNAST_LOSS_WEIGHTS
+    w = DYNAST_DECODER_LOSS_WEIGHTS if train_decoder else PRUNE_MASK_LOSS_WEIGHTS
 
     def data(generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
         return contents.crops(batch, generator).to(device), styles.crops(batch, generator).to(device)
@@ -258,7 +259,7 @@ def export_weights(task: Task, result: TrainResult, out_dir: Path, data_summary:
         "licence": "same as the dynast project",
         "training": training,
     }
-    (out_dir / f"{task.name}.json").write_text(json.dumps(entry, indent=2) + "\n")
+    write_text(out_dir / f"{task.name}.json", json.dumps(entry, indent=2) + "\n")
     return path
 
 
@@ -375,7 +376,7 @@ def _prune_mask(method: str, encoder: Encoder, contents: RandomCrops, styles: Ra
     # frozen decoder: the universal one (or init_decoder), a fresh one if neither
     task = prune_mask_task(encoder, contents, styles, batch, device, initial_decoder(init_decoder, device), seed,
                            train_decoder=train_decoder, locality=locality)
-    return task, DYNAST_DECODER_LOSS_WEIGHTS if train_decoder else DYNAST_LOSS_WEIGHTS
+    return task, DYNAST_DECODER_LOSS_WEIGHTS if train_decoder else PRUNE_MASK_LOSS_WEIGHTS
 
 
 #: The training tasks a style method's spec may name (``Training.task``) -> (task, loss weights) makers.

@@ -33,7 +33,6 @@ from torch import nn
 
 from dynast_cli.models.adaattn import AdaAttNLayer, AdaAttNModel, AdaAttNStyle, get_key
 from dynast_cli.nn.decoders import VGGDecoder
-from dynast_cli.train.data import RandomCrops
 from dynast_cli.nn.losses import (
     content_loss,
     cross_image_similarity_loss,
@@ -41,6 +40,7 @@ from dynast_cli.nn.losses import (
     style_loss,
 )
 from dynast_cli.ops import image_grid
+from dynast_cli.train.data import RandomCrops
 from dynast_cli.train.style import (
     ATTENTION_LOSS_WEIGHTS,
     SAMPLE_COUNT,
