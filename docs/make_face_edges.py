@@ -20,9 +20,9 @@ from pathlib import Path
 import torch
 
 from dynast_cli.io.images import load_image, save_image
-from dynast_cli.models.hed import load_hed
+from dynast_cli.weights.build import load_hed
 from dynast_cli.pipelines.face import face_from_edges, face_input, load_face_generator
-from dynast_cli.train.samples import image_grid
+from dynast_cli.ops import image_grid
 
 ROOT = Path(__file__).resolve().parents[1]
 #: (face, exemplar) pairs: same class, different faces, both found by MediaPipe.

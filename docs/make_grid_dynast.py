@@ -15,7 +15,9 @@ import torch
 import torch.nn.functional as F
 
 from dynast_cli.io.images import load_image, save_image
-from dynast_cli.pipelines.style import fit_size, get_style_method, resize, stylize
+from dynast_cli.ops import fit_size, resize
+from dynast_cli.pipelines.style import stylize
+from dynast_cli.styles import build_method
 
 ROOT = Path(__file__).resolve().parents[1]
 EXAMPLES = ROOT / "examples"
@@ -38,7 +40,7 @@ def main() -> None:
     parser.add_argument("--tile", type=int, default=224)
     args = parser.parse_args()
 
-    methods = {name: get_style_method(name, weights=args.decoder) for name in METHODS}
+    methods = {name: build_method(name, weights=args.decoder) for name in METHODS}
     contents = sorted(EXAMPLES.glob("content*.jpg"))
     styles = [load_image(p) for p in sorted(EXAMPLES.glob("style*.jpg"))]
     rows = []

@@ -15,9 +15,11 @@ from pathlib import Path
 import torch
 
 from dynast_cli.io.images import load_image, save_image
-from dynast_cli.pipelines.refine import with_refinement
-from dynast_cli.pipelines.style import fit_size, get_style_method, prepare_styles, resize, stylize
-from dynast_cli.train.samples import image_grid
+from dynast_cli.ops import fit_size, resize
+from dynast_cli.pipelines.style import prepare_styles, stylize
+from dynast_cli.styles import build_method
+from dynast_cli.styles.refine import with_refinement
+from dynast_cli.ops import image_grid
 
 ROOT = Path(__file__).resolve().parents[1]
 #: (content, top-left corner (y, x) of the crop at 512 px)
@@ -39,7 +41,7 @@ def main() -> None:
         content = resize(image[None], fit_size(*image.shape[-2:], max_size=512))
         row = [content[0, :, y:y + SIDE, x:x + SIDE]]
         for method, steps in COLUMNS:
-            styler = with_refinement(get_style_method(method, device=device), steps, device)
+            styler = with_refinement(build_method(method, device=device), steps, device)
             states = prepare_styles(styler, [style], 512, device)
             out = stylize(styler, content, states)
             row.append(out[0, :, y:y + SIDE, x:x + SIDE])

@@ -381,11 +381,11 @@ kernel_case(
 @functools.lru_cache(maxsize=None)
 def _style_method(name: str, device: torch.device) -> Any:
     """The method as ``dynast style`` runs it: with its default ``--refine`` steps."""
-    from dynast_cli.pipelines.refine import with_refinement
-    from dynast_cli.pipelines.style import get_style_method, refine_steps
+    from dynast_cli.styles import build_method
+    from dynast_cli.styles.refine import refine_steps, with_refinement
 
     try:
-        return with_refinement(get_style_method(name, device=device), refine_steps(name, None), device)
+        return with_refinement(build_method(name, device=device), refine_steps(name, None), device)
     except DynastError as exc:
         raise Unavailable(str(exc)) from None
 
@@ -408,11 +408,11 @@ def e2e_case(method: str) -> BenchCase:
 
 
 def e2e_methods() -> list[str]:
-    """Style methods worth timing end to end (all registered ones but the slow optimisation)."""
-    from dynast_cli.pipelines.style import METHODS, _load_builtin_methods
+    """Style methods worth timing end to end (the registered ones whose spec says ``benchmark``: all but
+    the slow pixel optimisation)."""
+    from dynast_cli.styles import METHODS
 
-    _load_builtin_methods()
-    return sorted(name for name in METHODS if name != "optimize")
+    return sorted(name for name, spec in METHODS.items() if spec.benchmark)
 
 
 def select_cases(names: Sequence[str] | None = None, e2e: bool = False) -> list[BenchCase]:

@@ -34,20 +34,30 @@ import json
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Callable, Mapping, Sequence
+from typing import Any, Callable, Mapping, Sequence
 
 import torch
 
 from dynast_cli.errors import InputError, UsageError
 from dynast_cli.io.images import list_images, load_image, save_image
 from dynast_cli.io.outputs import check_output, save_figure, write_text
-from dynast_cli.pipelines.style import StyleMethod, fit_size, resize, stylize, work_size
+from dynast_cli.nn.losses import content_loss, style_loss
+from dynast_cli.ops import fit_size, image_grid, resize
+from dynast_cli.pipelines.style import stylize, work_size
 from dynast_cli.quality import COLUMNS as QUALITY_COLUMNS
 from dynast_cli.quality import quality_scores
-from dynast_cli.train.losses import content_loss, style_loss
-from dynast_cli.train.samples import image_grid
+from dynast_cli.styles.base import StyleMethod
 
 Encoder = Callable[..., list[torch.Tensor]]
+
+
+def _work_size(method: Any) -> int | None:
+    """The working size ``dynast style`` paints ``method`` at (its spec's; None for a method with no spec,
+    e.g. a test's stand-in)."""
+    from dynast_cli.styles import METHODS
+
+    name = getattr(method, "name", None)
+    return work_size(name, None) if name in METHODS else None
 
 GRID_CELL = 256
 JSON_FILE, MARKDOWN_FILE, GRID_FILE = "style_eval.json", "style_eval.md", "style_eval_grid.png"
@@ -296,7 +306,7 @@ def evaluate_style(
     """Run every method on every content x style pair; write the JSON, Markdown and grid into ``out_dir``.
 
     ``methods`` maps a display name to a built method (see
-    :func:`dynast_cli.pipelines.style.get_style_method`); ``encoder`` is the loss network.
+    :func:`dynast_cli.styles.build_method`); ``encoder`` is the loss network.
     ``alphas``: the style strengths (``--alpha``) to run each method at; with several, also writes
     the trade-off plot. The folder is checked before any work; ``overwrite=False`` refuses to replace
     earlier results (see :func:`check_outputs`). ``quality_net``: the EfficientNet-Lite0 features for
@@ -318,7 +328,7 @@ def evaluate_style(
     first_content, first_style = next(iter(content_images.values())), next(iter(style_images.values()))
     for name, method in methods.items():
         # the working size `dynast style` paints this method at (the default dynast: 512 px)
-        work = work_size(getattr(method, "name", ""), None)
+        work = _work_size(method)
         with torch.inference_mode():
             stylize(method, first_content, [method.prepare_style(first_style)], work_size=work)  # warm-up, untimed
         for s_path, style in style_images.items():

@@ -3,27 +3,29 @@
 The one memory model of the project lives here. A run's peak (resident memory on the CPU, allocated
 memory on a GPU) is estimated as::
 
-    peak = BASE + weights + styles + max(pixels * PER_PIXEL[model], style pixels * PER_PIXEL[model])
-           + tile
+    peak = BASE + weights + styles + max(pixels, style pixels) * bytes_per_pixel + tile
 
 - ``BASE``: Python, PyTorch and dynast loaded (measured, CPU only; 0 on a GPU);
 - ``weights``: the parameters and buffers of the loaded model (exact, summed over its tensors);
-- ``styles``: the prepared style states kept during stylisation (computed from the style sizes and
-  the method's key/value widths, see :func:`style_state_bytes`);
-- ``PER_PIXEL``: bytes per (padded) content pixel of the encoder, the feature maps kept for the
+- ``styles``: the prepared style states kept during stylisation (from the style sizes and the
+  method's key/value widths: its profile's ``style_bytes``);
+- ``bytes_per_pixel``: bytes per (padded) content pixel of the encoder, the feature maps kept for the
   attention levels, and the decoder: the activations, which no attention tile can shrink. Fitted to
-  measured peaks by ``docs/bench/calibrate_memory.py`` (see :data:`PER_PIXEL`);
-- ``tile``: the attention working set, the only part a budget can trade for speed. AdaAttN and
-  StyA2K tile by score-matrix elements (``chunk_elements``: ``TILE_COPIES`` float32 copies of the
-  scores are alive at once); DynaST (style and generator) by query positions (``chunk``), each query
-  costing its candidate keys/values and scores (:func:`query_bytes`).
+  measured peaks by ``docs/bench/calibrate_memory.py`` (for reference, one 64-channel float32 map at
+  full resolution is 256 bytes per pixel);
+- ``tile``: the attention working set, the only part a budget can trade for speed. By score-matrix
+  elements (AdaAttN, StyA2K: ``TILE_COPIES`` float32 copies of the scores are alive at once) or by
+  query positions (DynaST style and generator), each query costing its candidate keys/values and
+  scores (:func:`query_bytes`).
 
-:func:`plan_style` / :func:`plan_generator` pick the largest tile (a power of two, at most the
-method's default) whose estimate fits the budget. Tiles never change the result (queries are
-processed independently; tests compare chunked with unchunked outputs). If even the smallest tile
-does not fit, AdaAttN may keep fewer style key positions at relu4_1/relu5_1 (its official
-``max_sample`` subsampling; the plan carries a note that the CLI prints); otherwise
-:class:`MemoryBudgetError` says the estimated minimum before any work is done.
+What a style method contributes is its :class:`~dynast_cli.styles.registry.MemoryProfile`, declared
+in its own module (``method.spec.memory``); nothing here names a method. :func:`plan_style` /
+:func:`plan_generator` pick the largest tile (a power of two, at most the method's default) whose
+estimate fits the budget. Tiles never change the result (queries are processed independently; tests
+compare chunked with unchunked outputs). If even the smallest tile does not fit, a method whose profile
+allows it keeps fewer style key positions at relu4_1/relu5_1 (AdaAttN's official ``max_sample``
+subsampling; the plan carries a note that the CLI prints); otherwise :class:`MemoryBudgetError` says
+the estimated minimum before any work is done.
 """
 
 from __future__ import annotations
@@ -36,6 +38,8 @@ from typing import Any
 import torch
 
 from dynast_cli.errors import EXIT_MEMORY, EXIT_USAGE, DynastError
+from dynast_cli.ops import PAD_MULTIPLE
+from dynast_cli.runtime import compile_module
 
 FLOAT = 4  # bytes per float32
 GiB, MiB = 1 << 30, 1 << 20
@@ -44,17 +48,6 @@ GiB, MiB = 1 << 30, 1 << 20
 #: (``docs/bench/calibrate_memory.py``: intercept of the fit minus the weights).
 BASE = 256 * MiB
 
-#: Activation bytes per padded content pixel (the max over encoder, attention levels and decoder),
-#: fitted on measured peak RSS at 512, 1024 and 1440 px with ``docs/bench/calibrate_memory.py``
-#: (adaattn 934, a2k 1142, dynast 1040, adain 1024 B/px), then raised so that the estimate stays
-#: above the measured 3840x2160 adaattn peak (8.09 GiB: 980 B/px) and above the fitted slopes.
-#: For reference, one 64-channel float32 map at full resolution is 256 bytes per pixel.
-PER_PIXEL = {
-    "adaattn": 1000.0,
-    "stya2k": 1200.0,
-    "dynast": 1100.0,
-    "adain": 1120.0,
-}
 #: Bytes per pixel per generator channel (``ngf``) of the DynaST generator (pose, face): measured
 #: 2320 B/px with the face weights (ngf 16, peak RSS 414 MB at 256x256, 849 MB at 512x512), rounded
 #: up; the per-``ngf`` scaling to the 92M-parameter pose model (ngf 64) is not measured.
@@ -62,10 +55,10 @@ GENERATOR_PER_PIXEL_PER_NGF = 150.0
 
 #: Float32 copies of one score tile alive at once (scores, softmax weights, a transposed/strided copy).
 TILE_COPIES = 3
-#: Smallest and default tiles: score elements for AdaAttN/StyA2K, query positions for DynaST.
+#: Smallest and default tiles: score elements (AdaAttN, StyA2K), query positions (DynaST).
 MIN_TILE_ELEMENTS, DEFAULT_TILE_ELEMENTS = 1 << 16, 1 << 24
 MIN_CHUNK = 64
-#: The fewest style key positions AdaAttN may be cut down to (relu4_1/relu5_1) to meet a budget.
+#: The fewest style key positions a method may be cut down to (relu4_1/relu5_1) to meet a budget.
 MIN_MAX_SAMPLE = 1024
 
 _UNITS = {"": 1, "b": 1, "k": 1 << 10, "m": 1 << 20, "g": 1 << 30, "t": 1 << 40}
@@ -137,33 +130,15 @@ def model_bytes(model: Any) -> int:
     return sum(seen.values())
 
 
-def _level_sizes(hw: tuple[int, int], levels: tuple[int, ...] = (2, 3, 4)) -> list[int]:
-    """Positions of VGG relu{l+1}_1 maps (ceil pooling) for an (H, W) input."""
+def level_sizes(hw: tuple[int, int], levels: tuple[int, ...] = (2, 3, 4)) -> list[int]:
+    """Positions of VGG relu{l+1}_1 maps (ceil pooling) for an (H, W) input: relu3_1, relu4_1, relu5_1."""
     h, w = hw
     return [math.ceil(h / 2**i) * math.ceil(w / 2**i) for i in levels]
 
 
-def _pad16(hw: tuple[int, int]) -> tuple[int, int]:
-    return (-(-hw[0] // 16) * 16, -(-hw[1] // 16) * 16)
-
-
-def style_state_bytes(kind: str, style_hw: tuple[int, int], max_sample: tuple[int, int] = (4096, 65536)) -> int:
-    """Bytes of one prepared style (float32) for ``kind`` at a style of ``style_hw`` pixels.
-
-    adaattn: keys (448/960/1472 wide) + values (256/512/512) at relu3_1/4_1/5_1, positions capped by
-    ``max_sample`` = (relu3_1 cap, relu4_1/relu5_1 cap); stya2k: projected key and value maps plus
-    block summaries; dynast: keys + (feature, feature^2) moments; adain: the three feature maps.
-    """
-    n3, n4, n5 = _level_sizes(_pad16(style_hw) if kind == "dynast" else style_hw)
-    widths = (256, 512, 512)
-    if kind == "adaattn":
-        caps = (max_sample[0], max_sample[1], max_sample[1])
-        return FLOAT * sum((k + v) * min(n, cap) for k, v, n, cap in zip((448, 960, 1472), widths, (n3, n4, n5), caps))
-    if kind == "stya2k":
-        return FLOAT * sum(2 * c * n + 2 * c * -(-n // 16) for c, n in zip(widths, (n3, n4, n5)))
-    if kind == "dynast":
-        return FLOAT * sum(3 * c * n for c, n in zip(widths, (n3, n4, n5)))
-    return FLOAT * sum(c * n for c, n in zip(widths, (n3, n4, n5)))
+def padded(hw: tuple[int, int]) -> tuple[int, int]:
+    """(H, W) padded to the multiple every method works at (:data:`dynast_cli.ops.PAD_MULTIPLE`)."""
+    return (-(-hw[0] // PAD_MULTIPLE) * PAD_MULTIPLE, -(-hw[1] // PAD_MULTIPLE) * PAD_MULTIPLE)
 
 
 def query_bytes(n_keys: int, candidates: int, channels: int) -> int:
@@ -196,12 +171,14 @@ def _choose(budget: int, fixed: int, tiles: list[int], tile_bytes, what: str, mi
     )
 
 
-def method_kind(method: Any) -> str:
-    """The memory model's name for a style method object (adaattn, stya2k, dynast, adain)."""
-    kind = getattr(method, "architecture", None) or getattr(method, "name", None)
-    if kind not in PER_PIXEL:
-        raise MemoryBudgetError(f"--max-memory is not supported with --method {kind or type(method).__name__}")
-    return kind
+def memory_profile(method: Any) -> Any:
+    """The :class:`~dynast_cli.styles.registry.MemoryProfile` of a built style method (its spec's), or a
+    :class:`MemoryBudgetError` saying ``--max-memory`` does not support it."""
+    spec = getattr(method, "spec", None)
+    if spec is None or spec.memory is None:
+        name = getattr(method, "name", None) or type(method).__name__
+        raise MemoryBudgetError(f"--max-memory is not supported with --method {name}")
+    return spec.memory
 
 
 def plan_style(
@@ -213,76 +190,63 @@ def plan_style(
     batch: int = 1,
     extra_bytes: int = 0,
 ) -> MemoryPlan:
-    """Choose the attention tile (and, for AdaAttN only when unavoidable, fewer style keys) so that
-    stylising a ``content_hw`` content (``batch`` of them at once: video frames) with styles of
+    """Choose the attention tile (and, only when unavoidable and the method allows it, fewer style keys)
+    so that stylising a ``content_hw`` content (``batch`` of them at once: video frames) with styles of
     ``style_hws`` fits ``budget`` bytes.
 
-    ``method``: the built style method (its weights are counted); ``extra_bytes``: more working memory
-    counted as fixed (``--refine``: :func:`dynast_cli.pipelines.refine.refine_bytes`). Raises :class:`MemoryBudgetError`
-    when even the smallest tile does not fit.
+    ``method``: the built style method (its weights are counted, its spec's memory profile is used);
+    ``extra_bytes``: more working memory counted as fixed (``--refine``:
+    :func:`dynast_cli.styles.refine.refine_bytes`). Raises :class:`MemoryBudgetError` when even the
+    smallest tile does not fit.
     """
-    kind = method_kind(method)
+    profile = memory_profile(method)
     cuda = torch.device(device).type == "cuda"
-    h, w = _pad16(content_hw)
-    pixels = h * w * batch
-    per_pixel = PER_PIXEL[kind]
-    activations = per_pixel * max([pixels] + [a * b for a, b in style_hws])
+    h, w = padded(content_hw)
+    activations = profile.bytes_per_pixel * max([h * w * batch] + [a * b for a, b in style_hws])
     base = (0 if cuda else BASE) + model_bytes(method) + extra_bytes
     frames = f"{batch} frames of " if batch > 1 else "a "
-    what = f"{frames}{content_hw[1]}x{content_hw[0]} content with {kind}"
+    what = f"{frames}{content_hw[1]}x{content_hw[0]} content with {method.name}"
     if extra_bytes:
         note = (f" (activations alone {format_bytes(activations)}, refinement {format_bytes(extra_bytes)}; "
                 "try a smaller --max-size or --refine 0)")
     else:
         note = f" (activations alone {format_bytes(activations)}; try a smaller --max-size)"
+    fixed = int(base + activations + sum(profile.style_bytes(method, s) for s in style_hws))
 
-    if kind in ("adaattn", "stya2k"):
-        caps = _adaattn_caps(method) if kind == "adaattn" else (0, 0)
-        states = sum(style_state_bytes(kind, s, caps) for s in style_hws)
-        fixed = int(base + activations + states)
-        tiles = _powers_down(min(getattr(method, "chunk_elements", DEFAULT_TILE_ELEMENTS), DEFAULT_TILE_ELEMENTS),
-                             MIN_TILE_ELEMENTS)
-        try:
-            return _choose(budget, fixed, tiles, lambda t: batch * TILE_COPIES * FLOAT * t, what, note)
-        except MemoryBudgetError:
-            if kind != "adaattn":
-                raise
-        return _plan_fewer_keys(budget, int(base + activations), caps, style_hws, what, note, batch)
-
-    if kind == "dynast":
-        states = sum(style_state_bytes(kind, s) for s in style_hws)
-        fixed = int(base + activations + states)
-        coarse = max(_level_sizes(_pad16(s))[1] for s in style_hws)  # dense matching at relu4_1
-        per_query = query_bytes(coarse, 5 * getattr(method, "top_k", 4), 256)
-        tiles = _powers_down(max(getattr(method, "chunk", 1024), MIN_CHUNK), MIN_CHUNK)
-        return _choose(budget, fixed, tiles, lambda t: batch * per_query * t, what, note)
-
-    fixed = int(base + activations + sum(style_state_bytes(kind, s) for s in style_hws))
-    if fixed > budget:
-        raise MemoryBudgetError(
-            f"--max-memory {format_bytes(budget)} is below the estimated minimum {format_bytes(fixed)} for {what}{note}"
-        )
-    return MemoryPlan(budget, fixed, 0, minimum=fixed)
+    if profile.tile is None:
+        if fixed > budget:
+            raise MemoryBudgetError(f"--max-memory {format_bytes(budget)} is below the estimated minimum "
+                                    f"{format_bytes(fixed)} for {what}{note}")
+        return MemoryPlan(budget, fixed, 0, minimum=fixed)
+    if profile.tile == "elements":  # score-matrix elements per chunk
+        tiles = _powers_down(min(method.tile, DEFAULT_TILE_ELEMENTS), MIN_TILE_ELEMENTS)
+        per_tile = batch * TILE_COPIES * FLOAT
+    else:  # "queries": query positions per chunk
+        tiles = _powers_down(max(method.tile, MIN_CHUNK), MIN_CHUNK)
+        per_tile = batch * profile.query_bytes(method, style_hws)
+    try:
+        return _choose(budget, fixed, tiles, lambda t: per_tile * t, what, note)
+    except MemoryBudgetError:
+        if not profile.cut_keys:
+            raise
+    fixed = int(base + activations)
+    return _plan_fewer_keys(budget, fixed, method, profile, style_hws, what, note, per_tile * tiles[-1], tiles[-1])
 
 
-def _adaattn_caps(method: Any) -> tuple[int, int]:
-    layers = method._layers()
-    return layers[0].max_sample, layers[1].max_sample
-
-
-def _plan_fewer_keys(
-    budget: int, fixed: int, caps: tuple[int, int], style_hws, what: str, note: str, batch: int = 1
-) -> MemoryPlan:
-    """AdaAttN: halve the relu4_1/relu5_1 style positions (smallest tile) until the plan fits."""
-    tile_bytes = batch * TILE_COPIES * FLOAT * MIN_TILE_ELEMENTS
-    largest = max(_level_sizes(s)[1] for s in style_hws)
+def _plan_fewer_keys(budget: int, fixed: int, method: Any, profile: Any, style_hws, what: str, note: str,
+                     tile_bytes: int, tile: int) -> MemoryPlan:
+    """Halve the relu4_1/relu5_1 style key positions (smallest tile) until the plan fits."""
+    caps = method.key_caps
+    largest = max(level_sizes(s)[1] for s in style_hws)
     for cap in _powers_down(min(caps[1], largest), MIN_MAX_SAMPLE)[1:]:
-        estimate = fixed + sum(style_state_bytes("adaattn", s, (min(caps[0], cap), cap)) for s in style_hws) + tile_bytes
+        cut = (min(caps[0], cap), cap)
+        estimate = fixed + sum(profile.style_bytes(method, s, cut) for s in style_hws) + tile_bytes
         if estimate <= budget:
-            notice = (f"--max-memory: AdaAttN keeps {cap} of the style's key positions at relu4_1/relu5_1 "
-                      f"(was {min(caps[1], largest)}); a smaller --style-size keeps them all")
-            return MemoryPlan(budget, int(estimate), MIN_TILE_ELEMENTS, int(estimate), cap, [notice])
-    minimum = fixed + sum(style_state_bytes("adaattn", s, (MIN_MAX_SAMPLE, MIN_MAX_SAMPLE)) for s in style_hws)
+            notice = (f"--max-memory: {method.spec.title} keeps {cap} of the style's key positions at "
+                      f"relu4_1/relu5_1 (was {min(caps[1], largest)}); a smaller --style-size keeps them all")
+            return MemoryPlan(budget, int(estimate), tile, int(estimate), cap, [notice])
+    fewest = (MIN_MAX_SAMPLE, MIN_MAX_SAMPLE)
+    minimum = fixed + sum(profile.style_bytes(method, s, fewest) for s in style_hws)
     raise MemoryBudgetError(
         f"--max-memory {format_bytes(budget)} is below the estimated minimum {format_bytes(minimum + tile_bytes)} "
         f"for {what}{note}"
@@ -290,17 +254,11 @@ def _plan_fewer_keys(
 
 
 def apply_style_plan(method: Any, plan: MemoryPlan) -> None:
-    """Set the planned tile (and AdaAttN style key cap) on a style method built by the pipeline."""
-    kind = method_kind(method)
-    if kind in ("adaattn", "stya2k"):
-        method.chunk_elements = plan.tile
-    elif kind == "dynast":
-        method.chunk = plan.tile
+    """Set the planned tile (and style key cap) on a style method built by the pipeline."""
+    if memory_profile(method).tile is not None:
+        method.tile = plan.tile
     if plan.max_sample is not None:
-        layers = method._layers()
-        layers[0].max_sample = min(layers[0].max_sample, plan.max_sample)
-        for layer in layers[1:]:
-            layer.max_sample = plan.max_sample
+        method.limit_keys(plan.max_sample)
 
 
 def plan_generator(
@@ -329,6 +287,17 @@ def budget_generator(generator: Any, hw: tuple[int, int], budget: int | None, de
     plan = plan_generator(budget, generator, hw, device)
     generator.chunk = plan.tile
     return plan
+
+
+def prepare_generator(generator: torch.nn.Module, size: tuple[int, int], max_memory: int | None = None,
+                      compile: bool = False, notify=None) -> torch.nn.Module:
+    """``--max-memory`` / ``--compile`` for a DynaST generator producing (H, W) = ``size`` images:
+    the attention chunk planned under the budget (:func:`budget_generator`, raises
+    when it cannot be met), then :func:`compile_module`. Returns the generator to call."""
+    device = next(generator.parameters()).device
+    if max_memory is not None:
+        budget_generator(generator, size, max_memory, device)
+    return compile_module(generator, device, notify) if compile else generator
 
 
 def plan_video(

@@ -1,6 +1,6 @@
 """Style-transfer quality measures that a pixel optimiser cannot game (issue #16).
 
-The papers' losses (:mod:`dynast_cli.train.losses`) are measured on the VGG16 that our refinement
+The papers' losses (:mod:`dynast_cli.nn.losses`) are measured on the VGG16 that our refinement
 optimises, so they reward whatever moves VGG16's channel statistics, e.g. a tinted content photo with
 high-frequency flecks. The measures here look at the picture from other sides:
 
@@ -14,7 +14,7 @@ high-frequency flecks. The measures here look at the picture from other sides:
   occurs in the style);
 * :func:`edge_fscore` - structure kept: Canny edges of output vs content, F-score with a small pixel
   tolerance (higher is better; 1 = the same edges);
-* :func:`reduced_content_loss` - the project's content loss (:func:`dynast_cli.train.losses.content_loss`,
+* :func:`reduced_content_loss` - the project's content loss (:func:`dynast_cli.nn.losses.content_loss`,
   normalised relu4_1 + relu5_1 of the VGG16 loss network) on antialiased copies at long side 256 (lower
   is better). It stays on VGG16 so that it is the papers' content loss, only blind to pixel-scale
   detail; any encoder with the same list-of-features interface can be passed (the tests use a stand-in).
@@ -240,13 +240,13 @@ def _patch(fo: torch.Tensor, fs: torch.Tensor) -> float:
 
 
 def reduced_content_loss(out, content, encoder, size: int = NET_SIZE, layers: Sequence[int] = (3, 4)) -> float:
-    """The project's content loss (:func:`dynast_cli.train.losses.content_loss`, MSE of mean-variance
+    """The project's content loss (:func:`dynast_cli.nn.losses.content_loss`, MSE of mean-variance
     normalised features at ``layers``; default relu4_1 + relu5_1) between ``out`` and ``content``, both
     antialiased to the content's aspect at long side ``size``.
 
     ``encoder``: the loss network (``dynast eval style`` passes its VGG16), ``encoder(x (1, 3, h, w) in
     [0, 1]) -> list of features``. 0 for identical images."""
-    from dynast_cli.train.losses import content_loss
+    from dynast_cli.nn.losses import content_loss
 
     c = as_image(content)
     hw = _fit(c.shape[1], c.shape[2], size)
@@ -272,7 +272,7 @@ def load_quality_network(path=None, device: str | torch.device = "cpu"):
     or None and a one-line notice saying why it is unavailable (the network-based columns are then left
     empty). An explicit ``path`` that fails raises its :class:`~dynast_cli.errors.WeightsError` instead."""
     from dynast_cli.errors import DynastError
-    from dynast_cli.models.efficientnet_lite import load_efficientnet_lite0
+    from dynast_cli.weights.build import load_efficientnet_lite0
 
     try:
         return load_efficientnet_lite0(path, device=device), None

@@ -56,19 +56,6 @@ def compile_modules(owner: object, names: tuple[str, ...], device: torch.device,
             setattr(owner, name, compile_module(module, device))
 
 
-def prepare_generator(generator: torch.nn.Module, size: tuple[int, int], max_memory: int | None = None,
-                      compile: bool = False, notify=None) -> torch.nn.Module:
-    """``--max-memory`` / ``--compile`` for a DynaST generator producing (H, W) = ``size`` images:
-    the attention chunk planned under the budget (:func:`dynast_cli.memory.budget_generator`, raises
-    when it cannot be met), then :func:`compile_module`. Returns the generator to call."""
-    device = next(generator.parameters()).device
-    if max_memory is not None:
-        from dynast_cli.memory import budget_generator
-
-        budget_generator(generator, size, max_memory, device)
-    return compile_module(generator, device, notify) if compile else generator
-
-
 @contextmanager
 def silenced_stderr() -> Iterator[None]:
     """Send file descriptor 2 to /dev/null for the block (C++ libraries such as MediaPipe's logging or the

@@ -23,16 +23,21 @@ def _deterministic():
 
 @pytest.fixture(autouse=True)
 def _no_downloads(monkeypatch):
-    """The tests download nothing: a fetch from PyPI fails as if offline (the code's offline paths are
-    then what runs), unless ``DYNAST_TEST_NETWORK=1`` asks for the real-network tests."""
+    """The tests download nothing: ``pip download`` (how dynast fetches from PyPI) fails as if offline, so
+    the code's offline paths are what runs, unless ``DYNAST_TEST_NETWORK=1`` asks for the real-network
+    tests. Other subprocesses run as usual; a test that fakes pip itself replaces this."""
     if os.environ.get(NETWORK_ENV) == "1":
         return
-    import dynast_cli.weights.fetch as fetch
+    import subprocess
 
-    def offline(package, version, *args, **kwargs):
-        raise fetch.FetchError(f"tests download nothing (set {NETWORK_ENV}=1 to allow it)", f"{package}=={version}")
+    real_run = subprocess.run
 
-    monkeypatch.setattr(fetch, "fetch_pypi_file", offline)
+    def run(cmd, *args, **kwargs):
+        if isinstance(cmd, (list, tuple)) and "pip" in cmd and "download" in cmd:
+            return subprocess.CompletedProcess(cmd, 1, "", f"ERROR: tests download nothing (set {NETWORK_ENV}=1)\n")
+        return real_run(cmd, *args, **kwargs)
+
+    monkeypatch.setattr(subprocess, "run", run)
 
 
 @pytest.fixture
@@ -96,10 +101,10 @@ def image_file(tmp_path):
 def stand_ins(monkeypatch):
     """Tiny encoder + random decoder behind the real feed-forward style methods (no VGG16 fetch)."""
     from dynast_cli.nn.decoders import VGGDecoder
-    from dynast_cli.pipelines import style_methods
+    from dynast_cli.styles import base
     from stand_ins import TinyEncoder
 
     torch.manual_seed(0)
     decoder = VGGDecoder(skip=True).eval()
-    monkeypatch.setattr(style_methods, "vgg16", lambda device, path=None: TinyEncoder())
-    monkeypatch.setattr(style_methods, "universal_decoder", lambda device, path=None: decoder)
+    monkeypatch.setattr(base, "vgg16", lambda device, path=None: TinyEncoder())
+    monkeypatch.setattr(base, "universal_decoder", lambda device, path=None: decoder)

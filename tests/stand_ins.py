@@ -41,6 +41,26 @@ def one_thread():
     torch.set_num_threads(before)
 
 
+def register_stand_in(monkeypatch, name: str, make) -> None:
+    """Register style method ``name`` for one test: ``make(weights)`` returns the method object."""
+    from dynast_cli.styles import METHODS, MethodSpec
+
+    monkeypatch.setitem(METHODS, name, MethodSpec(name, "test stand-in",
+                                                  lambda weights=None, device=None, vgg=None: make(weights)))
+
+
+def as_method(model: nn.Module):
+    """A style model (AdaAttN, StyA2K, DynaST) as its registered method: the one path (mix, alpha, size)."""
+    from dynast_cli.models.adaattn import AdaAttNModel
+    from dynast_cli.models.dynast_style import DynastStyleModel
+    from dynast_cli.models.stya2k import StyA2KModel
+    from dynast_cli.styles.a2k import StyA2KMethod
+    from dynast_cli.styles.adaattn import AdaAttNMethod
+    from dynast_cli.styles.dynast import DynastMethod
+
+    return {AdaAttNModel: AdaAttNMethod, StyA2KModel: StyA2KMethod, DynastStyleModel: DynastMethod}[type(model)](model)
+
+
 def style_distance(encoder, image: torch.Tensor, style: torch.Tensor) -> float:
     """Sum over the encoder's layers of the squared distance of channel means and stds (a style loss)."""
     from dynast_cli.nn.norm import calc_mean_std

@@ -19,11 +19,14 @@ import torch.nn.functional as F
 from torch import nn
 
 from dynast_cli.errors import WeightsError
-from dynast_cli.weights.convert import convert_adaattn, convert_stya2k, load_style_model
+from dynast_cli.weights.build import build_model
+from stand_ins import as_method
+from dynast_cli.weights.convert import convert_adaattn, convert_stya2k
 from dynast_cli.weights.io import read_metadata, sha256_file
 from test_attention_a2k import _official_block, _official_unblock  # the official StyA2K block helpers
 
 REFERENCE = Path(__file__).resolve().parents[2] / "shared" / "reference"
+STYLE_MODELS = ("adaattn", "stya2k")
 SIZE = 128  # square, a multiple of 64: the official StyA2K code needs it
 
 
@@ -283,9 +286,9 @@ def test_adaattn_conversion_and_parity(official):
     meta = read_metadata(out)
     assert meta["architecture"] == "adaattn"
     assert json.loads(meta["source_sha256"])["transformer"] == sha256_file(files["transformer"])
-    model = load_style_model(out, max_sample=200, max_sample_3=300)
+    model = build_model(out, STYLE_MODELS, max_sample=200, max_sample_3=300)
     with torch.inference_mode():
-        ours = model.stylize(content, [model.prepare_style(style)], [1.0])
+        ours = as_method(model).stylize(content, [model.prepare_style(style)], [1.0])
         ref = official_adaattn_forward(nets["vgg"], nets["transformer"], nets["adaattn_3"], nets["adaattn_decoder"], content, style)
     _check_parity(ours, ref)
 
@@ -295,9 +298,9 @@ def test_stya2k_conversion_and_parity(official):
     out = convert_stya2k(files["a2k"], files["transform"], files["a2k_decoder"], files["vgg"], out=d / "s.safetensors")
     meta = read_metadata(out)
     assert meta["architecture"] == "stya2k" and json.loads(meta["config"])["skip3"] is True
-    model = load_style_model(out)
+    model = build_model(out, STYLE_MODELS)
     with torch.inference_mode():
-        ours = model.stylize(content, [model.prepare_style(style)], [1.0])
+        ours = as_method(model).stylize(content, [model.prepare_style(style)], [1.0])
         ref = official_stya2k_forward(nets["vgg"], nets["a2k"], nets["transform"], nets["a2k_decoder"], content, style)
     _check_parity(ours, ref)
 
@@ -306,10 +309,10 @@ def test_stya2k_decoder_without_relu3_input(official):
     # the layout of shared/reference/stya2k_keys.txt: decoder_layer_2.1 takes 256 channels
     nets, files, content, style, d = official
     out = convert_stya2k(files["a2k"], files["transform"], files["a2k_decoder_noskip"], files["vgg"], out=d / "n.safetensors")
-    model = load_style_model(out)
+    model = build_model(out, STYLE_MODELS)
     assert model.a2k is None and json.loads(read_metadata(out)["config"])["skip3"] is False
     with torch.inference_mode():
-        ours = model.stylize(content, [model.prepare_style(style)], [1.0])
+        ours = as_method(model).stylize(content, [model.prepare_style(style)], [1.0])
         ref = official_stya2k_forward(nets["vgg"], None, nets["transform"], nets["a2k_decoder_noskip"], content, style)
     _check_parity(ours, ref)
     with pytest.raises(WeightsError, match="latest_net_A2K.pth is needed"):
@@ -346,12 +349,12 @@ def test_loading_needs_an_encoder_and_the_right_file(official, tmp_path):
     _, files, _, _, _ = official
     out = convert_adaattn(files["transformer"], files["adaattn_decoder"], files["adaattn_3"], out=tmp_path / "noenc.safetensors")
     with pytest.raises(WeightsError, match="holds no encoder"):
-        load_style_model(out)
+        build_model(out, STYLE_MODELS)
     from dynast_cli.weights.io import save_weights
 
     other = save_weights({"x": torch.zeros(1)}, tmp_path / "dec.safetensors", {"architecture": "decoder"})
     with pytest.raises(WeightsError, match="dec.safetensors: is a 'decoder' file"):
-        load_style_model(other)
+        build_model(other, STYLE_MODELS)
 
 
 def test_cli_converts_a_folder(official, tmp_path):
@@ -407,7 +410,7 @@ def test_official_modules_here_match_the_shared_key_lists():
 
 def test_our_trained_export_loads_with_the_vgg16_it_names(tmp_path, monkeypatch):
     """`dynast train style --method adaattn` exports without encoder keys, config "encoder": "vgg16"."""
-    from dynast_cli.models import vgg as vgg_module
+    from dynast_cli.weights import build as vgg_module
     from dynast_cli.models.adaattn import AdaAttNModel
     from dynast_cli.weights.io import save_weights
     from stand_ins import TinyEncoder
@@ -418,10 +421,10 @@ def test_our_trained_export_loads_with_the_vgg16_it_names(tmp_path, monkeypatch)
     path = save_weights(state, tmp_path / "adaattn_vgg16.safetensors",
                         {"architecture": "adaattn", "config": {**model.config(), "encoder": "vgg16"}})
     monkeypatch.setattr(vgg_module, "load_vgg16", lambda device="cpu": encoder)
-    loaded = load_style_model(path)
+    loaded = build_model(path, STYLE_MODELS)
     assert loaded.encoder is encoder
     content, style = torch.rand(1, 3, 32, 48), torch.rand(1, 3, 40, 40)
     with torch.inference_mode():
-        expected = model.stylize(content, [model.prepare_style(style)], [1.0])
-        got = loaded.stylize(content, [loaded.prepare_style(style)], [1.0])
+        expected = as_method(model).stylize(content, [model.prepare_style(style)], [1.0])
+        got = as_method(loaded).stylize(content, [loaded.prepare_style(style)], [1.0])
     torch.testing.assert_close(got, expected)

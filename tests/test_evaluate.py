@@ -106,11 +106,12 @@ def test_image_paths_accepts_a_file_and_rejects_an_empty_folder(pairs, tmp_path)
 def test_cli_prints_the_table_and_writes_files(pairs, tmp_path, monkeypatch):
     # no EfficientNet-Lite0 fetch in tests: the network-based columns stay empty
     monkeypatch.setattr("dynast_cli.quality.load_quality_network", lambda path=None, device="cpu": (None, None))
-    import dynast_cli.models.vgg as vgg
-    import dynast_cli.pipelines.style as style_pipeline
+    import dynast_cli.weights.build as vgg
+    from stand_ins import register_stand_in
 
     built = {"identity": Identity(), "paste": PasteStyle()}
-    monkeypatch.setattr(style_pipeline, "get_style_method", lambda name, **kw: built[name])
+    for name in built:
+        register_stand_in(monkeypatch, name, lambda weights, name=name: built[name])
     monkeypatch.setattr(vgg, "load_vgg16", lambda path=None, device="cpu": TinyEncoder())
     content, style = pairs
     out = tmp_path / "cli"
@@ -133,16 +134,16 @@ def test_cli_prints_the_table_and_writes_files(pairs, tmp_path, monkeypatch):
 def test_cli_method_weights_suffix(pairs, tmp_path, monkeypatch):
     # no EfficientNet-Lite0 fetch in tests: the network-based columns stay empty
     monkeypatch.setattr("dynast_cli.quality.load_quality_network", lambda path=None, device="cpu": (None, None))
-    from dynast_cli.models import vgg
-    import dynast_cli.pipelines.style as style_pipeline
+    from dynast_cli.weights import build as vgg
+    from stand_ins import register_stand_in
 
     calls = []
 
-    def build(name, weights=None, **kw):
-        calls.append((name, weights))
+    def build(weights):
+        calls.append(("identity", weights))
         return Identity()
 
-    monkeypatch.setattr(style_pipeline, "get_style_method", build)
+    register_stand_in(monkeypatch, "identity", build)
     monkeypatch.setattr(vgg, "load_vgg16", lambda path=None, device="cpu": TinyEncoder())
     content, style = pairs
     result = CliRunner().invoke(app, ["eval", "style", "--content", str(content), "--style", str(style),

@@ -12,7 +12,8 @@ import pytest
 import torch
 
 from dynast_cli.errors import OutputError, WeightsError
-from dynast_cli.models.vgg import VGG16_KERAS_NAMES, load_vgg16, vgg16_encoder
+from dynast_cli.models.vgg import VGG16_KERAS_NAMES, vgg16_encoder
+from dynast_cli.weights.build import load_vgg16
 from dynast_cli.weights import fetch
 from dynast_cli.weights.io import load_weights, sha256_file
 

@@ -9,7 +9,8 @@ import torch
 from torch.nn import functional as F
 
 from dynast_cli.errors import WeightsError
-from dynast_cli.models.hed import HED, load_hed
+from dynast_cli.models.hed import HED
+from dynast_cli.weights.build import load_hed
 from dynast_cli.weights.fetch_hed import HED_FILE, convert_hed_h5, hed_weights_path, read_hed_h5
 from dynast_cli.weights.io import load_weights
 

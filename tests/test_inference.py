@@ -6,7 +6,7 @@ import torch
 from stand_ins import one_thread  # noqa: F401  (autouse: one torch thread)
 
 from dynast_cli.models.dynast import DynastConfig, DynastGenerator, fold_batchnorm
-from dynast_cli.runtime import prepare_generator
+from dynast_cli.memory import prepare_generator
 
 
 def test_fold_batchnorm_matches_the_unfolded_generator():
@@ -47,19 +47,21 @@ def test_prepare_generator_compile_on_cpu_is_a_notice():
 
 def test_channels_last_modules_give_the_contiguous_result():
     """Every style method works on channels-last features (odd sizes, block padding, views)."""
-    from stand_ins import TinyEncoder
+    from stand_ins import TinyEncoder, as_method
 
     from dynast_cli.models.adaattn import AdaAttNModel
     from dynast_cli.models.dynast_style import DynastStyleModel
     from dynast_cli.models.stya2k import StyA2KModel
     from dynast_cli.nn.decoders import VGGDecoder
     from dynast_cli.pipelines.style import stylize
-    from dynast_cli.pipelines.style_methods import AdaINMethod, inference_layout
+    from dynast_cli.styles.adain import AdaINMethod
+    from dynast_cli.styles.base import inference_layout
 
     torch.manual_seed(0)
     enc, dec = TinyEncoder(), VGGDecoder(skip=True).eval()
-    models = [AdaAttNModel(enc, learned=False, decoder=dec), StyA2KModel(enc, learned=False, residual=False, decoder=dec),
-              DynastStyleModel(enc, dec), AdaINMethod(enc, dec)]
+    models = [as_method(AdaAttNModel(enc, learned=False, decoder=dec)),
+              as_method(StyA2KModel(enc, learned=False, residual=False, decoder=dec)),
+              as_method(DynastStyleModel(enc, dec)), AdaINMethod(enc, dec)]
     g = torch.Generator().manual_seed(1)
     content, style = torch.rand(1, 3, 29, 43, generator=g), torch.rand(1, 3, 40, 56, generator=g)
     with torch.inference_mode():

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 import torch
 from PIL import Image
-from stand_ins import TinyEncoder
+from stand_ins import TinyEncoder, as_method
 from typer.testing import CliRunner
 
 import dynast_cli.cli  # noqa: F401  (registers the subcommands)
@@ -23,6 +23,7 @@ from dynast_cli.models.dynast import DynastConfig, DynastGenerator
 from dynast_cli.models.dynast_style import DynastStyleModel
 from dynast_cli.models.stya2k import StyA2KModel
 from dynast_cli.nn.decoders import VGGDecoder
+from dynast_cli.styles.adaattn import style_bytes as adaattn_style_bytes
 
 runner = CliRunner()
 GiB, MiB = 1 << 30, 1 << 20
@@ -54,15 +55,16 @@ def tiny_tiles(monkeypatch):
 
 
 def _models():
+    """The style methods (the one path around each model), by variant."""
     torch.manual_seed(0)
     enc = TinyEncoder()
-    return {
+    return {name: as_method(model) for name, model in {
         "adaattn": AdaAttNModel(enc, learned=False, decoder=VGGDecoder(skip=True)).eval(),
         "adaattn-cosine": AdaAttNModel(enc, learned=False, attention="cosine", decoder=VGGDecoder(skip=True)).eval(),
         "stya2k": StyA2KModel(enc, learned=False, residual=False, decoder=VGGDecoder(skip=True)).eval(),
         "stya2k-learned": StyA2KModel(enc, learned=True).eval(),
         "dynast": DynastStyleModel(enc, VGGDecoder(skip=True)).eval(),
-    }
+    }.items()}
 
 
 @pytest.mark.parametrize("name", ["adaattn", "adaattn-cosine", "stya2k", "stya2k-learned", "dynast"])
@@ -74,10 +76,7 @@ def test_smallest_tile_gives_the_unchunked_result(tiny_tiles, name):
     with torch.inference_mode():
         state = model.prepare_style(style)
         # unchunked: one tile holds every score
-        if name == "dynast":
-            model.chunk = 1 << 30
-        else:
-            model.chunk_elements = 1 << 40
+        model.tile = 1 << 30 if name == "dynast" else 1 << 40
         reference = model.stylize(content, [state], [1.0])
         plan = memory.plan_style(1 << 40, model, (29, 43), [(40, 56)])
         tight = memory.plan_style(plan.minimum, model, (29, 43), [(40, 56)])
@@ -104,14 +103,14 @@ def test_adaattn_cuts_style_keys_only_with_a_notice(tiny_tiles):
     model = _models()["adaattn"]
     style_hw = (512, 512)  # 64*64 relu4_1 positions: 4096 keys at relu4_1
     full = memory.plan_style(1 << 40, model, (64, 64), [style_hw])
-    state_full = memory.style_state_bytes("adaattn", style_hw, (4096, 65536))
-    state_cut = memory.style_state_bytes("adaattn", style_hw, (2048, 2048))
+    state_full = adaattn_style_bytes(model, style_hw, (4096, 65536))
+    state_cut = adaattn_style_bytes(model, style_hw, (2048, 2048))
     budget = full.minimum - (state_full - state_cut)
     plan = memory.plan_style(budget, model, (64, 64), [style_hw])
     assert plan.max_sample == 2048 and plan.estimate <= budget
     assert len(plan.notes) == 1 and "2048" in plan.notes[0] and "4096" in plan.notes[0]
     memory.apply_style_plan(model, plan)
-    assert [layer.max_sample for layer in model._layers()] == [2048, 2048, 2048]
+    assert [layer.max_sample for layer in model.model.attention_layers()] == [2048, 2048, 2048]
     with torch.inference_mode():
         state = model.prepare_style(torch.rand(1, 3, *style_hw))
     assert state.levels[1][0].shape[-1] == 2048  # relu4_1 keys really subsampled
@@ -236,7 +235,6 @@ def test_video_budget_lowers_the_batch_with_a_note(tmp_path, tiny_tiles, image_f
         image_file(24, 40, f"in/frame_{i + 1:06d}.png", seed=i)
     style = image_file(32, 32, "style.png", seed=9)
     model = _models()["adaattn"]
-    model.name = "adaattn"
     plain = run_video(frames, [style], tmp_path / "plain", method=model, batch=4, device="cpu")
     one = memory.plan_style(1 << 40, model, (24, 40), [(32, 32)])
     report = run_video(frames, [style], tmp_path / "budget", method=model, batch=4, device="cpu",

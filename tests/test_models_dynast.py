@@ -19,7 +19,8 @@ import torch.nn.functional as F
 
 from dynast_cli.attention import reference as ref
 from dynast_cli.errors import InputError, WeightsError
-from dynast_cli.models.dynast import DynastConfig, DynastGenerator, fold_batchnorm, load_dynast
+from dynast_cli.models.dynast import DynastConfig, DynastGenerator, fold_batchnorm
+from dynast_cli.weights.build import build_model
 from dynast_cli.weights.convert_dynast import (
     convert_dynast,
     fold_spectral_norm,
@@ -195,7 +196,7 @@ def small(tmp_path_factory):
     pth = folder / "latest_net_G.pth"
     torch.save(sd, pth)
     out = convert_dynast(pth, folder / "small.safetensors", top_k=SMALL.top_k, smooth=SMALL.smooth)
-    return sd, out, load_dynast(out)
+    return sd, out, build_model(out, "dynast")
 
 
 # --- conversion ----------------------------------------------------------------------------------
@@ -278,7 +279,7 @@ def test_not_a_generator_checkpoint(tmp_path):
 def test_load_dynast_rejects_other_architectures(tmp_path):
     other = save_weights({"x": torch.zeros(1)}, tmp_path / "vgg.safetensors", {"architecture": "vgg16"})
     with pytest.raises(WeightsError, match="vgg.safetensors.*not a DynaST generator"):
-        load_dynast(other)
+        build_model(other, "dynast")
 
 
 def test_cli_convert(tmp_path, small):
@@ -294,7 +295,7 @@ def test_cli_convert(tmp_path, small):
     args = ["convert", "dynast", str(pth), "-o", str(out), "--top-k", "3"]
     res = runner.invoke(app, args)
     assert res.exit_code == 0, res.output
-    assert load_dynast(out).config == SMALL
+    assert build_model(out, "dynast").config == SMALL
     res = runner.invoke(app, args)  # exists, no --overwrite
     assert res.exit_code == 4 and "already exists" in res.output
     res = runner.invoke(app, ["convert", "dynast", str(tmp_path / "missing.pth"), "-o", str(tmp_path / "x.safetensors")])
@@ -307,7 +308,7 @@ def test_cli_convert(tmp_path, small):
 @pytest.mark.parametrize("hw", [(64, 64), (64, 48), (48, 80)])
 def test_forward_matches_official_compact(small, hw):
     sd, path, _ = small
-    model = load_dynast(path, fold=False).double()  # float64: see test_official_size_parity_and_other_sizes
+    model = build_model(path, "dynast", fold=False).double()  # float64: see test_official_size_parity_and_other_sizes
     inputs = _inputs(SMALL, *hw, b=2, dtype=torch.float64)
     with torch.inference_mode():
         ours = model(*inputs)
@@ -323,13 +324,13 @@ def test_chunk_does_not_change_the_output(small):
     _, path, _ = small
     inputs = _inputs(SMALL, 64, 64, dtype=torch.float64)
     with torch.inference_mode():
-        torch.testing.assert_close(load_dynast(path, chunk=300, fold=False).double()(*inputs),
-                                   load_dynast(path, fold=False).double()(*inputs), atol=1e-9, rtol=0)
+        torch.testing.assert_close(build_model(path, "dynast", chunk=300, fold=False).double()(*inputs),
+                                   build_model(path, "dynast", fold=False).double()(*inputs), atol=1e-9, rtol=0)
 
 
 def test_return_all_gives_the_official_warped_references(small):
     sd, path, _ = small
-    model = load_dynast(path, fold=False).double()  # folding in float32 would round the weights
+    model = build_model(path, "dynast", fold=False).double()  # folding in float32 would round the weights
     inputs = _inputs(SMALL, 64, 64, dtype=torch.float64)
     with torch.no_grad():
         out = model(*inputs, return_all=True)
@@ -343,7 +344,7 @@ def test_return_all_gives_the_official_warped_references(small):
 def test_training_step_reaches_every_attention_projection(small):
     _, _, model = small
     model = DynastGenerator(SMALL)
-    model.load_state_dict(load_dynast(small[1], fold=False).state_dict())  # the folded one has no BatchNorms
+    model.load_state_dict(build_model(small[1], "dynast", fold=False).state_dict())  # the folded one has no BatchNorms
     model.train()
     out = model(*_inputs(SMALL, 32, 32, b=2), return_all=True)
     loss = out["image"].mean() + sum(w.abs().mean() for w in out["warped"])
@@ -395,7 +396,7 @@ def test_official_size_parity_and_other_sizes(tmp_path):
     pth = tmp_path / "latest_net_G.pth"
     torch.save(sd, pth)
     path = convert_dynast(pth, tmp_path / "g.safetensors")
-    model = load_dynast(path, fold=False)
+    model = build_model(path, "dynast", fold=False)
     assert model.config == cfg and next(model.parameters()).dtype == torch.float32
     model = model.double()
     inputs = [x.double() for x in _inputs(cfg, 256, 256)]
@@ -409,5 +410,5 @@ def test_official_size_parity_and_other_sizes(tmp_path):
     # another aspect, in the float32 the CLI runs (shape and sanity; the compact config's parity
     # tests cover other sizes and the folded BatchNorms exactly)
     with torch.inference_mode():
-        out = load_dynast(path)(*_inputs(cfg, 256, 192))
+        out = build_model(path, "dynast")(*_inputs(cfg, 256, 192))
     assert out.shape == (1, 3, 256, 192) and torch.isfinite(out).all() and out.std() > 0.05

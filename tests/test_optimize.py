@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 
 from dynast_cli.pipelines.style import stylize
-from dynast_cli.pipelines.style_methods import OptimizeMethod
+from dynast_cli.styles.optimize import OptimizeMethod
 from stand_ins import TinyEncoder, style_distance
 
 

@@ -172,10 +172,10 @@ def eval_args(tmp_path):
 @pytest.fixture
 def no_evaluation(monkeypatch):
     import dynast_cli.evaluate as evaluate
-    import dynast_cli.models.vgg as vgg
-    import dynast_cli.pipelines.style as style_pipeline
+    import dynast_cli.weights.build as vgg
+    from stand_ins import register_stand_in
 
-    monkeypatch.setattr(style_pipeline, "get_style_method", _never)
+    register_stand_in(monkeypatch, "identity", _never)
     monkeypatch.setattr(vgg, "load_vgg16", _never)
     monkeypatch.setattr(evaluate, "evaluate_style", _never)
 
@@ -205,9 +205,8 @@ def test_eval_style_refuses_an_unusable_out_before_any_model_is_loaded(file_in_t
 
 
 def test_eval_style_overwrite_replaces_earlier_results(tmp_path, eval_args, monkeypatch):
-    import dynast_cli.models.vgg as vgg
-    import dynast_cli.pipelines.style as style_pipeline
-    from stand_ins import TinyEncoder
+    import dynast_cli.weights.build as vgg
+    from stand_ins import TinyEncoder, register_stand_in
 
     class Identity:
         def prepare_style(self, style):
@@ -216,7 +215,7 @@ def test_eval_style_overwrite_replaces_earlier_results(tmp_path, eval_args, monk
         def stylize(self, content, states, mix, alpha=1.0):
             return content.clone()
 
-    monkeypatch.setattr(style_pipeline, "get_style_method", lambda name, **kw: Identity())
+    register_stand_in(monkeypatch, "identity", lambda weights: Identity())
     monkeypatch.setattr(vgg, "load_vgg16", lambda path=None, device="cpu": TinyEncoder())
     out = tmp_path / "out"
     out.mkdir()
@@ -243,13 +242,13 @@ def test_evaluate_style_checks_its_folder_before_loading_anything(file_in_the_wa
 
 @pytest.fixture
 def no_training(monkeypatch):
-    import dynast_cli.train.dynast_task as dynast_task
+    import dynast_cli.train.generator as generator
     import dynast_cli.train.face_data as face_data
     import dynast_cli.train.pose_data as pose_data
     import dynast_cli.train.style as style
     import dynast_cli.train.video_style as video_style
 
-    for module, name in ((style, "train_style"), (video_style, "train_video_style"), (dynast_task, "train_dynast"),
+    for module, name in ((style, "train_style"), (video_style, "train_video_style"), (generator, "train_dynast"),
                          (face_data, "FacePairs"), (pose_data, "PosePairs")):
         monkeypatch.setattr(module, name, _never)
 

@@ -64,10 +64,10 @@ def work(tmp_path, monkeypatch):
     from dynast_cli.weights import convert, convert_dynast
 
     for module, name in [
-        (style, "get_style_method"), (style, "stylize"),
+        (style, "build_method"), (style, "stylize"),
         (face, "load_image"), (face, "load_face_generator"),
         (pose, "load_image"), (pose, "load_pose_generator"),
-        (video, "build_method"), (video, "stylize_frames"), (video, "WarpingError"),
+        (video, "video_method"), (video, "stylize_frames"), (video, "WarpingError"),
         (convert, "load_torch_checkpoint"), (convert, "convert_adaattn"), (convert, "convert_stya2k"),
         (convert_dynast, "load_torch_checkpoint"),
     ]:

@@ -285,7 +285,7 @@ def test_real_efficientnet_lite0(shared_data):
     from conftest import require_cached_or_network
 
     from dynast_cli.io.images import list_images, load_image
-    from dynast_cli.models.efficientnet_lite import load_efficientnet_lite0
+    from dynast_cli.weights.build import load_efficientnet_lite0
     from dynast_cli.weights.fetch import FetchError
     from dynast_cli.weights.fetch_efficientnet import (EFFICIENTNET_FILE, EFFICIENTNET_PTH_SHA256,
                                                        efficientnet_weights_path, verify_efficientnet_safetensors)
@@ -394,13 +394,14 @@ def test_cli_without_the_network_leaves_columns_empty_and_checks_extras(eval_pai
 
     from typer.testing import CliRunner
 
-    import dynast_cli.models.vgg as vgg
-    import dynast_cli.pipelines.style as style_pipeline
+    import dynast_cli.weights.build as vgg
     import dynast_cli.weights.fetch as fetch
     from dynast_cli.cli import app
     from dynast_cli.errors import InputError, UsageError
 
-    monkeypatch.setattr(style_pipeline, "get_style_method", lambda name, **kw: _Identity())
+    from stand_ins import register_stand_in
+
+    register_stand_in(monkeypatch, "identity", lambda weights: _Identity())
     monkeypatch.setattr(vgg, "load_vgg16", lambda path=None, device="cpu": TinyEncoder())
     monkeypatch.setenv("DYNAST_CACHE", str(tmp_path / "cache"))
     monkeypatch.delenv("DYNAST_EFFICIENTNET", raising=False)

@@ -12,9 +12,11 @@ from typer.testing import CliRunner
 
 from dynast_cli.cli import app
 from dynast_cli.nn.norm import calc_mean_std, mean_variance_norm
-from dynast_cli.pipelines.refine import REFINE_BYTES_PER_PIXEL, RefinedMethod, default_refine_steps, refine_bytes
-from dynast_cli.pipelines.style import fit_size, parse_method_spec, prepare_styles, refine_steps, stylize
-from dynast_cli.pipelines.style_methods import OptimizeMethod
+from dynast_cli.ops import fit_size
+from dynast_cli.pipelines.style import prepare_styles, stylize
+from dynast_cli.styles import build_method, get_spec, parse_method_spec
+from dynast_cli.styles.optimize import OptimizeMethod
+from dynast_cli.styles.refine import REFINE_BYTES_PER_PIXEL, RefinedMethod, refine_bytes, refine_steps
 from stand_ins import TinyEncoder, style_distance, one_thread  # noqa: F401 (autouse fixture)
 
 
@@ -117,7 +119,7 @@ def _reference_optimize(encoder, content, style, steps, lr, w_local, w_global, w
         state = attn.prepare_style(style)
         stats = [calc_mean_std(f) for f in encoder(style)]
         c_feats = encoder(content)
-        local = attn.transform(c_feats, [state], [1.0], 1.0)
+        local = attn.transform(c_feats, state)
     x = content.clone().requires_grad_(True)
     opt = torch.optim.Adam([x], lr=lr)
     for _ in range(steps):
@@ -147,7 +149,7 @@ def test_optimize_matches_a_plain_reference_loop():
 
 def test_defaults_and_specs():
     # no method refines by default (issue #16: the refinement optimised the statistics it was judged by)
-    assert default_refine_steps("dynast") == 0 and default_refine_steps("adain") == 0
+    assert get_spec("dynast").refine == 0 and get_spec("adain").refine == 0
     assert refine_steps("dynast", None) == 0 and refine_steps("dynast", 10) == 10 and refine_steps("adain", 3) == 3
     assert parse_method_spec("dynast") == ("dynast", None, None)
     assert parse_method_spec("adain+refine10") == ("adain", None, 10)
@@ -159,10 +161,9 @@ def test_defaults_and_specs():
 
 def test_refinement_keeps_the_pipelines_style_preparation(stand_ins):
     """prepare_styles (inference mode) then stylize (inference mode) through the real wrapper."""
-    from dynast_cli.pipelines.refine import with_refinement
-    from dynast_cli.pipelines.style import get_style_method
+    from dynast_cli.styles.refine import with_refinement
 
-    base = get_style_method("adain")
+    base = build_method("adain")
     assert with_refinement(base, 0, torch.device("cpu")) is base
     method = with_refinement(base, 2, torch.device("cpu"))
     states = prepare_styles(method, [torch.rand(3, 40, 40)], 32, torch.device("cpu"))
@@ -188,7 +189,7 @@ def test_cli_refines_only_when_asked(stand_ins, image_file, tmp_path):
 
 def test_eval_labels_refined_methods(stand_ins, tmp_path, monkeypatch):
     from conftest import make_image_folder
-    from dynast_cli.models import vgg
+    from dynast_cli.weights import build as vgg
 
     monkeypatch.setattr(vgg, "load_vgg16", lambda *a, **k: TinyEncoder())
     content = make_image_folder(tmp_path, "content", 1, 32, 32)
@@ -210,9 +211,8 @@ def test_refined_outputs_stay_in_range_for_any_step_count(steps):
 
 def test_a_memory_budget_counts_the_refinement_and_says_how_to_drop_it(stand_ins):
     from dynast_cli.memory import MemoryBudgetError, plan_style
-    from dynast_cli.pipelines.style import get_style_method
 
-    method = get_style_method("adain")
+    method = build_method("adain")
     plain = plan_style(10**12, method, (480, 640), [(512, 512)])
     refined = plan_style(10**12, method, (480, 640), [(512, 512)], extra_bytes=refine_bytes((480, 640)))
     assert refined.minimum - plain.minimum == REFINE_BYTES_PER_PIXEL * 384 * 512
@@ -226,9 +226,8 @@ def test_a_memory_budget_counts_the_refinement_and_says_how_to_drop_it(stand_ins
 @pytest.mark.parametrize("method", ["adain", "adaattn", "a2k", "dynast", "optimize"])
 def test_every_method_refines_from_the_cli(stand_ins, image_file, tmp_path, method):
     """`--refine 1` works with every method (it once crashed on adaattn/a2k: no `name` attribute)."""
-    from dynast_cli.pipelines.style import METHODS, _load_builtin_methods
+    from dynast_cli.styles import METHODS
 
-    _load_builtin_methods()
     assert method in METHODS
     content, style = image_file(32, 48, "c.png"), image_file(32, 32, "s.png", seed=3)
     out = tmp_path / "o.png"
@@ -240,7 +239,6 @@ def test_every_method_refines_from_the_cli(stand_ins, image_file, tmp_path, meth
 
 
 def test_the_parametrised_methods_are_all_the_registered_ones():
-    from dynast_cli.pipelines.style import METHODS, _load_builtin_methods
+    from dynast_cli.styles import METHODS
 
-    _load_builtin_methods()
     assert sorted(METHODS) == sorted(["adain", "adaattn", "a2k", "dynast", "optimize"])

@@ -9,7 +9,7 @@ import torch
 
 from dynast_cli.errors import WeightsError
 from dynast_cli.weights.io import save_weights, sha256_file
-from dynast_cli.weights.registry import default_weights, get_weights, read_manifest, weights_dir
+from dynast_cli.weights.registry import default_weights, get_weights, installed, read_manifest, weights_dir
 
 
 def _install(folder, name="decoder_vgg16", tensors=None):
@@ -31,7 +31,7 @@ def test_no_manifest_or_no_default_gives_none(tmp_path):
     assert default_weights("decoder", tmp_path) is None
     _install(tmp_path, name="other")
     assert default_weights("decoder", tmp_path) is None
-    assert default_weights("adaattn", tmp_path) is None
+    assert installed("adaattn_vgg16", tmp_path) is None
 
 
 def test_a_replaced_file_fails_the_sha256_check(tmp_path):

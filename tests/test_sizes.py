@@ -280,8 +280,8 @@ def test_cli_face_refuses_tiny_or_extreme_images(tmp_path, monkeypatch, exemplar
 @pytest.mark.parametrize("content_hw, style_hw, extra, message", [
     ((64, 64), (1, 1), (), "s.png: is 1x1; the smallest side must be at least 17 px"),
     ((16, 16), (64, 64), (), "c.png: is 16x16; the smallest side must be at least 17 px"),
-    ((64, 64), (64, 64), ("--max-size", "16"), "c.png: is 64x64, which --max-size 16 makes 16x16; "
-                                                 "the smallest side must be at least 17 px"),
+    ((64, 128), (64, 64), ("--max-size", "20"), "c.png: is 128x64, which --max-size 20 makes 20x10; "
+                                                  "the smallest side must be at least 17 px"),
     ((40, 200), (64, 64), ("--size", "60"), "c.png: is 200x40, which --size 60 makes 60x12; "
                                              "the smallest side must be at least 17 px"),
     ((64, 64), (20, 1000), (), "s.png: is 1000x20, which --style-size 512 makes 512x10; "

@@ -6,13 +6,15 @@ from __future__ import annotations
 import pytest
 import torch
 
-from dynast_cli.models.adaattn import finish_image
+from dynast_cli.ops import finish_image
 from dynast_cli.models.decoder import decode_features
 from dynast_cli.models.dynast_style import LEVELS, DynastStyle, DynastStyleModel, matching_features
 from dynast_cli.nn.decoders import VGGDecoder
 from dynast_cli.nn.norm import mean_variance_norm
+from dynast_cli.ops import mix_levels, mix_weights
 from dynast_cli.pipelines import style as style_pipeline
-from stand_ins import TinyEncoder
+from dynast_cli.styles import METHODS, build_method
+from stand_ins import TinyEncoder, as_method
 
 
 def make_model(**options) -> DynastStyleModel:
@@ -132,7 +134,7 @@ def test_any_content_size_gives_that_size(size):
     model = make_model()
     style = model.prepare_style(torch.rand(1, 3, 23, 41))  # odd style size too
     with torch.no_grad():
-        out = model.stylize(torch.rand(2, 3, *size), [style], [1.0])
+        out = as_method(model).stylize(torch.rand(2, 3, *size), [style], [1.0])
     assert out.shape == (2, 3, *size)
     assert out.min() >= 0 and out.max() <= 1
 
@@ -141,11 +143,15 @@ def test_mix_blends_per_style_features():
     model = make_model()
     a, b = model.prepare_style(torch.rand(1, 3, 32, 48)), model.prepare_style(torch.rand(1, 3, 48, 32))
     feats = model.encoder(torch.rand(1, 3, 32, 32))
-    ta, tb = model.transform(feats, [a], [1.0]), model.transform(feats, [b], [1.0])
+    ta, tb = model.transform(feats, a), model.transform(feats, b)
     assert not torch.allclose(ta[0], tb[0])
-    for t, t_a in zip(model.transform(feats, [a, b], [1.0, 0.0]), ta):
+
+    def mixed(mix):  # the one path's blend (dynast_cli.styles.base.StyleMethod.stylize)
+        return mix_levels([model.transform(feats, s) for s in (a, b)], [feats[i] for i in LEVELS], mix_weights(mix, 2))
+
+    for t, t_a in zip(mixed([1.0, 0.0]), ta):
         assert torch.allclose(t, t_a, atol=1e-6)
-    for t, t_a, t_b in zip(model.transform(feats, [a, b], [3.0, 1.0]), ta, tb):
+    for t, t_a, t_b in zip(mixed([3.0, 1.0]), ta, tb):
         assert torch.allclose(t, 0.75 * t_a + 0.25 * t_b, atol=1e-5)
 
 
@@ -154,12 +160,14 @@ def test_alpha_interpolates_and_zero_reconstructs_the_content():
     style = model.prepare_style(torch.rand(1, 3, 32, 32))
     content = torch.rand(1, 3, 40, 24)
     feats = model.encoder(torch.nn.functional.pad(content, (0, 8, 0, 8), mode="reflect"))
-    full, half = model.transform(feats, [style], [1.0]), model.transform(feats, [style], [1.0], alpha=0.5)
+    full = model.transform(feats, style)
+    half = mix_levels([full], [feats[i] for i in LEVELS], [1.0], alpha=0.5)
     for t, h, level in zip(full, half, LEVELS):
         assert torch.allclose(h, 0.5 * t + 0.5 * feats[level], atol=1e-6)
+    method = as_method(model)
     with torch.no_grad():
-        out = model.stylize(content, [style], [1.0], alpha=0.0)
-        other = model.stylize(content, [model.prepare_style(torch.rand(1, 3, 48, 48))], [1.0], alpha=0.0)
+        out = method.stylize(content, [style], [1.0], alpha=0.0)
+        other = method.stylize(content, [model.prepare_style(torch.rand(1, 3, 48, 48))], [1.0], alpha=0.0)
         expected = finish_image(decode_features(model.decoder, *(feats[i] for i in LEVELS)), (40, 24))
     assert torch.allclose(out, expected, atol=1e-6)
     assert torch.equal(out, other)
@@ -173,13 +181,13 @@ def test_invalid_options_are_refused():
 
 
 def test_registered_as_dynast_and_runs_through_the_pipeline(monkeypatch):
-    import dynast_cli.pipelines.style_dynast as style_dynast
+    from dynast_cli.styles import base
 
-    monkeypatch.setattr(style_dynast, "vgg16", lambda device, path=None: TinyEncoder())
-    monkeypatch.setattr(style_dynast, "universal_decoder", lambda device, path=None: VGGDecoder(skip=True))
-    method = style_pipeline.get_style_method("dynast", top_k=2, coarse="relu5_1")
-    assert isinstance(method, DynastStyleModel) and method.top_k == 2 and method.coarse == LEVELS[2]
-    assert "dynast" in style_pipeline.METHODS
+    monkeypatch.setattr(base, "vgg16", lambda device, path=None: TinyEncoder())
+    monkeypatch.setattr(base, "universal_decoder", lambda device, path=None: VGGDecoder(skip=True))
+    method = build_method("dynast", top_k=2, coarse="relu5_1")
+    assert isinstance(method.model, DynastStyleModel) and method.model.top_k == 2 and method.model.coarse == LEVELS[2]
+    assert "dynast" in METHODS
     state = method.prepare_style(torch.rand(1, 3, 32, 32))
     out = style_pipeline.stylize(method, torch.rand(3, 21, 35), [state])
     assert out.shape == (3, 21, 35)
@@ -201,9 +209,9 @@ def test_untrained_learned_mask_equals_the_parameter_free_model_exactly(grad):
     content = torch.rand(2, 3, 37, 45)
     with torch.set_grad_enabled(grad):
         for mix in ([1.0], [0.3, 0.7]):
-            expected = free.stylize(content, [free.prepare_style(s) for s in styles[: len(mix)]], mix)
+            expected = as_method(free).stylize(content, [free.prepare_style(s) for s in styles[: len(mix)]], mix)
             state = [learned.prepare_style(s) for s in styles[: len(mix)]]
-            assert torch.equal(learned.stylize(content, state, mix), expected)
+            assert torch.equal(as_method(learned).stylize(content, state, mix), expected)
         matches = learned.match(learned.encoder(content[..., :32, :32]), state[0])
     assert all(torch.all(m.conf > 1 - 1e-5) for m in matches.values())  # every match kept
 
@@ -232,15 +240,15 @@ def test_fully_pruned_levels_fall_back_to_the_styles_global_statistics():
     matches = learned.match(feats, state)
     assert all(torch.equal(m.conf, torch.zeros_like(m.conf)) for m in matches.values())
     style_feats = learned.encoder(style_image)  # a multiple of 16: no padding
-    for t, level in zip(learned.transform(feats, [state], [1.0]), LEVELS):
+    for t, level in zip(learned.transform(feats, state), LEVELS):
         f = style_feats[level].flatten(2)
         mean, std = f.mean(-1), torch.sqrt(torch.relu((f * f).mean(-1) - f.mean(-1) ** 2))
         expected = std[..., None, None] * mean_variance_norm(feats[level]) + mean[..., None, None]
         assert torch.allclose(t, expected, rtol=1e-4, atol=1e-4), level  # AdaIN with the style's moments
     # prune=False ignores the mask
     free = make_model()
-    for a, b in zip(learned.transform(feats, [state], [1.0], prune=False),
-                    free.transform(feats, [free.prepare_style(style_image)], [1.0])):
+    for a, b in zip(learned.transform(feats, state, prune=False),
+                    free.transform(feats, free.prepare_style(style_image))):
         assert torch.equal(a, b)
 
 
@@ -274,8 +282,9 @@ def test_sparse_autograd_path_with_frozen_values_matches_the_naive_twin(kind):
 def test_learned_mask_round_trips_through_an_fp16_file_and_the_method_factory(tmp_path, monkeypatch):
     import json
 
-    from dynast_cli.pipelines import style_dynast
-    from dynast_cli.models.dynast_style import ARCHITECTURE, load_dynast_style
+    from dynast_cli.models.dynast_style import ARCHITECTURE
+    from dynast_cli.styles import base
+    from dynast_cli.weights.build import build_model
     from dynast_cli.weights.io import save_weights, sha256_file
 
     _, learned = learned_pair()
@@ -283,22 +292,22 @@ def test_learned_mask_round_trips_through_an_fp16_file_and_the_method_factory(tm
     state = {f"prune.{k}": v for k, v in learned.prune.state_dict().items()}
     save_weights(state, path, {"architecture": ARCHITECTURE, "config": {**learned.config(), "encoder": "vgg16"}},
                  dtype=torch.float16)
-    loaded = load_dynast_style(path, learned.encoder, learned.decoder)
+    loaded = build_model(path, ARCHITECTURE, encoder=learned.encoder, decoder=learned.decoder)
     assert loaded.prune_dim == 6 and loaded.top_k == learned.top_k
     for key, value in learned.prune.state_dict().items():
         assert torch.equal(loaded.prune.state_dict()[key], value.half().float()), key
 
-    monkeypatch.setattr(style_dynast, "vgg16", lambda device, path=None: TinyEncoder())
-    monkeypatch.setattr(style_dynast, "universal_decoder", lambda device, path=None: VGGDecoder(skip=True))
+    monkeypatch.setattr(base, "vgg16", lambda device, path=None: TinyEncoder())
+    monkeypatch.setattr(base, "universal_decoder", lambda device, path=None: VGGDecoder(skip=True))
     monkeypatch.setenv("DYNAST_WEIGHTS", str(tmp_path))  # no manifest: the parameter-free model
-    assert style_pipeline.get_style_method("dynast").prune is None
-    assert style_pipeline.get_style_method("dynast", weights=str(path)).prune_dim == 6
+    assert build_method("dynast").model.prune is None
+    assert build_method("dynast", weights=str(path)).model.prune_dim == 6
     entry = {"name": "dynast_style_vgg16", "file": path.name, "architecture": ARCHITECTURE, "config": {},
              "sha256": sha256_file(path)}
     (tmp_path / "manifest.json").write_text(json.dumps({"weights": [entry]}))
-    assert style_pipeline.get_style_method("dynast").prune_dim == 6  # the registry default
-    assert style_pipeline.get_style_method("dynast", weights="none").prune is None
-    assert style_pipeline.get_style_method("dynast", weights="None").prune is None
+    assert build_method("dynast").model.prune_dim == 6  # the registry default
+    assert build_method("dynast", weights="none").model.prune is None
+    assert build_method("dynast", weights="None").model.prune is None
 
 
 @pytest.mark.parametrize("warp", [0.0, 0.75, 1.0])
@@ -309,7 +318,7 @@ def test_feature_warping_equals_a_plain_reference(warp):
     model = make_model(coarse="relu4_1", top_k=4, smooth=0.02, chunk=5, warp=warp).double()
     style = model.prepare_style(torch.rand(1, 3, 32, 40, dtype=torch.float64))
     feats = model.encoder(torch.rand(1, 3, 48, 32, dtype=torch.float64))
-    ours = model.transform(feats, [style], [1.0])
+    ours = model.transform(feats, style)
     slow = naive_match(model, feats, style)
     for j, level in enumerate(LEVELS):
         mean, second = slow[level][0].chunk(2, dim=0)  # attended E[v], E[v^2]: (C, H, W)
@@ -324,12 +333,12 @@ def test_feature_warping_equals_a_plain_reference(warp):
 
 def test_the_default_dynast_file_is_the_feature_warping_configuration():
     """The shipped default: every match kept, sharper attention, warping 0.75, and no refinement."""
-    from dynast_cli.pipelines.refine import default_refine_steps
-    from dynast_cli.weights.io import read_metadata
-    from dynast_cli.weights.registry import default_weights
-
+    from dynast_cli.styles import get_spec
     import json
 
-    config = json.loads(read_metadata(default_weights("dynast"))["config"])
+    from dynast_cli.weights.io import read_metadata
+    from dynast_cli.weights.registry import installed
+
+    config = json.loads(read_metadata(installed(get_spec("dynast").default_weights))["config"])
     assert config["warp"] == 0.75 and config["smooth"] == 0.02 and config["locality"] == [1.0, 1.0, 1.0]
-    assert config["prune_dim"] is None and default_refine_steps("dynast") == 0
+    assert config["prune_dim"] is None and get_spec("dynast").refine == 0 and get_spec("dynast").work_size == 512

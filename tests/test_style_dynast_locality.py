@@ -12,14 +12,15 @@ from typer.testing import CliRunner
 
 from conftest import make_image_folder
 from dynast_cli.cli import app
-from dynast_cli.models.dynast_style import LEVELS, DynastStyleModel, load_dynast_style
+from dynast_cli.models.dynast_style import LEVELS, DynastStyleModel
+from dynast_cli.weights.build import build_model
 from dynast_cli.nn.decoders import VGGDecoder
 from dynast_cli.nn.norm import adain
 from dynast_cli.train.data import RandomCrops
 from dynast_cli.train.loop import train_loop
-from dynast_cli.train.style import dynast_task, train_style
+from dynast_cli.train.style import prune_mask_task, train_style
 from dynast_cli.weights.io import load_weights
-from stand_ins import TinyEncoder, one_thread  # noqa: F401 (autouse fixture)
+from stand_ins import TinyEncoder, as_method, one_thread  # noqa: F401 (autouse fixture)
 
 
 def _model(**options) -> DynastStyleModel:
@@ -38,8 +39,8 @@ def test_locality_blends_matched_and_global_statistics_exactly(locality):
     local_model, model = _model(), _model(locality=locality)
     with torch.no_grad():
         feats = model.encoder(content)
-        local = local_model.transform(feats, [local_model.prepare_style(style)], [1.0])
-        blended = model.transform(feats, [model.prepare_style(style)], [1.0])
+        local = local_model.transform(feats, local_model.prepare_style(style))
+        blended = model.transform(feats, model.prepare_style(style))
         style_feats = model.encoder(style)  # AdaIN's statistics come from the unpadded style
     for j, level in enumerate(LEVELS):
         b = locality[j]
@@ -62,7 +63,7 @@ def test_train_decoder_trains_only_the_decoder_and_lowers_the_loss(tmp_path):
     contents = RandomCrops([_folder(tmp_path, "c", 3)], size=32)
     styles = RandomCrops([_folder(tmp_path, "s", 3, 48, 40, seed=7)], size=32)
     torch.manual_seed(0)
-    task = dynast_task(TinyEncoder(), contents, styles, 2, torch.device("cpu"), VGGDecoder(skip=True),
+    task = prune_mask_task(TinyEncoder(), contents, styles, 2, torch.device("cpu"), VGGDecoder(skip=True),
                        train_decoder=True, locality=(0.5, 0.0, 0.0))
     trained = {n for n, p in task.model.named_parameters() if p.requires_grad}
     assert trained and all(n.startswith("decoder.") for n in trained)
@@ -84,13 +85,13 @@ def test_trained_decoder_exports_with_its_locality_and_round_trips(tmp_path, mon
     assert {k.split(".")[0] for k in tensors} == {"decoder"} and all(t.dtype == torch.float16 for t in tensors.values())
     config = json.loads(meta["config"])
     assert config["locality"] == [0.5, 0.0, 0.0] and config["prune_dim"] is None
-    model = load_dynast_style(path, encoder, None)
+    model = build_model(path, "dynast_style", encoder=encoder, decoder=None)
     assert model.locality == (0.5, 0.0, 0.0) and model.prune is None
     for name, value in model.decoder.state_dict().items():
         assert torch.equal(value, tensors[f"decoder.{name}"].float())
     c, s = _inputs()
     with torch.no_grad():
-        out = model.stylize(c, [model.prepare_style(s)], [1.0])
+        out = as_method(model).stylize(c, [model.prepare_style(s)], [1.0])
     assert out.shape == c.shape and torch.isfinite(out).all()
 
 
@@ -103,7 +104,8 @@ def test_train_cli_rejects_a_bad_locality(tmp_path):
 
 
 def test_the_dynast_method_uses_a_files_own_decoder_without_loading_the_universal_one(tmp_path, monkeypatch):
-    import dynast_cli.pipelines.style_dynast as style_dynast
+    from dynast_cli.styles import base
+    from dynast_cli.styles.dynast import DynastMethod
     from dynast_cli.weights.io import save_weights
 
     decoder = VGGDecoder(skip=True)
@@ -114,9 +116,9 @@ def test_the_dynast_method_uses_a_files_own_decoder_without_loading_the_universa
     def no_universal(*args, **kwargs):
         raise AssertionError("the universal decoder was loaded")
 
-    monkeypatch.setattr(style_dynast, "universal_decoder", no_universal)
-    monkeypatch.setattr(style_dynast, "vgg16", lambda device, path=None: TinyEncoder())
-    model = style_dynast._dynast(weights=path)
+    monkeypatch.setattr(base, "universal_decoder", no_universal)
+    monkeypatch.setattr(base, "vgg16", lambda device, path=None: TinyEncoder())
+    model = DynastMethod.build(weights=path).model
     assert model.locality == (0.3, 0.0, 0.0)
     weight = next(p for p in model.decoder.parameters() if p.dim() == 4)
     assert weight.is_contiguous(memory_format=torch.channels_last)  # the inference layout, as the universal one
@@ -126,25 +128,26 @@ def test_the_dynast_method_uses_a_files_own_decoder_without_loading_the_universa
 
 def test_a_configuration_only_file_runs_the_parameter_free_matching_with_its_locality(tmp_path, monkeypatch):
     """The default weights are a config (locality) for the universal decoder: no tensors at all."""
-    import dynast_cli.pipelines.style_dynast as style_dynast
     from dynast_cli.errors import WeightsError
+    from dynast_cli.styles import base
+    from dynast_cli.styles.dynast import DynastMethod
     from dynast_cli.weights.io import save_weights
 
     reference = _model(locality=(0.15, 0, 0))
     meta = {"architecture": "dynast_style", "config": {**reference.config(), "encoder": "vgg16"}}
     path = save_weights({}, tmp_path / "config_only.safetensors", meta)
-    monkeypatch.setattr(style_dynast, "universal_decoder", lambda device, path=None: reference.decoder)
-    monkeypatch.setattr(style_dynast, "vgg16", lambda device, path=None: reference.encoder)
-    model = style_dynast._dynast(weights=path)
+    monkeypatch.setattr(base, "universal_decoder", lambda device, path=None: reference.decoder)
+    monkeypatch.setattr(base, "vgg16", lambda device, path=None: reference.encoder)
+    model = DynastMethod.build(weights=path).model
     assert model.locality == (0.15, 0.0, 0.0) and model.prune is None and model.decoder is reference.decoder
     content, style = torch.rand(1, 3, 48, 64), torch.rand(1, 3, 40, 40)
     with torch.inference_mode():
-        got = model.stylize(content, [model.prepare_style(style)], [1.0])
-        expected = reference.eval().stylize(content, [reference.prepare_style(style)], [1.0])
+        got = as_method(model).stylize(content, [model.prepare_style(style)], [1.0])
+        expected = as_method(reference.eval()).stylize(content, [reference.prepare_style(style)], [1.0])
     torch.testing.assert_close(got, expected)
 
     stray = save_weights({"encoder.w": torch.zeros(1)}, tmp_path / "stray.safetensors", meta)
     with pytest.raises(WeightsError, match="no dynast_style part: encoder.w"):
-        load_dynast_style(stray, TinyEncoder(), VGGDecoder(skip=True))
+        build_model(stray, "dynast_style", encoder=TinyEncoder(), decoder=VGGDecoder(skip=True))
     with pytest.raises(WeightsError, match="holds no decoder"):
-        load_dynast_style(path, TinyEncoder(), None)
+        build_model(path, "dynast_style", encoder=TinyEncoder(), decoder=None)

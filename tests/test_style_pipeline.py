@@ -14,37 +14,39 @@ from typer.testing import CliRunner
 import dynast_cli.cli  # noqa: F401  (registers the subcommands)
 from dynast_cli.cli.app import app
 from dynast_cli.errors import BatchError, DynastError
+from dynast_cli import ops
 from dynast_cli.pipelines import style as style_pipeline
+from dynast_cli.styles import build_method
 
 runner = CliRunner()
 
 
 def test_pad_crop_and_fit_size():
     x = torch.rand(1, 3, 33, 50)
-    padded, hw = style_pipeline.pad_to_multiple(x)
+    padded, hw = ops.pad_to_multiple(x)
     assert padded.shape[-2:] == (48, 64) and hw == (33, 50)
     assert torch.equal(padded[..., :33, :50], x)
-    assert style_pipeline.fit_size(333, 517, max_size=256) == (165, 256)
-    assert style_pipeline.fit_size(333, 517) == (333, 517)
-    assert style_pipeline.fit_size(100, 50, size=400) == (400, 200)
+    assert ops.fit_size(333, 517, max_size=256) == (165, 256)
+    assert ops.fit_size(333, 517) == (333, 517)
+    assert ops.fit_size(100, 50, size=400) == (400, 200)
 
 
 def test_preserve_color_keeps_content_chroma():
     content = 0.35 + 0.3 * torch.rand(1, 3, 8, 8)  # away from 0 and 1: no clamping
     gray = torch.full((1, 3, 8, 8), 0.5)
-    out = style_pipeline.preserve_color(gray, content)
+    out = ops.preserve_color(gray, content)
     # same chroma as the content: out - content is gray (equal channels)
     diff = out - content
     assert torch.allclose(diff[:, 0], diff[:, 1], atol=1e-3) and torch.allclose(diff[:, 1], diff[:, 2], atol=1e-3)
 
 
 def test_mix_weights():
-    assert style_pipeline.normalise_mix(None, 2) == [0.5, 0.5]
-    assert style_pipeline.normalise_mix([3, 1], 2) == [0.75, 0.25]
+    assert ops.mix_weights(None, 2) == [0.5, 0.5]
+    assert ops.mix_weights([3, 1], 2) == [0.75, 0.25]
     with pytest.raises(DynastError, match="2 style"):
-        style_pipeline.normalise_mix([1.0], 2)
+        ops.mix_weights([1.0], 2)
     with pytest.raises(DynastError, match="non-negative"):
-        style_pipeline.normalise_mix([-1, 2], 2)
+        ops.mix_weights([-1, 2], 2)
 
 
 def _decoder_inputs(method, fn):
@@ -62,7 +64,7 @@ def _decoder_inputs(method, fn):
 
 
 def test_adain_alpha_zero_feeds_content_features(stand_ins):
-    method = style_pipeline.get_style_method("adain")
+    method = build_method("adain")
     content, style = torch.rand(1, 3, 32, 48), torch.rand(1, 3, 40, 40)
     state = method.prepare_style(style)
     cs0, skip0 = _decoder_inputs(method, lambda: style_pipeline.stylize(method, content, [state], alpha=0.0))
@@ -77,7 +79,7 @@ def test_adain_alpha_zero_feeds_content_features(stand_ins):
 
 
 def test_two_styles_mix_between_the_single_ones(stand_ins):
-    method = style_pipeline.get_style_method("adain")
+    method = build_method("adain")
     content = torch.rand(1, 3, 32, 32)
     s1, s2 = method.prepare_style(torch.rand(1, 3, 32, 32)), method.prepare_style(torch.zeros(1, 3, 32, 32) + 0.2)
     only1 = _decoder_inputs(method, lambda: style_pipeline.stylize(method, content, [s1, s2], mix=[1, 0]))

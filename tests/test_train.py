@@ -15,7 +15,7 @@ from dynast_cli.cli import app
 from dynast_cli.errors import InputError, OutputError, UsageError, WeightsError
 from dynast_cli.train.data import RandomCrops, spread_subset
 from dynast_cli.train.loop import load_checkpoint, save_checkpoint, train_loop, TrainResult
-from dynast_cli.train.losses import content_loss, perceptual_loss, reconstruction_loss, style_loss
+from dynast_cli.nn.losses import content_loss, perceptual_loss, reconstruction_loss, style_loss
 from dynast_cli.train.style import decoder_task, train_style
 from dynast_cli.weights.io import load_weights, sha256_file
 from stand_ins import TinyEncoder, one_thread  # noqa: F401 (autouse fixture)

@@ -13,17 +13,18 @@ from typer.testing import CliRunner
 from conftest import make_image
 from dynast_cli.cli import app
 from dynast_cli.io.images import load_image
-from dynast_cli.models.dynast import DynastConfig, load_dynast
+from dynast_cli.models.dynast import DynastConfig
+from dynast_cli.weights.build import build_model
 from dynast_cli.nn.discriminator import MultiscaleDiscriminator
 from dynast_cli.pipelines.face import build_face_input, edges_from_photo, face_from_edges
-from dynast_cli.train.dynast_losses import (
+from dynast_cli.train.generator_losses import (
     feature_matching_loss,
     gan_feature_matching_loss,
     hinge_discriminator_loss,
     hinge_generator_loss,
     warp_loss,
 )
-from dynast_cli.train.dynast_task import dynast_task, make_optimizer, train_dynast
+from dynast_cli.train.generator import generator_task, make_optimizer, train_dynast
 from dynast_cli.train.face_data import FacePairs, face_class
 from dynast_cli.train.loop import train_loop
 from dynast_cli.train.pose_data import PosePairs, keypoint_file, read_pair_list
@@ -47,7 +48,7 @@ def faces(tmp_path):
 
 def _task(faces, batch=2):
     torch.manual_seed(0)
-    return dynast_task(FacePairs(faces, size=SIZE), TINY, ndf=4, batch=batch, encoder=TinyEncoder(),
+    return generator_task(FacePairs(faces, size=SIZE), TINY, ndf=4, batch=batch, encoder=TinyEncoder(),
                        device=torch.device("cpu"), name="dynast_face")
 
 
@@ -203,7 +204,7 @@ def test_train_dynast_exports_a_loadable_fp16_generator(faces, tmp_path):
     entry = json.loads((out / "dynast_face.json").read_text())
     assert entry["sha256"] == sha256_file(path) and entry["training"]["steps"] == 1
     assert (out / "checkpoint" / "samples" / "step_000001.png").is_file()
-    generator = load_dynast(path)
+    generator = build_model(path, "dynast")
     pairs = FacePairs(faces, size=SIZE)
     sample = pairs.fixed_batch(1)
     face = face_from_edges(generator, (sample.ref_image[0] + 1) / 2, sample.query[0], sample.ref_semantics[0])

@@ -9,13 +9,14 @@ import numpy as np
 import torch
 
 from conftest import make_image_folder
-from dynast_cli.models.dynast_style import ARCHITECTURE, load_dynast_style
+from dynast_cli.models.dynast_style import ARCHITECTURE
+from dynast_cli.weights.build import build_model
 from dynast_cli.nn.decoders import VGGDecoder
 from dynast_cli.train.data import RandomCrops
 from dynast_cli.train.loop import train_loop
-from dynast_cli.train.style import DYNAST_PRUNE_DIM, dynast_task, train_style
+from dynast_cli.train.style import DYNAST_PRUNE_DIM, prune_mask_task, train_style
 from dynast_cli.weights.io import load_weights, sha256_file
-from stand_ins import TinyEncoder, one_thread  # noqa: F401 (autouse fixture)
+from stand_ins import TinyEncoder, as_method, one_thread  # noqa: F401 (autouse fixture)
 
 
 def _folder(root, name, n, h=40, w=56, seed=0):
@@ -26,7 +27,7 @@ def _task(tmp_path, batch=2):
     contents = RandomCrops([_folder(tmp_path, f"c{batch}", 3)], size=32)
     styles = RandomCrops([_folder(tmp_path, f"s{batch}", 3, 48, 40, seed=7)], size=32)
     torch.manual_seed(0)
-    return dynast_task(TinyEncoder(), contents, styles, batch, torch.device("cpu"), VGGDecoder(skip=True))
+    return prune_mask_task(TinyEncoder(), contents, styles, batch, torch.device("cpu"), VGGDecoder(skip=True))
 
 
 def _run(task, ckpt, steps, resume=False, lr=3e-2, **kw):
@@ -76,7 +77,7 @@ def test_train_style_exports_the_prune_mask_only(tmp_path, monkeypatch):
     assert entry["sha256"] == sha256_file(path) and entry["training"]["steps"] == 2
     assert set(entry["training"]["final_losses"]) == {"content", "global", "local", "total", "kept"}
     assert (out / "checkpoint" / "samples" / "step_000002.png").is_file()
-    model = load_dynast_style(path, encoder, VGGDecoder(skip=True))
+    model = build_model(path, ARCHITECTURE, encoder=encoder, decoder=VGGDecoder(skip=True))
     with torch.no_grad():
-        out_image = model.stylize(torch.rand(1, 3, 24, 40), [model.prepare_style(torch.rand(1, 3, 32, 32))], [1.0])
+        out_image = as_method(model).stylize(torch.rand(1, 3, 24, 40), [model.prepare_style(torch.rand(1, 3, 32, 32))], [1.0])
     assert out_image.shape == (1, 3, 24, 40)

@@ -9,7 +9,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 from conftest import make_image_folder
-from stand_ins import TinyEncoder, one_thread  # noqa: F401 (autouse fixture)
+from stand_ins import TinyEncoder, as_method, one_thread  # noqa: F401 (autouse fixture)
 from typer.testing import CliRunner
 
 from dynast_cli.cli import app
@@ -17,7 +17,7 @@ from dynast_cli.models.adaattn import AdaAttNModel
 from dynast_cli.nn.decoders import VGGDecoder
 from dynast_cli.train.data import RandomCrops
 from dynast_cli.train.loop import train_loop
-from dynast_cli.train.losses import cross_image_similarity_loss
+from dynast_cli.nn.losses import cross_image_similarity_loss
 from dynast_cli.train.video_style import (
     identity_init,
     margin_for,
@@ -114,8 +114,8 @@ def test_identity_init_starts_at_the_parameter_free_cosine_model():
     free = AdaAttNModel(encoder, learned=False, attention="cosine", decoder=decoder).eval()
     content, style = torch.rand(2, 3, SIZE, SIZE), torch.rand(1, 3, 40, 36)
     with torch.no_grad():
-        a = learned.stylize(content, [learned.prepare_style(style)], [1.0])
-        b = free.stylize(content, [free.prepare_style(style)], [1.0])
+        a = as_method(learned).stylize(content, [learned.prepare_style(style)], [1.0])
+        b = as_method(free).stylize(content, [free.prepare_style(style)], [1.0])
     assert torch.allclose(a, b, atol=1e-5)
 
 

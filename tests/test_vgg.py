@@ -7,14 +7,8 @@ import torch
 from torch import nn
 
 from dynast_cli.errors import WeightsError
-from dynast_cli.models.vgg import (
-    FEATURE_CHANNELS,
-    VGG16_KERAS_NAMES,
-    load_vgg16,
-    load_vgg19,
-    vgg16_encoder,
-    vgg19_from_state_dict,
-)
+from dynast_cli.models.vgg import FEATURE_CHANNELS, VGG16_KERAS_NAMES, vgg16_encoder, vgg19_from_state_dict
+from dynast_cli.weights.build import load_vgg16, load_vgg19
 from dynast_cli.weights.io import save_weights
 
 

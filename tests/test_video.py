@@ -19,12 +19,11 @@ from PIL import Image
 from typer.testing import CliRunner
 
 import dynast_cli.cli  # noqa: F401  (registers the subcommands)
-import dynast_cli.pipelines.style_methods  # noqa: F401  (built-in methods registered before ours)
 from dynast_cli.cli.app import app
 from dynast_cli.errors import InputError, OutputError
 from dynast_cli.io import video as video_io
 from dynast_cli.io.video import VideoReader, VideoWriter, has_audio
-from dynast_cli.pipelines.style import METHODS, MethodInfo
+from dynast_cli.styles import METHODS, MethodSpec
 from dynast_cli.pipelines.video import evaluate_video, run_video
 
 runner = CliRunner()
@@ -105,8 +104,9 @@ def registered(monkeypatch) -> list[Tint]:
             return made[-1]
         return make
 
-    monkeypatch.setitem(METHODS, "tint", MethodInfo("tint", "test stand-in", factory(Tint)))
-    monkeypatch.setitem(METHODS, "flicker", MethodInfo("flicker", "test stand-in", factory(Flicker)))
+    takes_attention = {"attention": "softmax or cosine"}
+    monkeypatch.setitem(METHODS, "tint", MethodSpec("tint", "test stand-in", factory(Tint), options=takes_attention))
+    monkeypatch.setitem(METHODS, "flicker", MethodSpec("flicker", "test stand-in", factory(Flicker), options=takes_attention))
     return made
 
 
@@ -200,8 +200,8 @@ def test_frame_folder_output_is_exact_and_odd_sizes_are_evened_for_files(clip, s
 def test_attention_reaches_methods_that_take_it(clip, style, tmp_path, registered, monkeypatch):
     run_video(clip, [style], tmp_path / "a", method="tint", attention="cosine")
     assert registered[-1].attention == "cosine"
-    # a factory without an `attention` parameter is called without it
-    monkeypatch.setitem(METHODS, "plain", MethodInfo("plain", "no variants", lambda weights, device, vgg: Tint()))
+    # a method whose spec lists no `attention` option is built without it
+    monkeypatch.setitem(METHODS, "plain", MethodSpec("plain", "no variants", lambda weights, device, vgg: Tint()))
     assert run_video(clip, [style], tmp_path / "b", method="plain", attention="cosine").frames == N
 
 

@@ -20,7 +20,7 @@ from typer.testing import CliRunner
 from dynast_cli.cli.app import app
 from dynast_cli.io import video as video_io
 from dynast_cli.io.video import VideoReader, container_has_audio
-from dynast_cli.pipelines.style import METHODS, MethodInfo
+from dynast_cli.styles import METHODS, MethodSpec
 from dynast_cli.pipelines.video import run_video
 from test_video import FPS, H, N, W, Tint, registered, square_frames, style, write_clip  # noqa: F401 (fixtures)
 
@@ -65,7 +65,7 @@ def stopper(monkeypatch) -> list[int]:
         made.append(Tint(interrupt_after=None if made else after[0], attention=attention))
         return made[-1]
 
-    monkeypatch.setitem(METHODS, "tint", MethodInfo("tint", "test stand-in", make))
+    monkeypatch.setitem(METHODS, "tint", MethodSpec("tint", "test stand-in", make, options={"attention": ""}))
     return after
 
 

@@ -144,7 +144,7 @@ def test_convert_style_cli_bad_and_malicious_files(tmp_path, command, names):
 
 def test_resume_from_a_malicious_state_is_refused(tmp_path, monkeypatch):
     """`dynast train style --resume` on a checkpoint whose state.pt runs code: one line, exit 3."""
-    import dynast_cli.models.vgg as vgg
+    import dynast_cli.weights.build as vgg
 
     monkeypatch.setattr(vgg, "load_vgg16", lambda *a, **k: TinyEncoder())
     images = make_image_folder(tmp_path, "images", 2, 32, 32)

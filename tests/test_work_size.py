@@ -11,8 +11,9 @@ from typer.testing import CliRunner
 
 from dynast_cli.cli import app
 from dynast_cli.errors import UsageError
-from dynast_cli.pipelines.style import (DEFAULT_WORK_SIZE, fit_size, get_style_method, prepare_styles, resize, stylize,
-                                        work_size)
+from dynast_cli.ops import fit_size, resize
+from dynast_cli.pipelines.style import prepare_styles, stylize, work_size
+from dynast_cli.styles import build_method, list_methods
 
 
 class Recorder:
@@ -47,7 +48,8 @@ def test_a_larger_content_is_painted_at_the_working_size_and_upsampled():
 
 
 def test_the_default_works_at_512_and_the_others_at_full_size():
-    assert DEFAULT_WORK_SIZE == {"dynast": 512}
+    assert {name: work_size(name, None) for name in list_methods()} == {
+        name: 512 if name == "dynast" else None for name in list_methods()}
     assert work_size("dynast", None) == 512 and work_size("adain", None) is None
     assert work_size("dynast", 0) is None and work_size("adain", 256) == 256
     for bad in (-1, 8, 16):  # a working size under the minimum side would leave relu5_1 a single position
@@ -76,10 +78,10 @@ def test_library_default_dynast_paints_at_its_working_size(stand_ins):
     """The default method through the pipeline's own loop: a 600 px content is painted at 512."""
     from dynast_cli.pipelines import style as style_pipeline
 
-    method = get_style_method("dynast")
+    method = build_method("dynast")
     seen = []
     original = method.stylize
     method.stylize = lambda content, *a, **k: (seen.append(tuple(content.shape[-2:])), original(content, *a, **k))[1]
     states = prepare_styles(method, [torch.rand(3, 64, 64)], 64, torch.device("cpu"))
     out = style_pipeline.stylize(method, torch.rand(3, 600, 320), states, work_size=work_size("dynast", None))
-    assert out.shape == (3, 600, 320) and seen == [(512, 288)]  # 512 x 273 padded to multiples of 16
+    assert out.shape == (3, 600, 320) and seen == [(512, 273)]

@@ -8,7 +8,8 @@ style at 512 px, then stylises a random content of the given size with the defau
 its resident-set high-water mark (``ru_maxrss``) after the imports, after preparing the style and
 after stylising. Per method a least-squares line ``peak = c0 + a * padded pixels`` is fitted to the
 peaks, with the model's tile and style-state bytes subtracted first; ``a`` is the method's
-``PER_PIXEL`` and ``c0 - weights`` its ``BASE``. Prints the fit and, per run, the model's estimate
+``bytes_per_pixel`` (its memory profile, in its module under ``dynast_cli/styles/``) and ``c0 - weights``
+the ``BASE`` of ``dynast_cli/memory.py``. Prints the fit and, per run, the model's estimate
 against the measurement.
 """
 
@@ -37,12 +38,13 @@ def child(method: str, h: int, w: int, budget: str | None) -> None:
     torch.set_num_threads(1)
     from dynast_cli import memory
     from dynast_cli.io.images import load_image
-    from dynast_cli.pipelines.style import get_style_method, prepare_styles, stylize
+    from dynast_cli.pipelines.style import prepare_styles, stylize
+    from dynast_cli.styles import build_method
 
     base = rss_mb()
-    model = get_style_method(method, device="cpu")
+    model = build_method(method, device="cpu")
     style = load_image(ROOT / "examples" / "style.jpg")
-    from dynast_cli.pipelines.style import fit_size
+    from dynast_cli.ops import fit_size
 
     style_hw = fit_size(*style.shape[-2:], max_size=512)
     plan = None
@@ -55,12 +57,13 @@ def child(method: str, h: int, w: int, budget: str | None) -> None:
     t0 = time.perf_counter()
     stylize(model, content, states)
     seconds = time.perf_counter() - t0
-    kind = memory.method_kind(model)
-    tile = plan.tile if plan else (getattr(model, "chunk_elements", None) or getattr(model, "chunk", 0))
+    profile = memory.memory_profile(model)
+    tile = plan.tile if plan else (model.tile or 0)
     print(json.dumps({
-        "method": method, "kind": kind, "h": h, "w": w, "pixels": memory._pad16((h, w))[0] * memory._pad16((h, w))[1],
+        "method": method, "tile_kind": profile.tile, "h": h, "w": w,
+        "pixels": memory.padded((h, w))[0] * memory.padded((h, w))[1],
         "base_mb": base, "prepared_mb": prepared, "peak_mb": rss_mb(), "seconds": seconds,
-        "weights": memory.model_bytes(model), "states": memory.style_state_bytes(kind, style_hw),
+        "weights": memory.model_bytes(model), "states": profile.style_bytes(model, style_hw),
         "style_hw": list(style_hw), "tile": tile, "plan_estimate_mb": plan.estimate / 2**20 if plan else None,
     }))
 
@@ -68,10 +71,10 @@ def child(method: str, h: int, w: int, budget: str | None) -> None:
 def tile_bytes(run: dict) -> float:
     from dynast_cli import memory
 
-    if run["kind"] in ("adaattn", "stya2k"):
+    if run["tile_kind"] == "elements":
         return memory.TILE_COPIES * memory.FLOAT * run["tile"]
-    if run["kind"] == "dynast":
-        n4 = memory._level_sizes(memory._pad16(tuple(run["style_hw"])))[1]
+    if run["tile_kind"] == "queries":  # DynaST's dense relu4_1 row or 5 x top-4 sparse candidates
+        n4 = memory.level_sizes(memory.padded(tuple(run["style_hw"])))[1]
         return memory.query_bytes(n4, 20, 256) * run["tile"]
     return 0.0
 
@@ -101,7 +104,7 @@ def main() -> None:
         mx, my = statistics.mean(xs), statistics.mean(ys)
         slope = sum((x - mx) * (y - my) for x, y in zip(xs, ys)) / sum((x - mx) ** 2 for x in xs)
         c0 = my - slope * mx
-        print(f"{method}: PER_PIXEL {slope:.0f} B/px, BASE {(c0 - mine[0]['weights']) / 2**20:.0f} MB "
+        print(f"{method}: bytes_per_pixel {slope:.0f} B/px, BASE {(c0 - mine[0]['weights']) / 2**20:.0f} MB "
               f"(import-time RSS {mine[0]['base_mb']:.0f} MB)")
         for r in mine:
             print(f"  {r['h']}x{r['w']}: peak {r['peak_mb']:.0f} MB, {r['seconds']:.1f} s")

@@ -14,8 +14,8 @@ import torch
 
 torch.set_num_threads(1)
 from dynast_cli.evaluate import evaluate_style, summarise
-from dynast_cli.models.vgg import load_vgg16
-from dynast_cli.pipelines.video import build_method, evaluate_video
+from dynast_cli.weights.build import load_vgg16
+from dynast_cli.pipelines.video import video_method, evaluate_video
 
 out = Path(sys.argv[1])
 weights = sys.argv[2] if len(sys.argv) > 2 else None
@@ -30,9 +30,9 @@ for style in styles:
     summary[f"warping_x1e-3 {Path(style).stem}"] = {r.name: round(r.warping_error * 1e3, 4) for r in rep.rows}
     print(summary, flush=True)
 dev = torch.device("cpu")
-methods = {f"adaattn:cosine {tag}": build_method("adaattn", "cosine", weights, device=dev)}
+methods = {f"adaattn:cosine {tag}": video_method("adaattn", "cosine", weights, device=dev)}
 if not weights:
-    methods["adaattn:softmax default"] = build_method("adaattn", "softmax", device=dev)
+    methods["adaattn:softmax default"] = video_method("adaattn", "softmax", device=dev)
 res = evaluate_style([Path("examples/content.jpg"), Path("examples/content2.jpg")], [Path(s) for s in styles],
                      methods, load_vgg16(device=dev), out / f"style_{tag}", size=512, device=dev)
 summary["style_eval_512"] = [vars(s) for s in summarise(res)]

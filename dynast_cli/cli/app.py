@@ -253,10 +253,29 @@ def _argument_usage(param: Any) -> str:
     return f"{name}..." if param.nargs != 1 else name
 
 
+#: Help texts computed only when a help page is shown: marker -> the function giving the text. They read
+#: registries (the style methods) whose import loads PyTorch, which starting ``dynast`` does not.
+_LATE_HELP: dict[str, Any] = {}
+
+
+def late_help(text: Any) -> str:
+    """A marker for an option's ``help=`` that is replaced by ``text()`` when a help page is shown."""
+    marker = f"@late-help-{len(_LATE_HELP)}@"
+    _LATE_HELP[marker] = text
+    return marker
+
+
 class DynastCommand(typer.core.TyperCommand):
     """A Typer command that turns exceptions into one clear line and an exit code."""
 
     context_class = DynastContext
+
+    def format_help(self, ctx: Any, formatter: Any) -> None:
+        for param in self.params:
+            for marker, text in _LATE_HELP.items():
+                if getattr(param, "help", None) and marker in param.help:
+                    param.help = param.help.replace(marker, text())
+        super().format_help(ctx, formatter)
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)

@@ -43,9 +43,9 @@ def eval_style_command(
     from dynast_cli.errors import UsageError
     from dynast_cli.evaluate import (check_outputs, evaluate_style, extra_outputs, image_paths, output_files,
                                      quality_cells, summarise)
-    from dynast_cli.models.vgg import load_vgg16
-    from dynast_cli.pipelines.refine import with_refinement
-    from dynast_cli.pipelines.style import get_style_method, parse_method_spec, refine_steps
+    from dynast_cli.weights.build import load_vgg16
+    from dynast_cli.styles import build_method, method_options, parse_method_spec
+    from dynast_cli.styles.refine import refine_steps, with_refinement
     from dynast_cli.quality import load_quality_network
     from dynast_cli.runtime import resolve_device
 
@@ -62,8 +62,8 @@ def eval_style_command(
     built = {}
     for name in names:
         method, weights, refine = parse_method_spec(name)
-        options = {"steps": steps} if method == "optimize" else {}
-        built[name] = with_refinement(get_style_method(method, weights=weights, device=dev, vgg=vgg, **options),
+        options = method_options(method, steps=steps)
+        built[name] = with_refinement(build_method(method, weights=weights, device=dev, vgg=vgg, **options),
                                       refine_steps(method, refine), dev, vgg)
     quality_net, notice = load_quality_network(efficientnet, device=dev)
     if notice:

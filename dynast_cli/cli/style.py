@@ -7,7 +7,7 @@ from typing import List, Optional
 
 import typer
 
-from dynast_cli.cli.app import command, err_console
+from dynast_cli.cli.app import command, err_console, late_help
 
 
 def parse_mix(mix: Optional[str]) -> Optional[list[float]]:
@@ -22,12 +22,18 @@ def parse_mix(mix: Optional[str]) -> Optional[list[float]]:
         raise DynastError(f"--mix takes comma-separated numbers, got '{mix}'") from None
 
 
+def _method_help() -> str:
+    from dynast_cli.styles.registry import method_help
+
+    return method_help()
+
+
 @command()
 def style(
     content: Path = typer.Argument(..., help="Content image, or a folder of images (batch)."),
     styles: List[Path] = typer.Argument(..., help="One or more style images."),
     output: Optional[Path] = typer.Option(None, "-o", "--output", help="Output file (or folder for a folder of contents)."),
-    method: str = typer.Option("dynast", "-m", "--method", help="dynast (default), adaattn, a2k, adain or optimize."),
+    method: Optional[str] = typer.Option(None, "-m", "--method", show_default=False, help=late_help(_method_help)),
     weights: Optional[Path] = typer.Option(None, "--weights", help="Weights file (safetensors); default: the bundled ones "
                                            "(dynast: feature warping 0.75 on the universal decoder; --weights none: the AdaAttN transform of every match)."),
     vgg: Optional[Path] = typer.Option(None, "--vgg", envvar="DYNAST_VGG16", help="ImageNet VGG16 file (.whl/.onnx/.safetensors) for air-gapped use."),
@@ -60,14 +66,16 @@ def style(
     from dynast_cli.memory import parse_memory
     from dynast_cli.pipelines.style import StyleOptions, run_style
     from dynast_cli.runtime import set_threads
+    from dynast_cli.styles import DEFAULT_METHOD, method_options
 
     budget = parse_memory(max_memory)
     set_threads(threads)
+    method = method or DEFAULT_METHOD
     opts = StyleOptions(
         method=method, weights=str(weights) if weights else None, vgg=str(vgg) if vgg else None,
         alpha=alpha, mix=parse_mix(mix), size=size, max_size=max_size, style_size=style_size,
         keep_color=keep_color, device=device,
-        method_options={"steps": steps} if method == "optimize" else {},
+        method_options=method_options(method, steps=steps),
         max_memory=budget, compile=compile_, refine=refine, work_size=work_size,
     )
     try:

@@ -6,15 +6,24 @@ from pathlib import Path
 
 import typer
 
-from dynast_cli.cli.app import command, train_app
+from dynast_cli.cli.app import command, late_help, train_app
+
+
+def _method_help() -> str:
+    """``decoder | adaattn | a2k | dynast (the learned DynaST prune mask; frozen universal decoder).``"""
+    from dynast_cli.styles import get_spec
+    from dynast_cli.train.style import DECODER, train_methods
+
+    names = [name if name == DECODER or not get_spec(name).training.note else f"{name} ({get_spec(name).training.note})"
+             for name in train_methods()]
+    return " | ".join(names) + "."
 
 
 @command(train_app, "style")
 def train_style_command(
     content: list[Path] = typer.Option(..., "--content", help="Folder of content images (repeatable)."),
     style: list[Path] = typer.Option(..., "--style", help="Folder of style images (repeatable)."),
-    method: str = typer.Option("decoder", "--method",
-                               help="decoder | adaattn | a2k | dynast (the learned DynaST prune mask; frozen universal decoder)."),
+    method: str = typer.Option("decoder", "--method", help=late_help(_method_help)),
     steps: int = typer.Option(1000, "--steps", min=1, help="Total steps (a resumed run counts its earlier ones)."),
     batch: int = typer.Option(4, "--batch", min=1, help="Images per step."),
     size: int = typer.Option(192, "--size", min=32, help="Crop size in pixels (a multiple of 16)."),
@@ -52,12 +61,13 @@ def train_style_command(
     import torch
 
     from dynast_cli.errors import UsageError
+    from dynast_cli.ops import PAD_MULTIPLE
     from dynast_cli.runtime import resolve_device
     from dynast_cli.train.loop import check_run_dir
     from dynast_cli.train.style import train_style
 
-    if size % 16:
-        raise UsageError(f"--size must be a multiple of 16, got {size}")
+    if size % PAD_MULTIPLE:
+        raise UsageError(f"--size must be a multiple of {PAD_MULTIPLE}, got {size}")
     if threads:
         torch.set_num_threads(threads)
     if precision not in ("auto", "bf16", "fp32"):
@@ -68,8 +78,14 @@ def train_style_command(
         raise UsageError("--video-weight only applies to --video training")
     if video and content_weight is not None:
         raise UsageError("--content-weight does not apply to --video training")
-    if video and method != "adaattn":
-        raise UsageError(f"--video trains the AdaAttN video model (use --method adaattn, not '{method}')")
+    if video:
+        from dynast_cli.styles import get_spec
+        from dynast_cli.styles.registry import methods_with
+
+        video_method = methods_with("video")[0]
+        if method != video_method:
+            raise UsageError(f"--video trains the {get_spec(video_method).title} video model (use --method "
+                             f"{video_method}, not '{method}')")
     check_run_dir(out, resume, samples=sample_every > 0)  # before any data or model is loaded
     if video:
         from dynast_cli.train.video_style import VIDEO_LOSS_WEIGHT, train_video_style

@@ -18,7 +18,7 @@ def _run(source_factory, name: str, preset: str, steps: int, batch: int, lr: flo
     import torch
 
     from dynast_cli.runtime import resolve_device
-    from dynast_cli.train.dynast_task import check_config, train_dynast
+    from dynast_cli.train.generator import check_config, train_dynast
     from dynast_cli.train.loop import check_run_dir
 
     check_config(preset)

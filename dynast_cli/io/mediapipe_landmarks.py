@@ -28,7 +28,6 @@ from dynast_cli.runtime import silenced_stderr
 MEDIAPIPE_HINT = "pip install 'dynast-cli[mediapipe]'"
 #: Margin of the second try, as a fraction of the photo's longer side on every side.
 RETRY_MARGIN = 0.25
-NUM_POSE_LANDMARKS = 33
 NUM_FACE_LANDMARKS = 468
 
 

@@ -19,9 +19,9 @@ Differences from the official code, none of which changes its results on its own
 * ``learned=False`` ("AdaAttN*"): ``f``, ``g``, ``h`` and ``merge_conv`` are identities, so the only
   weights are the decoder's (the project's universal decoder);
 * ``attention="cosine"``: the video model's bounded cosine scores at every level;
-* ``alpha``: at each attention level ``out = alpha * attn(c) + (1 - alpha) * c``;
-* several styles: the per-level attention outputs are blended with the (normalised) mix weights
-  before merging and decoding.
+* one style per :meth:`AdaAttNModel.transform` call: mixing several styles and the style strength
+  (``alpha``) are applied to the per-style outputs by the one style-method path
+  (:class:`dynast_cli.styles.base.StyleMethod`), before :meth:`AdaAttNModel.decode`.
 """
 
 from __future__ import annotations
@@ -35,10 +35,9 @@ from torch import nn
 
 from dynast_cli.attention.adaattn import KINDS, adaattn_stats, style_sample_index
 from dynast_cli.nn.decoders import VGGDecoder
+from dynast_cli.models.vgg import FEATURE_CHANNELS, TRANSFORM_LEVELS
 from dynast_cli.nn.norm import mean_variance_norm
 
-#: Widths of relu1_1 .. relu5_1 (VGG16 and VGG19 alike).
-FEATURE_CHANNELS = (64, 128, 256, 512, 512)
 #: Score-matrix elements per attention chunk (2**24 float32 = 64 MiB).
 CHUNK_ELEMENTS = 1 << 24
 
@@ -68,32 +67,6 @@ def merge_levels(f4: torch.Tensor, f5: torch.Tensor, merge_conv: nn.Conv2d | Non
     if merge_conv is None:
         return x
     return merge_conv(F.pad(x, (1, 1, 1, 1), mode="reflect"))
-
-
-def mix_weights(mix: Sequence[float], n: int) -> list[float]:
-    """Validate and normalise per-style mix weights to sum to 1."""
-    if n == 0:
-        raise ValueError("at least one style state is needed")
-    if len(mix) != n:
-        raise ValueError(f"got {len(mix)} mix weights for {n} styles")
-    if any(w < 0 for w in mix) or sum(mix) <= 0:
-        raise ValueError(f"mix weights must be >= 0 with a positive sum, got {list(mix)}")
-    total = float(sum(mix))
-    return [float(w) / total for w in mix]
-
-
-def finish_image(image: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
-    """Decoder output (B, 3, H', W') -> (B, 3, *size) in [0, 1].
-
-    With ceil-mode pooling the decoded image covers the content (H' >= H) and is cropped at the
-    bottom/right; otherwise (floor pooling) it is resized bilinearly.
-    """
-    h, w = size
-    if image.shape[-2] >= h and image.shape[-1] >= w:
-        image = image[..., :h, :w]
-    else:
-        image = F.interpolate(image, size=(h, w), mode="bilinear", align_corners=False)
-    return image.clamp(0.0, 1.0)
 
 
 def conv1x1(conv: nn.Conv2d, x: torch.Tensor) -> torch.Tensor:
@@ -179,8 +152,6 @@ class AdaAttNModel(nn.Module):
     ``decoder``: a VGGDecoder(skip=True) to use (e.g. the universal decoder); a fresh one by default.
     """
 
-    name = "adaattn"  # the --method it serves (read by the refinement wrapper and the reports)
-
     architecture = "adaattn"
 
     def __init__(
@@ -216,36 +187,24 @@ class AdaAttNModel(nn.Module):
             "seed": self.seed,
         }
 
-    def _layers(self) -> tuple[AdaAttNLayer, AdaAttNLayer, AdaAttNLayer]:
+    def attention_layers(self) -> tuple[AdaAttNLayer, AdaAttNLayer, AdaAttNLayer]:
+        """The attention layers at relu3_1, relu4_1, relu5_1 (their ``max_sample`` caps the style keys)."""
         return self.adaattn_3, self.transformer.attn_adain_4_1, self.transformer.attn_adain_5_1
 
     def prepare_style(self, style: torch.Tensor) -> AdaAttNStyle:
         """style (1, 3, h, w) in [0, 1] -> its keys and values at the three attention levels."""
         feats = self.encoder(style)
-        return AdaAttNStyle(
-            [layer.prepare(feats[i], get_key(feats, i), self.seed) for i, layer in zip((2, 3, 4), self._layers())]
-        )
+        return AdaAttNStyle([layer.prepare(feats[i], get_key(feats, i), self.seed)
+                             for i, layer in zip(TRANSFORM_LEVELS, self.attention_layers())])
 
-    def transform(
-        self, feats: Sequence[torch.Tensor], states: Sequence[AdaAttNStyle], mix: Sequence[float], alpha: float = 1.0
-    ) -> list[torch.Tensor]:
-        """Content features [relu1_1 .. relu5_1] -> the attention outputs at relu3_1, relu4_1, relu5_1
-        (blended over the styles, mixed with the content by ``alpha``), before merging/decoding."""
-        weights = mix_weights(mix, len(states))
-        outs: list[torch.Tensor] = []
-        for j, (i, layer) in enumerate(zip((2, 3, 4), self._layers())):
-            key = get_key(feats, i)
-            blended = sum(
-                w * layer(feats[i], key, *state.levels[j], self.attention, self.chunk_elements)
-                for state, w in zip(states, weights)
-            )
-            outs.append(blended if alpha == 1.0 else alpha * blended + (1.0 - alpha) * feats[i])
-        return outs
+    def transform(self, feats: Sequence[torch.Tensor], state: AdaAttNStyle) -> list[torch.Tensor]:
+        """Content features [relu1_1 .. relu5_1] and one style -> the attention outputs at relu3_1,
+        relu4_1, relu5_1 (before merging/decoding)."""
+        return [layer(feats[i], get_key(feats, i), *state.levels[j], self.attention, self.chunk_elements)
+                for j, (i, layer) in enumerate(zip(TRANSFORM_LEVELS, self.attention_layers()))]
 
-    def stylize(
-        self, content: torch.Tensor, states: Sequence[AdaAttNStyle], mix: Sequence[float], alpha: float = 1.0
-    ) -> torch.Tensor:
-        """content (B, 3, H, W) in [0, 1] -> stylised (B, 3, H, W) in [0, 1]."""
-        f3, f4, f5 = self.transform(self.encoder(content), states, mix, alpha)
-        image = self.decoder(self.transformer.merge(f4, f5), f3)
-        return finish_image(image, content.shape[-2:])
+    def decode(self, levels: Sequence[torch.Tensor]) -> torch.Tensor:
+        """Transformed [relu3_1, relu4_1, relu5_1] -> the decoded image (unclamped): the official
+        ``decoder(merge_conv(pad(f4 + up(f5))), f3)``."""
+        f3, f4, f5 = levels
+        return self.decoder(self.transformer.merge(f4, f5), f3)

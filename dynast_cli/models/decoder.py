@@ -9,14 +9,10 @@ be turned back into images without learned weights. Every such method decodes wi
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import torch
 import torch.nn.functional as F
 
-from dynast_cli.errors import WeightsError
 from dynast_cli.nn.decoders import VGGDecoder
-from dynast_cli.weights.io import config_from_metadata, load_state, load_weights
 
 
 def merge_deep(f4: torch.Tensor, f5: torch.Tensor) -> torch.Tensor:
@@ -32,21 +28,3 @@ def decode_features(
     Unclamped: training needs the raw output; callers that produce images clamp to [0, 1].
     """
     return decoder(merge_deep(f4, f5), skip=f3)
-
-
-def load_universal_decoder(path: str | Path | None = None, device: str | torch.device = "cpu") -> VGGDecoder:
-    """The universal decoder in eval mode, from ``path`` or the project's default weights
-    (``weights/manifest.json`` entry ``decoder_vgg16``, sha256-verified)."""
-    from dynast_cli.weights.registry import default_weights
-
-    if path is None:
-        path = default_weights("decoder")
-        if path is None:
-            raise WeightsError("no default universal decoder is installed (train one with `dynast train style`)",
-                               "weights/manifest.json")
-    tensors, meta = load_weights(path)
-    if meta.get("architecture") != "decoder":
-        raise WeightsError(f"is a '{meta.get('architecture', 'unknown')}' file, expected a decoder", path)
-    decoder = VGGDecoder(**config_from_metadata(meta))
-    load_state(decoder, tensors, source=path)
-    return decoder.eval().requires_grad_(False).to(device)

@@ -15,7 +15,7 @@ Composition (coarse to fine, as the official ``DynaSTGenerator``):
 
 Usage::
 
-    model = load_dynast("dynast_deepfashion.safetensors")          # eval mode
+    model = build_model("dynast_deepfashion.safetensors", "dynast")  # dynast_cli.weights.build; eval mode
     with torch.inference_mode():
         image = model(query, ref_image, ref_semantics)                # (B, 3, H, W) in [-1, 1]
 
@@ -31,7 +31,6 @@ from __future__ import annotations
 
 import json
 from dataclasses import asdict, dataclass, fields
-from pathlib import Path
 
 import torch
 import torch.nn.functional as F
@@ -43,7 +42,7 @@ from dynast_cli.attention.sparse import (
     inner_scale_sparse_attention,
     inter_scale_sparse_attention,
 )
-from dynast_cli.errors import InputError, WeightsError
+from dynast_cli.errors import InputError
 from dynast_cli.nn.spade import (
     SPADE,
     FeatureEncoder,
@@ -54,7 +53,6 @@ from dynast_cli.nn.spade import (
     positional_norm,
     upsample_conv,
 )
-from dynast_cli.weights.io import load_state, load_weights
 
 ARCHITECTURE = "dynast"
 
@@ -291,26 +289,3 @@ def fold_batchnorm(model: nn.Module) -> nn.Module:
                 conv.bias = nn.Parameter(new_bias, requires_grad=False)
             seq[i] = nn.Identity()
     return model
-
-
-def load_dynast(
-    path: str | Path, device: str | torch.device = "cpu", chunk: int = DEFAULT_CHUNK, fold: bool = True
-) -> DynastGenerator:
-    """Build a :class:`DynastGenerator` from a converted safetensors file (config from its metadata),
-    load it strictly, move it to ``device`` and put it in eval mode. ``fold``: fold the BatchNorms into
-    their convolutions (:func:`fold_batchnorm`; inference only, so the state dict then lacks them)."""
-    tensors, meta = load_weights(path)
-    if meta.get("architecture") != ARCHITECTURE:
-        raise WeightsError(
-            f"is not a DynaST generator (architecture '{meta.get('architecture', '?')}'); "
-            "convert latest_net_G.pth with `dynast convert dynast`",
-            path,
-        )
-    try:
-        config = DynastConfig.from_dict(json.loads(meta.get("config") or "{}"))
-    except (ValueError, TypeError) as exc:
-        raise WeightsError(f"has an invalid DynaST config in its metadata ({exc})", path) from None
-    model = DynastGenerator(config, chunk=chunk)
-    load_state(model, tensors, source=path)
-    model = model.to(device).eval()
-    return fold_batchnorm(model) if fold else model

@@ -42,8 +42,9 @@ rounding, not pruning) counts as exactly 0 in the forward pass, so the untrained
 exactly the parameter-free outputs.
 
 Sizes: the inter-scale step needs each level to be exactly twice the next coarser one, so the
-content is reflect-padded to a multiple of 16 (and the image cropped back) and the style is
-reflect-padded to a multiple of 16 once in :meth:`DynastStyleModel.prepare_style`.
+content must be a multiple of 16 (the style-method path, :class:`dynast_cli.styles.base.StyleMethod`,
+reflect-pads every content to :data:`dynast_cli.ops.PAD_MULTIPLE` and crops the image back) and the
+style is reflect-padded to a multiple of 16 once in :meth:`DynastStyleModel.prepare_style`.
 """
 
 from __future__ import annotations
@@ -57,19 +58,14 @@ from torch import nn
 
 from dynast_cli.attention.dense import AttentionResult, dense_attention
 from dynast_cli.attention.sparse import inner_scale_sparse_attention, inter_scale_sparse_attention
-from dynast_cli.models.adaattn import finish_image, mix_weights
 from dynast_cli.models.decoder import decode_features
+from dynast_cli.models.vgg import FEATURE_CHANNELS
+from dynast_cli.models.vgg import TRANSFORM_LEVELS as LEVELS
 from dynast_cli.nn.decoders import VGGDecoder
 from dynast_cli.nn.norm import calc_mean_std, mean_variance_norm
-from dynast_cli.pipelines.style import pad_to_multiple
+from dynast_cli.ops import PAD_MULTIPLE, pad_to_multiple
 
-#: Encoder output indices of the transformed levels, fine to coarse: relu3_1, relu4_1, relu5_1.
-LEVELS = (2, 3, 4)
 LEVEL_NAMES = {"relu3_1": 2, "relu4_1": 3, "relu5_1": 4}
-#: Channels of relu3_1, relu4_1, relu5_1 (VGG16/VGG19).
-LEVEL_CHANNELS = (256, 512, 512)
-#: relu5_1 is at 1/16 of the input; every level must be exactly twice the next coarser one.
-SIZE_MULTIPLE = 16
 
 
 def matching_features(feat: torch.Tensor) -> torch.Tensor:
@@ -150,8 +146,6 @@ class DynastStyleModel(nn.Module):
     ``warp``: the weight of the warped style features against the AdaAttN transform (see :meth:`transform`).
     """
 
-    name = "dynast"
-
     def __init__(
         self,
         encoder: nn.Module,
@@ -190,7 +184,7 @@ class DynastStyleModel(nn.Module):
             if prune_dim < 1:
                 raise ValueError(f"need prune_dim >= 1 (got {prune_dim})")
             generator = torch.Generator().manual_seed(seed)
-            self.prune = nn.ModuleList(PruneEmbeddings(c, prune_dim) for c in LEVEL_CHANNELS)
+            self.prune = nn.ModuleList(PruneEmbeddings(FEATURE_CHANNELS[i], prune_dim) for i in LEVELS)
             for embeddings in self.prune:
                 embeddings.init_all_kept(generator)
 
@@ -203,7 +197,7 @@ class DynastStyleModel(nn.Module):
     def prepare_style(self, style: torch.Tensor) -> DynastStyle:
         """style (1, 3, h, w) in [0, 1] -> its matching keys and value moments at relu3_1..relu5_1
         (computed on the style reflect-padded to a multiple of 16)."""
-        feats = self.encoder(pad_to_multiple(style, SIZE_MULTIPLE)[0])
+        feats = self.encoder(pad_to_multiple(style, PAD_MULTIPLE)[0])
         keys = [matching_features(feats[i]) for i in LEVELS]
         moments = [torch.cat([feats[i], feats[i] * feats[i]], dim=1) for i in LEVELS]
         state = DynastStyle(keys=keys, moments=moments)
@@ -250,90 +244,42 @@ class DynastStyleModel(nn.Module):
             results[level] = res
         return results
 
-    def transform(
-        self, feats: Sequence[torch.Tensor], states: Sequence[DynastStyle], mix: Sequence[float], alpha: float = 1.0,
-        prune: bool = True,
-    ) -> list[torch.Tensor]:
-        """Content features [relu1_1 .. relu5_1] -> transformed relu3_1, relu4_1, relu5_1 features.
+    def transform(self, feats: Sequence[torch.Tensor], state: DynastStyle, prune: bool = True) -> list[torch.Tensor]:
+        """Content features [relu1_1 .. relu5_1] (each level twice the next coarser one) and one style ->
+        transformed relu3_1, relu4_1, relu5_1 features.
 
-        Per style and level ``std * mean_variance_norm(content) + mean`` from the matched moments
-        (with a learned prune mask: the kept moments + ``(1 - conf)`` x the style's global moments);
-        with ``warp`` w > 0, ``w * mean + (1 - w) * that``: ``mean`` is the attention-weighted average
-        of the matched style features, i.e. the style's own features warped to the content's layout
-        (as the DynaST generator warps its exemplar), which carries the style's texture, not only its
-        statistics;
-        with ``locality`` b < 1 at a level, ``b * that + (1 - b) * adain(content, style)`` (AdaIN with the
-        style's global statistics); blended over the styles with the normalised ``mix``, then
-        ``alpha * t + (1 - alpha) * content``.
+        Per level ``std * mean_variance_norm(content) + mean`` from the matched moments (with a learned
+        prune mask: the kept moments + ``(1 - conf)`` x the style's global moments); with ``warp`` w > 0,
+        ``w * mean + (1 - w) * that``: ``mean`` is the attention-weighted average of the matched style
+        features, i.e. the style's own features warped to the content's layout (as the DynaST generator
+        warps its exemplar), which carries the style's texture, not only its statistics; with ``locality``
+        b < 1 at a level, ``b * that + (1 - b) * adain(content, style)`` (AdaIN with the style's global statistics).
         ``prune=False``: the parameter-free transform even when a prune mask is learned.
         """
-        weights = mix_weights(mix, len(states))
-        blended = [torch.zeros_like(feats[level]) for level in LEVELS]
-        for state, w in zip(states, weights):
-            learned = prune and self.prune is not None and state.global_moments is not None
-            matches = self.match(feats, state, prune=prune)
-            for j, level in enumerate(LEVELS):
-                moments = matches[level].output
-                if learned:
-                    moments = moments + lost_mass(matches[level].conf) * state.global_moments[j]
-                mean, std = moments_to_mean_std(moments)
-                normalised = mean_variance_norm(feats[level])
-                local = std * normalised + mean
-                if self.warp > 0.0:  # feature warping: the matched style features themselves
-                    local = self.warp * mean + (1.0 - self.warp) * local
-                b = self.locality[j]
-                if b < 1.0:
-                    g_mean, g_std = state.global_stats[j]
-                    local = b * local + (1.0 - b) * (normalised * g_std + g_mean)
-                blended[j] = blended[j] + w * local
-        if alpha == 1.0:
-            return blended
-        return [alpha * t + (1.0 - alpha) * feats[level] for t, level in zip(blended, LEVELS)]
+        learned = prune and self.prune is not None and state.global_moments is not None
+        matches = self.match(feats, state, prune=prune)
+        out = []
+        for j, level in enumerate(LEVELS):
+            moments = matches[level].output
+            if learned:
+                moments = moments + lost_mass(matches[level].conf) * state.global_moments[j]
+            mean, std = moments_to_mean_std(moments)
+            normalised = mean_variance_norm(feats[level])
+            local = std * normalised + mean
+            if self.warp > 0.0:  # feature warping: the matched style features themselves
+                local = self.warp * mean + (1.0 - self.warp) * local
+            b = self.locality[j]
+            if b < 1.0:
+                g_mean, g_std = state.global_stats[j]
+                local = b * local + (1.0 - b) * (normalised * g_std + g_mean)
+            out.append(local)
+        return out
 
-    def stylize(
-        self, content: torch.Tensor, states: Sequence[DynastStyle], mix: Sequence[float], alpha: float = 1.0
-    ) -> torch.Tensor:
-        """content (B, 3, H, W) in [0, 1], any size -> stylised (B, 3, H, W) in [0, 1]."""
-        padded, size = pad_to_multiple(content, SIZE_MULTIPLE)
-        t3, t4, t5 = self.transform(self.encoder(padded), states, mix, alpha)
-        return finish_image(decode_features(self.decoder, t3, t4, t5), size)
+    def decode(self, levels: Sequence[torch.Tensor]) -> torch.Tensor:
+        """Transformed [relu3_1, relu4_1, relu5_1] -> the decoded image (unclamped), by the universal decoder's
+        convention (:func:`~dynast_cli.models.decoder.decode_features`)."""
+        return decode_features(self.decoder, *levels)
 
 
 #: ``architecture`` of an exported learned prune mask (the ``prune.*`` tensors only).
 ARCHITECTURE = "dynast_style"
-
-
-def load_dynast_style(path, encoder: nn.Module, decoder: VGGDecoder | None, device: str | torch.device = "cpu",
-                      **overrides) -> DynastStyleModel:
-    """A :class:`DynastStyleModel` from ``path`` (``architecture`` dynast_style, config from the metadata)
-    on ``encoder``: its learned prune mask (``prune.*``) if it has one, and its own decoder (``decoder.*``,
-    trained for this model) if it has one, else ``decoder`` (the universal one). A file with neither is a
-    configuration only (e.g. the default's ``locality``): the parameter-free matching on ``decoder``.
-    Eval mode, float32. ``overrides`` replace config entries other than ``prune_dim`` (e.g. ``top_k``)."""
-    from dynast_cli.errors import WeightsError
-    from dynast_cli.weights.io import config_from_metadata, load_state, load_weights
-
-    tensors, meta = load_weights(path)
-    if meta.get("architecture") != ARCHITECTURE:
-        raise WeightsError(f"is a '{meta.get('architecture', 'unknown')}' file, expected '{ARCHITECTURE}'", path)
-    config = {k: v for k, v in config_from_metadata(meta).items() if k not in ("encoder", "decoder")}
-    config.update({k: v for k, v in overrides.items() if k != "prune_dim"})
-    own_decoder = {k.removeprefix("decoder."): v.float() for k, v in tensors.items() if k.startswith("decoder.")}
-    if own_decoder:
-        decoder = VGGDecoder(skip=True)
-        load_state(decoder, own_decoder, source=path)
-        decoder = decoder.eval().requires_grad_(False)
-    elif decoder is None:
-        raise WeightsError("holds no decoder and none was given", path)
-    prune = {k.removeprefix("prune."): v.float() for k, v in tensors.items() if k.startswith("prune.")}
-    unknown = sorted(k for k in tensors if not k.startswith(("prune.", "decoder.")))
-    if unknown:
-        raise WeightsError(f"holds tensors of no dynast_style part: {', '.join(unknown[:3])}", path)
-    if not prune:
-        config["prune_dim"] = None
-    model = DynastStyleModel(encoder, decoder, **config)
-    if prune:
-        if model.prune is None:
-            raise WeightsError("records no prune_dim", path)
-        load_state(model.prune, prune, source=path)
-    return model.to(device).eval()

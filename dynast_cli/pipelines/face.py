@@ -228,7 +228,7 @@ def edges_from_photo(
         return canny(_gray_at(photo, size))
     if method == "hed":
         if hed is None:
-            from dynast_cli.models.hed import load_hed
+            from dynast_cli.weights.build import load_hed
 
             hed = load_hed()
         resized = prepare_reference(photo, size)[None] * 0.5 + 0.5
@@ -324,9 +324,9 @@ def load_face_generator(weights: str | Path | None, device: torch.device) -> nn.
             "train one with `dynast train face`, or pass --weights FILE"
         )
     check_task(path, FACE_CHANNELS)  # a pose model is refused before its tensors are read
-    from dynast_cli.models.dynast import load_dynast
+    from dynast_cli.weights.build import build_model
 
-    return load_dynast(path, device).eval()
+    return build_model(path, "dynast", device)
 
 
 def run_face(
@@ -350,9 +350,10 @@ def run_face(
     Any aspect ratio: the output has the ``edges`` image's aspect ratio with its long side at 256 px
     (see the module docstring; ``save_edges`` is cropped alike). Images under ``MIN_SIDE`` px or beyond
     8:1 and pose weights are refused before any output is written.
-    ``max_memory`` (bytes) / ``compile``: see :func:`dynast_cli.runtime.prepare_generator`."""
+    ``max_memory`` (bytes) / ``compile``: see :func:`dynast_cli.memory.prepare_generator`."""
     from dynast_cli.io.images import check_output_path, save_image
-    from dynast_cli.runtime import prepare_generator, resolve_device
+    from dynast_cli.memory import prepare_generator
+    from dynast_cli.runtime import resolve_device
 
     if method not in EDGE_SOURCES:
         raise UsageError(f"unknown --edges '{method}' (use one of {', '.join(EDGE_SOURCES)})")
@@ -367,7 +368,7 @@ def run_face(
         check_frame(edges, edges_hw, MODEL_SIZE)  # before HED is fetched or MediaPipe runs
     hed = None
     if "hed" == method:
-        from dynast_cli.models.hed import load_hed
+        from dynast_cli.weights.build import load_hed
 
         hed = load_hed(device=resolve_device(device))
     query, place = fitted_face_input(edges, method, hed=hed)

@@ -53,7 +53,8 @@ from dynast_cli.io.images import (
 )
 from dynast_cli.io.keypoints import NUM_KEYPOINTS, Keypoints, load_keypoints, mirror_folder
 from dynast_cli.io.outputs import check_output
-from dynast_cli.runtime import prepare_generator, resolve_device
+from dynast_cli.memory import prepare_generator
+from dynast_cli.runtime import resolve_device
 
 # Limbs as 1-based point pairs, in the official order; only the first 17 are drawn.
 LIMB_SEQ = ((2, 3), (2, 6), (3, 4), (4, 5), (6, 7), (7, 8), (2, 9), (9, 10), (10, 11), (2, 12),
@@ -315,9 +316,9 @@ def load_pose_generator(weights: str | Path | None, device: torch.device) -> nn.
     if path is None:
         raise WeightsError(missing_weights_message())
     check_task(path, POSE_CHANNELS)
-    from dynast_cli.models.dynast import load_dynast  # the 92M-parameter model: imported only when used
+    from dynast_cli.weights.build import build_model
 
-    return load_dynast(path, device).eval()
+    return build_model(path, "dynast", device)
 
 
 #: The task of a DynaST model with this many input (semantic) channels, and the command that runs it
@@ -337,7 +338,8 @@ def task_mismatch(channels: int, wanted: int) -> str:
 def check_task(path: str | Path, channels: int) -> None:
     """Refuse a DynaST weights file made for another task (its config's ``semantic_nc`` is not
     ``channels``) with a :class:`WeightsError` naming it, from the file's metadata alone. Anything
-    else wrong with the file (not DynaST, a bad config) is left to ``load_dynast``'s messages."""
+    else wrong with the file (not DynaST, a bad config) is left to the loader's messages
+    (:func:`~dynast_cli.weights.build.build_model`)."""
     from dynast_cli.models.dynast import ARCHITECTURE, DynastConfig
     from dynast_cli.weights.io import read_metadata
 
@@ -413,7 +415,7 @@ def run_pose(
     map(s) given to the model as PNG, cropped as the output (a folder for a sequence). Images under
     :data:`MIN_SIDE` px, frames beyond 8:1 and weights of another task are refused before any output.
     ``generator`` replaces loading ``weights``. ``max_memory`` (bytes) / ``compile``: see
-    :func:`dynast_cli.runtime.prepare_generator`.
+    :func:`dynast_cli.memory.prepare_generator`.
     """
     reference, target_pose = Path(reference), Path(target_pose)
     if not target_pose.exists():

@@ -23,7 +23,6 @@ scores change less than softmax's when a frame changes a little, so the stylisat
 
 from __future__ import annotations
 
-import inspect
 import itertools
 import json
 import time
@@ -41,10 +40,11 @@ from dynast_cli.io.video import (
     FOURCC, VideoReader, VideoWriter, check_video_output, count_done_frames, even_size, frame_files,
     has_audio, is_frame_folder,
 )
-from dynast_cli.pipelines.style import (
-    METHODS, StyleMethod, fit_size, get_style_method, normalise_mix, prepare_styles, resize, stylize,
-)
+from dynast_cli.ops import fit_size, mix_weights, resize
+from dynast_cli.pipelines.style import prepare_styles, stylize
 from dynast_cli.runtime import resolve_device
+from dynast_cli.styles import build_method, method_options
+from dynast_cli.styles.base import StyleMethod
 from dynast_cli.temporal import WarpingError
 
 SETTINGS_FILE = ".dynast-video.json"
@@ -60,20 +60,15 @@ Progress = Callable[[int, "int | None"], None]
 # ---------------------------------------------------------------------------------------------
 
 
-def build_method(
+def video_method(
     name: str, attention: str | None = None, weights: str | Path | None = None,
     vgg: str | Path | None = None, device: torch.device = torch.device("cpu"),
 ) -> StyleMethod:
-    """A registered style method; ``attention`` goes to the methods whose factory takes it (AdaAttN)."""
-    import dynast_cli.pipelines.style_methods  # noqa: F401  (registers the built-in methods)
-
+    """A registered style method; ``attention`` goes to the methods that take it (AdaAttN: its spec's options)."""
     if attention is not None and attention not in ATTENTIONS:
         raise DynastError(f"unknown attention '{attention}' (choose from {', '.join(ATTENTIONS)})")
-    options: dict[str, Any] = {}
-    if attention is not None and name in METHODS:
-        if "attention" in inspect.signature(METHODS[name].factory).parameters:
-            options["attention"] = attention
-    return get_style_method(name, weights=weights, device=device, vgg=vgg, **options)
+    options = method_options(name, attention=attention) if attention is not None else {}
+    return build_method(name, weights=weights, device=device, vgg=vgg, **options)
 
 
 def frames_to_batch(frames: Sequence[np.ndarray], hw: tuple[int, int]) -> torch.Tensor:
@@ -237,7 +232,7 @@ def run_video(
         raise DynastError(f"--batch must be at least 1, got {batch}")
     reader = VideoReader(input, start, end, on_bad_frame=warn or (lambda notice: None))
     styles = [Path(s) for s in style_paths]
-    mix = normalise_mix(mix, len(styles))
+    normalised_mix = mix_weights(mix, len(styles))  # checked before any work (stylize normalises `mix`)
     style_images = [load_image(s) for s in styles]  # errors name the style file
     output = Path(output) if output else default_output(reader.path, styles[0])
     video = not is_frame_folder(output)
@@ -248,7 +243,7 @@ def run_video(
     settings = {
         "input": str(reader.path.resolve()), "styles": [str(s.resolve()) for s in styles],
         "method": method if isinstance(method, str) else method.name, "attention": attention,
-        "alpha": alpha, "mix": mix, "style_size": style_size,
+        "alpha": alpha, "mix": normalised_mix, "style_size": style_size,
         "start/end": [reader.start_frame, reader.end_frame], "size": [w, h],
     }
     check_video_output(output, overwrite=True)  # format and folders, before leftovers are looked at
@@ -257,7 +252,7 @@ def run_video(
     check_video_output(output, overwrite or done > 0)
 
     dev = resolve_device(device)
-    model = build_method(method, attention, weights, vgg, dev) if isinstance(method, str) else method
+    model = video_method(method, attention, weights, vgg, dev) if isinstance(method, str) else method
     notes = []
     if max_memory is not None:
         from dynast_cli.memory import apply_style_plan, plan_video
@@ -280,7 +275,7 @@ def run_video(
     began = time.perf_counter()
     try:
         try:
-            (folder / SETTINGS_FILE).write_text(json.dumps(settings, indent=1))
+            write_text(folder / SETTINGS_FILE, json.dumps(settings, indent=1))
         except OSError as exc:
             raise OutputError(f"cannot write ({exc.strerror or exc})", folder / SETTINGS_FILE) from None
         if progress:
@@ -421,7 +416,7 @@ def evaluate_video(
             busy += time.perf_counter()
         rows.append(TemporalRow(name, metric.value, len(frames) / (time.perf_counter() - began - busy)))
 
-    models = [build_method(*parse_variant(v), weights, vgg, dev) for v in variants]
+    models = [video_method(*parse_variant(v), weights, vgg, dev) for v in variants]
     for variant, model in zip(variants, models):
         states = prepare_styles(model, [style_image], style_size, dev)
         next(stylize_frames(model, frames[:1], states, (h, w), device=dev))  # warm-up, not timed

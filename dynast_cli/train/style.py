@@ -3,12 +3,15 @@
 * ``decoder``: the universal decoder (:mod:`dynast_cli.models.decoder`) learns to invert frozen
   VGG16 features of random crops of every given folder (content and style alike):
   ``decode(relu3_1, relu4_1, relu5_1) ~ image``, reconstruction loss (pixel L1 + perceptual).
-* ``adaattn`` / ``a2k``: the learned AdaAttN / StyA2K models (:mod:`dynast_cli.models.adaattn`,
+The style methods say whether and how they train (their spec's
+:class:`~dynast_cli.styles.registry.Training`: the task below, and which options apply):
+
+* ``attention`` (``adaattn`` / ``a2k``): the learned AdaAttN / StyA2K models (:mod:`dynast_cli.models.adaattn`,
   :mod:`dynast_cli.models.stya2k`) on (content crop, style crop) pairs with the papers' objective:
   ``content * L_content + global * L_style + local * L_local`` (AdaAttN's local feature loss against
   the parameter-free AdaAttN target). Their decoder starts from the universal decoder when one is
   installed; the frozen encoder is not exported.
-* ``dynast``: the learned prune mask of :class:`~dynast_cli.models.dynast_style.DynastStyleModel`
+* ``prune_mask`` (``dynast``): the learned prune mask of :class:`~dynast_cli.models.dynast_style.DynastStyleModel`
   (its ``prune.*`` embeddings only; encoder and universal decoder frozen and not exported: the
   decoder is loaded from the registry at run time) with the unified unsupervised objective
   ``content * L_content + global * L_style + local * L_local``, the local target being the
@@ -31,17 +34,19 @@ from rich.console import Console
 from torch import nn
 
 from dynast_cli.errors import UsageError
+from dynast_cli.io.outputs import write_text
 from dynast_cli.models.decoder import decode_features
 from dynast_cli.nn.decoders import VGGDecoder
+from dynast_cli.nn.losses import content_loss, local_feature_loss, reconstruction_loss, style_loss
+from dynast_cli.ops import image_grid
 from dynast_cli.train.data import RandomCrops
 from dynast_cli.train.loop import DataFn, LossFn, SampleFn, TrainResult, train_loop, use_amp
-from dynast_cli.train.losses import content_loss, local_feature_loss, reconstruction_loss, style_loss
-from dynast_cli.train.samples import image_grid
 from dynast_cli.weights.io import save_weights, sha256_file
 
 Encoder = Callable[..., list[torch.Tensor]]
 
-STYLE_METHODS = ("decoder", "adaattn", "a2k", "dynast")
+#: ``--method decoder``: the universal decoder every parameter-free method decodes with (not a style method).
+DECODER = "decoder"
 SAMPLE_COUNT = 4
 #: Loss weights of the attention models (the official AdaAttN / StyA2K training options).
 ATTENTION_LOSS_WEIGHTS = {"content": 0.0, "global": 10.0, "local": 3.0}
@@ -49,7 +54,7 @@ ATTENTION_LOSS_WEIGHTS = {"content": 0.0, "global": 10.0, "local": 3.0}
 #: their global:local ratio 10:3. The normalised content term is ~1.6 while the others, on VGG16 features
 #: in the caffe range, are ~1e5 (192 px crops): a content weight of 1 would be inert, 3e4 makes it ~10%
 #: of the global term at initialisation.
-DYNAST_LOSS_WEIGHTS = {"content": 3e4, "global": 10.0, "local": 3.0}
+PRUNE_MASK_LOSS_WEIGHTS = {"content": 3e4, "global": 10.0, "local": 3.0}
 #: Loss weights of ``dynast --train-decoder`` (the decoder fine-tuned for the DynaST transform): the
 #: content term (~1.4 at 192 px) is weighted to about twice the global one (~1.2e5); the local term
 #: (~3e5 against the locality-blended target) is a light regulariser.
@@ -116,22 +121,18 @@ def attention_task(method: str, encoder: nn.Module, contents: RandomCrops, style
     starting from ``init`` (a file this task exported: every trained layer) when given.
     ``weights``: the loss weights (default :data:`ATTENTION_LOSS_WEIGHTS`, the papers')."""
     from dynast_cli.errors import WeightsError
-    from dynast_cli.models.adaattn import AdaAttNModel
-    from dynast_cli.models.stya2k import StyA2KModel
-    from dynast_cli.weights.io import config_from_metadata, load_state, load_weights
+    from dynast_cli.styles import get_spec
+    from dynast_cli.weights.build import build_model
 
-    model_class = AdaAttNModel if method == "adaattn" else StyA2KModel
+    training = get_spec(method).training
+    model_class = training.model
     model = model_class(encoder, learned=True, decoder=decoder).to(device)
     if init is not None:
-        tensors, meta = load_weights(init)
-        if meta.get("architecture") != model_class.architecture:
-            raise WeightsError(f"is a '{meta.get('architecture', 'unknown')}' file, expected "
-                               f"'{model_class.architecture}' to continue --method {method}", init)
-        saved = {k: v for k, v in config_from_metadata(meta).items() if k != "encoder"}
-        if saved != model.config():  # e.g. the cosine-attention video model
-            raise WeightsError(f"was trained with config {saved}, this task builds {model.config()}", init)
-        frozen = {k: v for k, v in model.state_dict().items() if k.startswith("encoder.")}
-        load_state(model, {**frozen, **tensors}, source=init)
+        loaded = build_model(init, model_class.architecture, device, encoder=encoder,
+                             context=f"to continue --method {method}")
+        if loaded.config() != model.config():  # e.g. the cosine-attention video model
+            raise WeightsError(f"was trained with config {loaded.config()}, this task builds {model.config()}", init)
+        model = loaded
     sample_content = contents.center_crops(SAMPLE_COUNT).to(device)
     sample_style = styles.center_crops(SAMPLE_COUNT).to(device)
     w = ATTENTION_LOSS_WEIGHTS if weights is None else weights
@@ -141,8 +142,7 @@ def attention_task(method: str, encoder: nn.Module, contents: RandomCrops, style
 
     def forward(net: nn.Module, content: torch.Tensor, style: torch.Tensor) -> tuple[torch.Tensor, list]:
         feats = encoder(content)
-        f3, f4, f5 = net.transform(feats, [net.prepare_style(style)], [1.0])
-        return net.decoder(net.transformer.merge(f4, f5), f3), feats
+        return net.decode(net.transform(feats, net.prepare_style(style))), feats
 
     def loss_fn(net: nn.Module, pair: tuple[torch.Tensor, torch.Tensor]) -> dict[str, torch.Tensor]:
         content, style = pair
@@ -163,14 +163,13 @@ def attention_task(method: str, encoder: nn.Module, contents: RandomCrops, style
         out = forward(net, sample_content, sample_style)[0].clamp(0, 1)
         return image_grid([[c, s, o] for c, s, o in zip(sample_content, sample_style, out)], cell=contents.size)
 
-    name = "adaattn_vgg16" if method == "adaattn" else "stya2k_vgg16"
-    return Task(model, loss_fn, data, sample_fn, name=name, architecture=model_class.architecture,
+    return Task(model, loss_fn, data, sample_fn, name=training.export, architecture=model_class.architecture,
                 config={**model.config(), "encoder": "vgg16"})
 
 
-def dynast_task(encoder: nn.Module, contents: RandomCrops, styles: RandomCrops, batch: int, device: torch.device,
-                decoder: VGGDecoder | None, seed: int = 0, train_decoder: bool = False,
-                locality: Sequence[float] = (1.0, 1.0, 1.0)) -> Task:
+def prune_mask_task(encoder: nn.Module, contents: RandomCrops, styles: RandomCrops, batch: int, device: torch.device,
+                    decoder: VGGDecoder | None, seed: int = 0, train_decoder: bool = False,
+                    locality: Sequence[float] = (1.0, 1.0, 1.0)) -> Task:
     """The learned prune mask of DynaST style matching; only ``prune.*`` is trained and exported.
 
     ``train_decoder``: instead, the parameter-free matching (every match kept) with ``locality`` (see
@@ -189,7 +188,7 @@ def dynast_task(encoder: nn.Module, contents: RandomCrops, styles: RandomCrops, 
                              locality=locality).to(device)
     sample_content = contents.center_crops(SAMPLE_COUNT).to(device)
     sample_style = styles.center_crops(SAMPLE_COUNT).to(device)
-    w = DYNAST_DECODER_LOSS_WEIGHTS if train_decoder else DYNAST_LOSS_WEIGHTS
+    w = DYNAST_DECODER_LOSS_WEIGHTS if train_decoder else PRUNE_MASK_LOSS_WEIGHTS
 
     def data(generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
         return contents.crops(batch, generator).to(device), styles.crops(batch, generator).to(device)
@@ -200,11 +199,11 @@ def dynast_task(encoder: nn.Module, contents: RandomCrops, styles: RandomCrops, 
             content_feats, style_feats = encoder(content), encoder(style)
         with torch.set_grad_enabled(not train_decoder):  # nothing to learn before the decoder then
             state = net.prepare_style(style)
-            transformed = net.transform(content_feats, [state], [1.0])
+            transformed = net.transform(content_feats, state)
         with torch.no_grad():
-            targets = transformed if train_decoder else net.transform(content_feats, [state], [1.0], prune=False)
+            targets = transformed if train_decoder else net.transform(content_feats, state, prune=False)
             matches = None if train_decoder else net.match(content_feats, state)
-        out_feats = encoder(decode_features(net.decoder, *transformed))
+        out_feats = encoder(net.decode(transformed))
         losses = {
             "content": content_loss(out_feats, content_feats),
             "global": style_loss(out_feats, style_feats),
@@ -219,8 +218,8 @@ def dynast_task(encoder: nn.Module, contents: RandomCrops, styles: RandomCrops, 
     def sample_fn(net: nn.Module) -> torch.Tensor:
         state = net.prepare_style(sample_style)
         feats = encoder(sample_content)
-        learned = decode_features(net.decoder, *net.transform(feats, [state], [1.0])).clamp(0, 1)
-        free = decode_features(net.decoder, *net.transform(feats, [state], [1.0], prune=False)).clamp(0, 1)
+        learned = net.decode(net.transform(feats, state)).clamp(0, 1)
+        free = net.decode(net.transform(feats, state, prune=False)).clamp(0, 1)
         return image_grid([list(row) for row in zip(sample_content, sample_style, free, learned)], cell=contents.size)
 
     if train_decoder:
@@ -260,13 +259,13 @@ def export_weights(task: Task, result: TrainResult, out_dir: Path, data_summary:
         "licence": "same as the dynast project",
         "training": training,
     }
-    (out_dir / f"{task.name}.json").write_text(json.dumps(entry, indent=2) + "\n")
+    write_text(out_dir / f"{task.name}.json", json.dumps(entry, indent=2) + "\n")
     return path
 
 
-def _initial_decoder(path: Path | None, device: torch.device) -> VGGDecoder | None:
+def initial_decoder(path: Path | None, device: torch.device) -> VGGDecoder | None:
     """A trainable copy of the decoder at ``path`` (or the installed universal one); None if neither."""
-    from dynast_cli.models.decoder import load_universal_decoder
+    from dynast_cli.weights.build import load_universal_decoder
     from dynast_cli.weights.registry import default_weights
 
     if path is None and default_weights("decoder") is None:
@@ -301,7 +300,7 @@ def train_style(
 ) -> Path:
     """Train one style task and export its weights; returns the exported safetensors path.
 
-    ``encoder`` defaults to the ImageNet VGG16 (:func:`dynast_cli.models.vgg.load_vgg16`); tests pass
+    ``encoder`` defaults to the ImageNet VGG16 (:func:`dynast_cli.weights.build.load_vgg16`); tests pass
     a small stand-in with the same interface. ``init_decoder``: decoder weights to start from; for the
     attention and dynast tasks by default the installed universal decoder (else a fresh one), for
     ``decoder`` a fresh decoder unless given (continuing a decoder with a fresh optimiser; ``resume``
@@ -310,25 +309,29 @@ def train_style(
     model file this method exported, to continue with a fresh optimiser (its decoder replaces ``init_decoder``).
     ``content_weight`` (adaattn/a2k): the weight of the normalised content loss (default 0, the papers').
     """
-    if method not in STYLE_METHODS:
-        raise UsageError(f"unknown --method '{method}' (choose from {', '.join(STYLE_METHODS)})")
-    if init is not None and method not in ("adaattn", "a2k"):
-        raise UsageError(f"--init continues a trained adaattn or a2k model, not --method {method}")
-    if content_weight is not None and method not in ("adaattn", "a2k"):
-        raise UsageError(f"--content-weight weights the adaattn/a2k objective's content term, "
-                         f"not --method {method}'s")
+    from dynast_cli.styles import get_spec
+    from dynast_cli.styles.registry import methods_with
+
+    if method not in train_methods():
+        raise UsageError(f"unknown --method '{method}' (choose from {', '.join(train_methods())})")
+    training = None if method == DECODER else get_spec(method).training
+    if init is not None and method not in methods_with("init"):
+        raise UsageError(f"--init continues a trained {' or '.join(methods_with('init'))} model, not --method {method}")
+    if content_weight is not None and method not in methods_with("content_weight"):
+        raise UsageError(f"--content-weight weights the {'/'.join(methods_with('content_weight'))} objective's "
+                         f"content term, not --method {method}'s")
     dev = torch.device(device)
     if encoder is None:
-        from dynast_cli.models.vgg import load_vgg16
+        from dynast_cli.weights.build import load_vgg16
 
         encoder = load_vgg16(device=dev)
     torch.manual_seed(seed)
-    if method == "decoder":
+    if training is None:
         crops = RandomCrops([*content, *style], size=size, max_per_folder=max_per_folder)
         summaries = crops.summary
         start = None
         if init_decoder is not None:
-            from dynast_cli.models.decoder import load_universal_decoder
+            from dynast_cli.weights.build import load_universal_decoder
 
             start = load_universal_decoder(init_decoder, device=dev)
         task = decoder_task(encoder, crops, batch, dev, start)
@@ -337,18 +340,10 @@ def train_style(
         contents = RandomCrops(content, size=size, max_per_folder=max_per_folder)
         styles = RandomCrops(style, size=size, max_per_folder=max_per_folder)
         summaries = contents.summary + styles.summary
-        if method == "dynast":  # frozen decoder: the universal one (or init_decoder), a fresh one if neither
-            task = dynast_task(encoder, contents, styles, batch, dev, _initial_decoder(init_decoder, dev), seed,
-                               train_decoder=train_decoder, locality=locality)
-            weights = DYNAST_DECODER_LOSS_WEIGHTS if train_decoder else DYNAST_LOSS_WEIGHTS
-            loss_text = " + ".join(f"{v} * {k}" for k, v in weights.items())
-        else:
-            weights = dict(ATTENTION_LOSS_WEIGHTS)
-            if content_weight is not None:
-                weights["content"] = content_weight
-            task = attention_task(method, encoder, contents, styles, batch, dev,
-                                  None if init is not None else _initial_decoder(init_decoder, dev), init, weights)
-            loss_text = " + ".join(f"{v} * {k}" for k, v in weights.items())
+        task, weights = TASKS[training.task](
+            method, encoder, contents, styles, batch, dev, init_decoder=init_decoder, seed=seed,
+            train_decoder=train_decoder, locality=locality, init=init, content_weight=content_weight)
+        loss_text = " + ".join(f"{v} * {k}" for k, v in weights.items())
     extra = {"batch": batch, "crop": size, "lr": lr, "optimizer": "Adam", "seed": seed, "loss": loss_text}
     if init is not None:
         extra["init"] = f"{Path(init).name} (sha256 {sha256_file(init)[:16]})"
@@ -356,6 +351,36 @@ def train_style(
         extra["init_decoder"] = f"{Path(init_decoder).name} (sha256 {sha256_file(init_decoder)[:16]})"
     return run_task(task, steps, lr, out, resume, sample_every, seed, dev, ckpt_every, console, summaries, extra,
                     time_limit_s=time_limit_s, amp=amp)
+
+
+def train_methods() -> list[str]:
+    """What ``dynast train style --method`` accepts: ``decoder`` and every style method whose spec trains."""
+    from dynast_cli.styles.registry import trainable_methods
+
+    return [DECODER, *trainable_methods()]
+
+
+def _attention(method: str, encoder: Encoder, contents: RandomCrops, styles: RandomCrops, batch: int,
+               device: torch.device, init_decoder: Path | None = None, init: Path | None = None,
+               content_weight: float | None = None, **_: object) -> tuple[Task, dict[str, float]]:
+    weights = dict(ATTENTION_LOSS_WEIGHTS)
+    if content_weight is not None:
+        weights["content"] = content_weight
+    decoder = None if init is not None else initial_decoder(init_decoder, device)
+    return attention_task(method, encoder, contents, styles, batch, device, decoder, init, weights), weights
+
+
+def _prune_mask(method: str, encoder: Encoder, contents: RandomCrops, styles: RandomCrops, batch: int,
+                device: torch.device, init_decoder: Path | None = None, seed: int = 0, train_decoder: bool = False,
+                locality: Sequence[float] = (1.0, 1.0, 1.0), **_: object) -> tuple[Task, dict[str, float]]:
+    # frozen decoder: the universal one (or init_decoder), a fresh one if neither
+    task = prune_mask_task(encoder, contents, styles, batch, device, initial_decoder(init_decoder, device), seed,
+                           train_decoder=train_decoder, locality=locality)
+    return task, DYNAST_DECODER_LOSS_WEIGHTS if train_decoder else PRUNE_MASK_LOSS_WEIGHTS
+
+
+#: The training tasks a style method's spec may name (``Training.task``) -> (task, loss weights) makers.
+TASKS = {"attention": _attention, "prune_mask": _prune_mask}
 
 
 def run_task(task: Task, steps: int, lr: float, out: Path, resume: bool, sample_every: int, seed: int,

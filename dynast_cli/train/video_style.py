@@ -1,7 +1,7 @@
 """``dynast train style --video``: the learned AdaAttN video model, trained on simulated frame pairs.
 
 AdaAttN's video extension (Liu et al. 2021) uses cosine attention scores and adds the cross-image
-similarity loss (:func:`dynast_cli.train.losses.cross_image_similarity_loss`) on pairs of nearby
+similarity loss (:func:`dynast_cli.nn.losses.cross_image_similarity_loss`) on pairs of nearby
 frames. No video dataset is needed: as in the paper, a pair is two views of one content image, the
 second one moved by a small random affine motion (shift, rotation, zoom), which simulates
 consecutive frames. Both views are stylised with the same style (encoded once, as in
@@ -33,20 +33,20 @@ from torch import nn
 
 from dynast_cli.models.adaattn import AdaAttNLayer, AdaAttNModel, AdaAttNStyle, get_key
 from dynast_cli.nn.decoders import VGGDecoder
-from dynast_cli.train.data import RandomCrops
-from dynast_cli.train.losses import (
+from dynast_cli.nn.losses import (
     content_loss,
     cross_image_similarity_loss,
     local_feature_loss,
     style_loss,
 )
-from dynast_cli.train.samples import image_grid
+from dynast_cli.ops import image_grid
+from dynast_cli.train.data import RandomCrops
 from dynast_cli.train.style import (
     ATTENTION_LOSS_WEIGHTS,
     SAMPLE_COUNT,
     Encoder,
     Task,
-    _initial_decoder,
+    initial_decoder,
     run_task,
 )
 
@@ -97,7 +97,7 @@ def identity_init(model: AdaAttNModel) -> AdaAttNModel:
     """Set the learned ``f``, ``g``, ``h`` (1x1) and ``merge_conv`` (3x3) to identities, so the
     model computes exactly the parameter-free AdaAttN (same attention kind, same decoder)."""
     with torch.no_grad():
-        for layer in model._layers():
+        for layer in model.attention_layers():
             for conv in (layer.f, layer.g, layer.h):
                 conv.weight.copy_(torch.eye(conv.out_channels).view_as(conv.weight))
                 conv.bias.zero_()
@@ -137,8 +137,7 @@ def video_task(encoder: Encoder, contents: RandomCrops, styles: RandomCrops, siz
         """-> both stylised frames (2B, 3, size, size) and the content features of [first; second]."""
         frames = torch.cat([first, second])  # (2B, 3, size, size)
         feats = encoder(frames)
-        f3, f4, f5 = net.transform(feats, [repeat_state(net.prepare_style(style), 2)], [1.0])
-        return net.decoder(net.transformer.merge(f4, f5), f3), feats
+        return net.decode(net.transform(feats, repeat_state(net.prepare_style(style), 2))), feats
 
     def loss_fn(net: nn.Module, batch_: tuple[torch.Tensor, torch.Tensor, torch.Tensor]) -> dict[str, torch.Tensor]:
         first, second, style = batch_
@@ -195,13 +194,13 @@ def train_video_style(
     """
     dev = torch.device(device)
     if encoder is None:
-        from dynast_cli.models.vgg import load_vgg16
+        from dynast_cli.weights.build import load_vgg16
 
         encoder = load_vgg16(device=dev)
     torch.manual_seed(seed)
     contents = RandomCrops(content, size=size + 2 * margin_for(size), max_per_folder=max_per_folder)
     styles = RandomCrops(style, size=size, max_per_folder=max_per_folder)
-    task = video_task(encoder, contents, styles, size, batch, dev, _initial_decoder(init_decoder, dev), video_weight)
+    task = video_task(encoder, contents, styles, size, batch, dev, initial_decoder(init_decoder, dev), video_weight)
     weights = {**ATTENTION_LOSS_WEIGHTS, "similarity": video_weight}
     extra = {
         "batch": batch, "crop": size, "lr": lr, "optimizer": "Adam", "seed": seed,

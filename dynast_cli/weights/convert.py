@@ -13,7 +13,7 @@ safetensors with the keys under the model's prefixes:
 
 Metadata: ``architecture`` (``adaattn`` / ``stya2k``), ``config`` (the model's constructor
 arguments), ``source_sha256`` and ``source_files`` (per role), ``encoder`` (``vgg19_normalised`` or
-``none``). :func:`load_style_model` rebuilds the model from that metadata and loads it strictly.
+``none``). :func:`dynast_cli.weights.build.build_model` rebuilds the model from that metadata and loads it strictly.
 """
 
 from __future__ import annotations
@@ -26,17 +26,10 @@ from torch import nn
 
 from dynast_cli.errors import WeightsError
 from dynast_cli.io.outputs import check_output
-from dynast_cli.models.adaattn import AdaAttNLayer, AdaAttNModel, AdaAttNTransformer
-from dynast_cli.models.stya2k import BLOCKS, A2KLayer, A2KTransform, StyA2KModel
+from dynast_cli.models.adaattn import AdaAttNLayer, AdaAttNTransformer
+from dynast_cli.models.stya2k import BLOCKS, A2KLayer, A2KTransform
 from dynast_cli.nn.decoders import VGGDecoder
-from dynast_cli.weights.io import (
-    config_from_metadata,
-    load_state,
-    load_torch_checkpoint,
-    load_weights,
-    save_weights,
-    sha256_file,
-)
+from dynast_cli.weights.io import load_torch_checkpoint, save_weights, sha256_file
 
 Layout = dict[str, tuple[int, ...]]
 
@@ -48,8 +41,6 @@ ADAATTN_FILES = {
 }
 STYA2K_FILES = {"a2k": "latest_net_A2K.pth", "transform": "latest_net_transform.pth", "decoder": "latest_net_decoder.pth"}
 VGG_FILE = "vgg_normalised.pth"
-
-_ARCHITECTURES: dict[str, type[nn.Module]] = {"adaattn": AdaAttNModel, "stya2k": StyA2KModel}
 
 
 def _layout(build: Callable[[], nn.Module]) -> Layout:
@@ -180,42 +171,3 @@ def convert_stya2k(
     tensors = {f"{prefix}.{k}": v for prefix, sd in parts.items() for k, v in sd.items()}
     encoder = _with_vgg(tensors, sources, vgg)
     return _write(out, "stya2k", {"learned": True, "skip3": skip3, "heads": 8}, tensors, sources, encoder)
-
-
-def load_style_model(
-    path: str | Path, encoder: nn.Module | None = None, device: str | torch.device = "cpu", **options: Any
-) -> nn.Module:
-    """Build the AdaAttN / StyA2K model a dynast safetensors describes and load it strictly (eval mode).
-
-    ``encoder``: the feature encoder to use; by default the file's own ``encoder.*`` VGG19, or the
-    ImageNet VGG16 for files trained by ``dynast train style`` (config ``"encoder": "vgg16"``).
-    ``options``: constructor arguments overriding the stored config (e.g. ``attention="cosine"``).
-    """
-    tensors, meta = load_weights(path)
-    arch = meta.get("architecture")
-    if arch not in _ARCHITECTURES:
-        raise WeightsError(f"is a '{arch or 'unknown'}' file, expected one of {sorted(_ARCHITECTURES)}", path)
-    config = config_from_metadata(meta)
-    encoder_name = config.pop("encoder", None)  # our own trained files name the (fetched) encoder they need
-    if encoder is None:
-        if "encoder.0.weight" in tensors:
-            from dynast_cli.models.vgg import vgg19_from_state_dict
-
-            encoder = vgg19_from_state_dict(tensors, source=path, prefix="encoder.")
-        elif encoder_name == "vgg16":
-            from dynast_cli.models.vgg import load_vgg16
-
-            encoder = load_vgg16(device=device)
-        else:
-            raise WeightsError("holds no encoder: convert it with --vgg vgg_normalised.pth or pass an encoder", path)
-    model = _ARCHITECTURES[arch](encoder, **{**config, **options})
-    children = dict(model.named_children())
-    for key in tensors:
-        prefix = key.split(".", 1)[0]
-        if prefix not in children:
-            raise WeightsError(f"unexpected key '{key}' for a {arch} model", path)
-    for name, child in children.items():
-        if name != "encoder":
-            part = {k[len(name) + 1:]: v for k, v in tensors.items() if k.startswith(name + ".")}
-            load_state(child, part, source=path)
-    return model.to(device).eval()

@@ -127,7 +127,7 @@ def convert_dynast(
     smooth: float = 0.01,
     overwrite: bool = True,
 ) -> Path:
-    """Convert ``latest_net_G.pth`` to a safetensors file loadable by :func:`dynast_cli.models.dynast.load_dynast`."""
+    """Convert ``latest_net_G.pth`` to a safetensors file loadable by :func:`dynast_cli.weights.build.build_model`."""
     out_path = check_output(out_path, overwrite)  # before the checkpoint is read: exists, folder unwritable
     state = load_torch_checkpoint(pth_path)
     config = infer_config(state, pth_path, top_k=top_k, smooth=smooth)

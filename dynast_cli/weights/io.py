@@ -108,9 +108,12 @@ def load_state(
     tensors: Mapping[str, torch.Tensor],
     source: str | Path = "weights",
     strict: bool = True,
+    skip: tuple[str, ...] = (),
 ) -> nn.Module:
-    """Load ``tensors`` into ``module`` with exact key and shape checks; errors name ``source``."""
-    own = module.state_dict()
+    """Load ``tensors`` into ``module`` with exact key and shape checks; errors name ``source``.
+    ``skip``: submodule names whose state is not loaded (parts given by the caller, e.g. a frozen encoder)."""
+    prefixes = tuple(f"{name}." for name in skip)
+    own = {k: v for k, v in module.state_dict().items() if not (prefixes and k.startswith(prefixes))}
     missing = [k for k in own if k not in tensors]
     unexpected = [k for k in tensors if k not in own]
     if strict and (missing or unexpected):
@@ -128,7 +131,7 @@ def load_state(
                 f"tensor '{key}' has shape {tuple(t.shape)}, expected {tuple(own[key].shape)}", source
             )
     cast = {k: t.to(own[k].dtype) for k, t in tensors.items() if k in own}
-    module.load_state_dict(cast, strict=strict)
+    module.load_state_dict(cast, strict=strict and not skip)
     return module
 
 

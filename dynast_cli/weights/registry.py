@@ -21,8 +21,9 @@ WEIGHTS_ENV = "DYNAST_WEIGHTS"
 MANIFEST = "manifest.json"
 REQUIRED_KEYS = ("name", "file", "architecture", "config", "sha256")
 
-#: The entry each method uses by default.
-DEFAULTS = {"decoder": "decoder_vgg16", "face": "dynast_face", "dynast": "dynast_style_vgg16", "adaattn": "adaattn_vgg16"}
+#: The entry of the networks that are not style methods (a style method names its own entry in its spec,
+#: :attr:`dynast_cli.styles.registry.MethodSpec.default_weights`).
+DEFAULTS = {"decoder": "decoder_vgg16", "face": "dynast_face"}
 
 
 def weights_dir() -> Path:
@@ -90,9 +91,13 @@ def get_weights(name: str, folder: Path | None = None) -> Path:
     return verified_path(entries[name])
 
 
-def default_weights(method: str, folder: Path | None = None) -> Path | None:
-    """The verified default weights file of ``method`` (e.g. ``"decoder"``), or None if it has none."""
-    name = DEFAULTS.get(method)
-    if name is None or name not in read_manifest(folder):
+def installed(name: str, folder: Path | None = None) -> Path | None:
+    """The verified file of manifest entry ``name``, or None when the manifest does not list it."""
+    if name not in read_manifest(folder):
         return None
     return get_weights(name, folder)
+
+
+def default_weights(network: str, folder: Path | None = None) -> Path | None:
+    """The verified default weights of ``network`` (``"decoder"``, ``"face"``), or None if none is installed."""
+    return installed(DEFAULTS[network], folder)

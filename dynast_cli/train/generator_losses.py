@@ -27,7 +27,7 @@ import torch
 import torch.nn.functional as F
 
 #: Official loss weights (options/train_options.py, models/pix2pix_model.py, train_deepfashion.sh).
-DYNAST_LOSS_WEIGHTS = {"warp": 1000.0, "gan": 10.0, "gan_feat": 10.0, "vgg": 10.0, "perceptual": 0.001}
+GENERATOR_LOSS_WEIGHTS = {"warp": 1000.0, "gan": 10.0, "gan_feat": 10.0, "vgg": 10.0, "perceptual": 0.001}
 #: Weights of the five VGG depths in the feature-matching loss.
 FM_LAYER_WEIGHTS = (1.0 / 32, 1.0 / 16, 1.0 / 8, 1.0 / 4, 1.0)
 #: Index of the perceptual-loss depth (relu4_1).

@@ -8,10 +8,10 @@ both players without mixing their gradients: the generator's adversarial terms s
 with ``requires_grad`` off, and the discriminator's terms see the output detached. This equals the
 official alternating G step then D step, which also scores the same fake with the same D.
 
-Objectives: :mod:`dynast_cli.train.dynast_losses` (per-block warping loss, VGG feature matching,
+Objectives: :mod:`dynast_cli.train.generator_losses` (per-block warping loss, VGG feature matching,
 perceptual loss, hinge GAN with a multiscale discriminator and GAN feature matching; official weights).
 :func:`train_dynast` builds a task, trains it and exports the generator as fp16 safetensors that
-:func:`dynast_cli.models.dynast.load_dynast` reads, plus its manifest entry (``<name>.json``).
+:func:`dynast_cli.weights.build.build_model` reads, plus its manifest entry (``<name>.json``).
 """
 
 from __future__ import annotations
@@ -27,9 +27,10 @@ from torch import nn
 from dynast_cli.errors import InputError, UsageError
 from dynast_cli.models.dynast import ARCHITECTURE, DynastConfig, DynastGenerator
 from dynast_cli.nn.discriminator import MultiscaleDiscriminator
+from dynast_cli.ops import image_grid
 from dynast_cli.pipelines.pose import POSE_CHANNELS
-from dynast_cli.train.dynast_losses import (
-    DYNAST_LOSS_WEIGHTS,
+from dynast_cli.train.generator_losses import (
+    GENERATOR_LOSS_WEIGHTS,
     PERCEPTUAL_LAYER,
     VGG_FEATURE_SCALE,
     feature_matching_loss,
@@ -40,7 +41,6 @@ from dynast_cli.train.dynast_losses import (
 )
 from dynast_cli.train.face_data import FaceBatch
 from dynast_cli.train.loop import train_loop
-from dynast_cli.train.samples import image_grid
 from dynast_cli.train.style import Task, export_weights
 
 Encoder = Callable[..., list[torch.Tensor]]
@@ -85,7 +85,7 @@ class DynastGAN(nn.Module):
         return state
 
     def generator_state(self) -> dict[str, torch.Tensor]:
-        """The generator's tensors under its own keys (what ``load_dynast`` reads)."""
+        """The generator's tensors under its own keys (what ``build_model(path, "dynast")`` reads)."""
         return {k: v.clone() for k, v in self.generator.state_dict().items()}
 
 
@@ -115,7 +115,7 @@ def build_config(preset: str, semantic_nc: int, size: int) -> DynastConfig:
 
 
 def dynast_objective(model: DynastGAN, batch: FaceBatch, encoder: Encoder,
-                     weights: dict[str, float] = DYNAST_LOSS_WEIGHTS) -> dict[str, torch.Tensor]:
+                     weights: dict[str, float] = GENERATOR_LOSS_WEIGHTS) -> dict[str, torch.Tensor]:
     """Every generator and discriminator term (unweighted) and ``total``, the weighted sum of both players'."""
     out = model.generator(batch.query, batch.ref_image, batch.ref_semantics, return_all=True)
     fake, target = out["image"], batch.target
@@ -147,7 +147,7 @@ def dynast_objective(model: DynastGAN, batch: FaceBatch, encoder: Encoder,
     return losses
 
 
-def dynast_task(source: PairSource, config: DynastConfig, ndf: int, batch: int, encoder: Encoder,
+def generator_task(source: PairSource, config: DynastConfig, ndf: int, batch: int, encoder: Encoder,
                 device: torch.device, name: str) -> DynastTask:
     """The GAN task on ``source``'s pairs; samples are rows of (edges/pose, exemplar, output, target)."""
     generator = DynastGenerator(config)
@@ -205,7 +205,7 @@ def train_dynast(
 
     ``preset`` picks the generator and discriminator sizes; ``config`` / ``ndf`` override them (tests
     use tiny ones); the config's ``crop_size`` is always the data's size. ``encoder`` defaults to the
-    ImageNet VGG16 (:func:`dynast_cli.models.vgg.load_vgg16`).
+    ImageNet VGG16 (:func:`dynast_cli.weights.build.load_vgg16`).
     """
     dev = torch.device(device)
     sample = source.fixed_batch(1)
@@ -214,16 +214,16 @@ def train_dynast(
         raise InputError(f"config semantic_nc {config.semantic_nc} does not match the data's {sample.query.shape[1]}")
     config = replace(config, crop_size=source.size)
     if encoder is None:
-        from dynast_cli.models.vgg import load_vgg16
+        from dynast_cli.weights.build import load_vgg16
 
         encoder = load_vgg16(device=dev)
     torch.manual_seed(seed)
-    task = dynast_task(source, config, ndf or DISCRIMINATOR_NDF[preset], batch, encoder, dev, name)
+    task = generator_task(source, config, ndf or DISCRIMINATOR_NDF[preset], batch, encoder, dev, name)
     optimizer = make_optimizer(task.model, lr)
     result = train_loop(task.model, task.loss_fn, task.data, optimizer, steps, out / "checkpoint", resume=resume,
                         sample_fn=task.sample_fn, sample_every=sample_every, seed=seed, device=dev,
                         ckpt_every=ckpt_every, console=console, time_limit_s=time_limit_s)
-    weights = ", ".join(f"{v:g} * {k}" for k, v in DYNAST_LOSS_WEIGHTS.items())
+    weights = ", ".join(f"{v:g} * {k}" for k, v in GENERATOR_LOSS_WEIGHTS.items())
     extra = {"batch": batch, "crop": source.size, "lr": lr, "optimizer": "Adam TTUR (G lr/2, D 2*lr, betas 0/0.9)",
              "seed": seed, "preset": preset, "discriminator_ndf": ndf or DISCRIMINATOR_NDF[preset],
              "loss": f"{weights}; discriminator hinge (real + fake) * gan"}

@@ -4,7 +4,7 @@ One objective on an image's frozen VGG16 features (:func:`style_objective`), min
 the pixels (:func:`optimise_pixels`), serves two uses:
 
 - ``--method optimize`` starts from the content and runs many steps (the training-free quality
-  ceiling, :class:`~dynast_cli.pipelines.style_methods.OptimizeMethod`);
+  ceiling, :class:`~dynast_cli.styles.optimize.OptimizeMethod`);
 - ``--refine N`` (:class:`RefinedMethod`) starts from a feed-forward method's output and runs a few
   steps against the two losses the papers evaluate with: the style's channel mean/std at
   relu1_1..relu5_1 and the content's normalised relu4_1/relu5_1. A feed-forward decoder does not
@@ -25,14 +25,13 @@ from typing import Any, Callable, Sequence
 import torch
 import torch.nn.functional as F
 
+from dynast_cli.errors import UsageError
+from dynast_cli.nn.losses import content_loss, statistics_loss
 from dynast_cli.nn.norm import calc_mean_std
-from dynast_cli.pipelines.style import fit_size, resize
-from dynast_cli.pipelines.style_methods import blend
-from dynast_cli.train.losses import content_loss, statistics_loss
+from dynast_cli.ops import blend, finish_image, fit_size, mix_weights, pad_to_multiple, resize
+from dynast_cli.styles import base
+from dynast_cli.styles.registry import get_spec
 
-#: Refinement steps when ``--refine`` is not given, per method (others: 0). Empty since session 6: the
-#: refinement optimises the very VGG statistics it was judged by (issue #16); `--refine N` stays an option.
-DEFAULT_REFINE_STEPS: dict[str, int] = {}
 #: Adam learning rate on [0, 1] pixels.
 REFINE_LR = 0.01
 #: Weights of the style statistics (VGG16 relu1_1..relu5_1 mean/std MSE) and of the normalised content
@@ -56,9 +55,14 @@ def refine_bytes(hw: tuple[int, int]) -> int:
     return REFINE_BYTES_PER_PIXEL * h * w
 
 
-def default_refine_steps(method: str) -> int:
-    """The ``--refine`` default of a method name (10 for the default ``dynast``, else 0)."""
-    return DEFAULT_REFINE_STEPS.get(method, 0)
+def refine_steps(method: str, refine: int | None) -> int:
+    """``--refine`` resolved: the given steps, or the default of method ``method`` (its spec's ``refine``:
+    0 for every method since session 6)."""
+    if refine is None:
+        return get_spec(method).refine
+    if refine < 0:
+        raise UsageError(f"--refine takes a number of steps >= 0, got {refine}")
+    return refine
 
 
 def blend_stats(per_style: Sequence[Stats], mix: Sequence[float]) -> Stats:
@@ -143,9 +147,11 @@ class RefinedMethod:
     """A feed-forward style method followed by ``steps`` of pixel optimisation (``--refine``).
 
     ``base``: any style method; ``encoder``: the loss network (the ImageNet VGG16). The start is the
-    base output; the objective is :func:`style_objective` with the style statistics (blended over the
-    styles with ``mix``, and moved toward the content's by ``alpha`` like the features) and the content
-    term, at a working size of long side ``max_side`` at most (the change is upsampled to full size).
+    base output for the content padded to :data:`~dynast_cli.ops.PAD_MULTIPLE` (as every method sees
+    it); the objective is :func:`style_objective` with the style statistics (blended over the styles with
+    ``mix``, and moved toward the content's by ``alpha`` like the features) and the content
+    term, at a working size of long side ``max_side`` at most (the change is upsampled to full size);
+    the result is cropped back to the content's size.
     """
 
     def __init__(self, base: Any, encoder: Any, steps: int, lr: float = REFINE_LR,
@@ -160,18 +166,24 @@ class RefinedMethod:
     def prepare_style(self, style: torch.Tensor) -> RefineState:
         return RefineState(self.base.prepare_style(style), [calc_mean_std(f) for f in self.encoder(style)])
 
-    def stylize(self, content: torch.Tensor, states: Sequence[RefineState], mix: Sequence[float],
+    def stylize(self, content: torch.Tensor, states: Sequence[RefineState], mix: Sequence[float] | None = None,
                 alpha: float = 1.0) -> torch.Tensor:
         """content (B, 3, H, W) in [0, 1] -> the base output refined, (B, 3, H, W) in [0, 1]."""
+        content, hw = pad_to_multiple(content)
+        return finish_image(self._refine(content, states, mix, alpha), hw)
+
+    def _refine(self, content: torch.Tensor, states: Sequence[RefineState], mix: Sequence[float] | None,
+                alpha: float) -> torch.Tensor:
         out = self.base.stylize(content, [s.base for s in states], mix, alpha).clamp(0, 1)
         if self.steps == 0:
             return out
+        weights = mix_weights(None, len(states)) if mix is None else mix
         with torch.inference_mode(False):  # the pipeline runs methods under inference mode
             size = fit_size(*out.shape[-2:], max_size=self.max_side)
             small_out, small_content = clone_tree(resize(out, size)), clone_tree(resize(content, size))
             with torch.no_grad():
                 content_feats = self.encoder(small_content)
-            stats = blend_stats([clone_tree(s.stats) for s in states], mix)
+            stats = blend_stats([clone_tree(s.stats) for s in states], weights)
             stats = toward(stats, [calc_mean_std(f) for f in content_feats], alpha)
 
             def loss_fn(feats: Sequence[torch.Tensor]) -> torch.Tensor:
@@ -188,6 +200,4 @@ def with_refinement(method: Any, steps: int, device: torch.device, vgg: Any = No
     """``method`` wrapped in :class:`RefinedMethod` (ImageNet VGG16 loss network) when ``steps`` > 0."""
     if steps <= 0:
         return method
-    from dynast_cli.pipelines.style_methods import vgg16
-
-    return RefinedMethod(method, vgg16(device, vgg), steps)
+    return RefinedMethod(method, base.vgg16(device, vgg), steps)

@@ -1,0 +1,87 @@
+"""``--method dynast`` (the default): DynaST coarse-to-fine sparse matching for style transfer.
+
+The model is :class:`~dynast_cli.models.dynast_style.DynastStyleModel` on the frozen VGG16 encoder,
+decoded by the project's universal decoder or its own trained decoder; contents larger than 512 px are
+painted at 512 px and upsampled (``--work-size``). ``--weights`` chooses:
+
+- default: the model installed in the registry (manifest entry ``dynast_style_vgg16``: a configuration-only
+  file, the matching with every match kept, temperature 0.02 and feature warping 0.75 on the universal
+  decoder), or the parameter-free model when none is installed;
+- a ``dynast_style`` file: its learned prune mask (``dynast_prune_vgg16``) and/or its own decoder
+  (``dynast train style --method dynast --train-decoder``), or its configuration alone;
+- ``none``: the parameter-free model (every match kept);
+- a ``decoder`` file: the parameter-free model with that decoder.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Sequence
+
+import torch
+
+from dynast_cli.memory import FLOAT, level_sizes, padded, query_bytes
+from dynast_cli.models.dynast_style import ARCHITECTURE, DynastStyleModel
+from dynast_cli.styles import base
+from dynast_cli.styles.registry import MemoryProfile, Training, register_method
+
+
+def style_bytes(method: Any, style_hw: tuple[int, int], caps: Any = None) -> int:
+    """One prepared style (padded to a multiple of 16): keys + (feature, feature^2) moments per level."""
+    return FLOAT * sum(3 * c * n for c, n in zip((256, 512, 512), level_sizes(padded(style_hw))))
+
+
+def query_cost(method: Any, style_hws: Sequence[tuple[int, int]]) -> int:
+    """Bytes per query position of an attention chunk: the dense matching at relu4_1 over the largest
+    style, or the sparse candidates (5 x top-k) below it."""
+    coarse = max(level_sizes(padded(s))[1] for s in style_hws)
+    return query_bytes(coarse, 5 * method.model.top_k, 256)
+
+
+@register_method(
+    "dynast", "DynaST coarse-to-fine sparse matching (default: the matched style features warped onto the "
+    "content, 0.75, on the universal decoder, painted at 512 px; --weights none: the AdaAttN transform of "
+    "every match)",
+    # no refinement: it optimised the very VGG statistics it was judged by (issue #16); the working size is
+    # the one the default's settings were chosen at (docs/bench/style_default_s6.md)
+    title="DynaST", default_weights="dynast_style_vgg16", refine=0, work_size=512,
+    # measured 1040 B/px (docs/bench/calibrate_memory.py), rounded up
+    memory=MemoryProfile(bytes_per_pixel=1100.0, style_bytes=style_bytes, tile="queries", query_bytes=query_cost),
+    options={"top_k": "matches carried from level to level (4)", "coarse": "where the dense matching happens: "
+             "relu4_1 (default) or relu5_1"},
+    training=Training("prune_mask", options=("train_decoder", "locality"),
+                      note="the learned DynaST prune mask; frozen universal decoder"),
+)
+class DynastMethod(base.ModelMethod):
+    """DynaST matching through the one style-method path; ``tile``: query positions per attention chunk."""
+
+    model: DynastStyleModel
+
+    @classmethod
+    def build(cls, weights: str | Path | None = None, device: torch.device = torch.device("cpu"),
+              vgg: str | Path | None = None, top_k: int = 4, coarse: str = "relu4_1") -> DynastMethod:
+        from dynast_cli.weights.io import read_metadata, tensor_names
+
+        weights = base.resolve_weights(weights, cls.spec.default_weights)
+        is_model = weights is not None and read_metadata(weights).get("architecture") == ARCHITECTURE
+        decoder_path = None if is_model else weights  # a decoder file (the loader checks it)
+        encoder = base.vgg16(device, vgg)
+        if not is_model:
+            model = DynastStyleModel(encoder, base.universal_decoder(device, decoder_path), top_k=top_k, coarse=coarse)
+            return cls(model.to(device).eval())
+        from dynast_cli.weights.build import build_model
+
+        # a file with its own decoder (the default weights) needs no universal decoder loaded beside it
+        own_decoder = any(name.startswith("decoder.") for name in tensor_names(weights))
+        decoder = None if own_decoder else base.universal_decoder(device)
+        model = build_model(weights, ARCHITECTURE, device, encoder=encoder, decoder=decoder, top_k=top_k, coarse=coarse)
+        base.inference_layout(model.decoder)  # its own decoder too runs channels-last, like every inference decoder
+        return cls(model)
+
+    @property
+    def tile(self) -> int:
+        return self.model.chunk
+
+    @tile.setter
+    def tile(self, queries: int) -> None:
+        self.model.chunk = queries
