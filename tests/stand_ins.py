@@ -70,3 +70,28 @@ def style_distance(encoder, image: torch.Tensor, style: torch.Tensor) -> float:
         (fm, fs), (sm, ss) = calc_mean_std(f), calc_mean_std(s)
         total += float((fm - sm).pow(2).mean() + (fs - ss).pow(2).mean())
     return total
+
+
+class RecordingGenerator(nn.Module):
+    """A stand-in with the DynastGenerator signature: returns the reference image and records its inputs."""
+
+    def __init__(self):
+        super().__init__()
+        self.scale = nn.Parameter(torch.ones(()))
+        self.calls: list[dict[str, torch.Tensor]] = []
+
+    def forward(self, query, ref_image, ref_semantics):
+        self.calls.append({"query": query, "ref_image": ref_image, "ref_semantics": ref_semantics})
+        return ref_image * self.scale
+
+
+def one_error_line(res, *fragments: str, code: int = 4) -> str:
+    """A CLI result that failed with ``code`` and printed exactly one ``error:`` line (no traceback) holding
+    every fragment; returns that line."""
+    assert res.exit_code == code, res.output
+    lines = [line for line in res.output.splitlines() if line.strip()]
+    assert len(lines) == 1 and lines[0].startswith("error: "), res.output
+    assert "Traceback" not in res.output
+    for fragment in fragments:
+        assert fragment in lines[0], lines[0]
+    return lines[0]

@@ -11,6 +11,7 @@ import pytest
 from typer.testing import CliRunner
 
 import dynast_cli.io.outputs as outputs
+from stand_ins import one_error_line
 from dynast_cli.cli import app
 from dynast_cli.errors import OutputError
 from dynast_cli.io.outputs import check_folder, check_output
@@ -39,16 +40,6 @@ def read_only(tmp_path, monkeypatch):
     real = outputs._probe
     monkeypatch.setattr(outputs, "_probe", lambda f: "Read-only file system" if Path(f) == folder else real(f))
     return folder
-
-
-def _one_error_line(res, *fragments: str) -> str:
-    assert res.exit_code == 4, res.output
-    lines = [line for line in res.output.splitlines() if line.strip()]
-    assert len(lines) == 1 and lines[0].startswith("error: "), res.output
-    assert "Traceback" not in res.output
-    for fragment in fragments:
-        assert fragment in lines[0], lines[0]
-    return lines[0]
 
 
 # ---- the shared check -------------------------------------------------------------------------------
@@ -125,22 +116,22 @@ def test_bench_refuses_an_existing_result_before_measuring(tmp_path, no_benchmar
     path = tmp_path / name
     path.write_text("old result")
     res = runner.invoke(app, [*BENCH, option, str(path)])
-    _one_error_line(res, str(path), EXISTS)
+    one_error_line(res, str(path), EXISTS)
     assert path.read_text() == "old result"
 
 
 @pytest.mark.parametrize("option, name", [("--json", "b.json"), ("--plot", "b.png")])
 def test_bench_refuses_an_unwritable_folder_before_measuring(file_in_the_way, read_only, no_benchmark, option, name):
     res = runner.invoke(app, [*BENCH, option, str(file_in_the_way / name)])
-    _one_error_line(res, str(file_in_the_way), "is a file, not a folder")
+    one_error_line(res, str(file_in_the_way), "is a file, not a folder")
     res = runner.invoke(app, [*BENCH, option, str(read_only / name)])
-    _one_error_line(res, str(read_only), "folder is not writable")
+    one_error_line(res, str(read_only), "folder is not writable")
     assert file_in_the_way.read_text() == "keep me\n" and list(read_only.iterdir()) == []
 
 
 def test_bench_refuses_one_file_for_both_json_and_plot(tmp_path, no_benchmark):
     res = runner.invoke(app, [*BENCH, "--json", str(tmp_path / "b.png"), "--plot", str(tmp_path / "b.png")])
-    _one_error_line(res, str(tmp_path / "b.png"), "both --json and --plot")
+    one_error_line(res, str(tmp_path / "b.png"), "both --json and --plot")
 
 
 def test_bench_overwrite_replaces_the_json(tmp_path, monkeypatch):
@@ -185,22 +176,22 @@ def test_eval_style_refuses_existing_results_before_any_model_is_loaded(tmp_path
     out.mkdir()
     (out / "style_eval.md").write_text("old table")
     res = runner.invoke(app, [*eval_args, "--out", str(out)])
-    _one_error_line(res, str(out / "style_eval.md"), EXISTS)
+    one_error_line(res, str(out / "style_eval.md"), EXISTS)
     assert (out / "style_eval.md").read_text() == "old table"
     # a previous sweep's plot is only in the way of another sweep
     (out / "style_eval.md").unlink()
     (out / "style_eval_tradeoff.png").write_text("old plot")
     res = runner.invoke(app, [*eval_args, "--out", str(out), "--alphas", "1,0.5"])
-    _one_error_line(res, str(out / "style_eval_tradeoff.png"), EXISTS)
+    one_error_line(res, str(out / "style_eval_tradeoff.png"), EXISTS)
 
 
 def test_eval_style_refuses_an_unusable_out_before_any_model_is_loaded(file_in_the_way, read_only, eval_args,
                                                                        no_evaluation):
     for out in (file_in_the_way, file_in_the_way / "sub"):
         res = runner.invoke(app, [*eval_args, "--out", str(out)])
-        _one_error_line(res, str(file_in_the_way), "is a file, not a folder")
+        one_error_line(res, str(file_in_the_way), "is a file, not a folder")
     res = runner.invoke(app, [*eval_args, "--out", str(read_only)])
-    _one_error_line(res, str(read_only), "folder is not writable")
+    one_error_line(res, str(read_only), "folder is not writable")
     assert file_in_the_way.read_text() == "keep me\n" and list(read_only.iterdir()) == []
 
 
@@ -269,9 +260,9 @@ def test_train_refuses_an_unusable_out_before_any_work(file_in_the_way, read_onl
     args = _train_args(kind, tmp_path)
     for out in (file_in_the_way, file_in_the_way / "run"):
         res = runner.invoke(app, [*args, "--out", str(out)])
-        _one_error_line(res, str(file_in_the_way), "is a file, not a folder")
+        one_error_line(res, str(file_in_the_way), "is a file, not a folder")
     res = runner.invoke(app, [*args, "--out", str(read_only), "--resume"])
-    _one_error_line(res, str(read_only), "folder is not writable")
+    one_error_line(res, str(read_only), "folder is not writable")
     assert file_in_the_way.read_text() == "keep me\n" and list(read_only.iterdir()) == []
 
 
@@ -280,13 +271,13 @@ def test_train_refuses_a_checkpoint_folder_in_the_way_or_unwritable(tmp_path, no
     (tmp_path / "run").mkdir()
     (tmp_path / "run" / "checkpoint").write_text("not a folder")
     res = runner.invoke(app, [*args, "--out", str(tmp_path / "run")])
-    _one_error_line(res, str(tmp_path / "run" / "checkpoint"), "is a file, not a folder")
+    one_error_line(res, str(tmp_path / "run" / "checkpoint"), "is a file, not a folder")
     samples = tmp_path / "run2" / "checkpoint" / "samples"
     samples.mkdir(parents=True)
     real = outputs._probe
     monkeypatch.setattr(outputs, "_probe", lambda f: "Permission denied" if Path(f) == samples else real(f))
     res = runner.invoke(app, [*args, "--out", str(tmp_path / "run2")])
-    _one_error_line(res, str(samples), "folder is not writable")
+    one_error_line(res, str(samples), "folder is not writable")
     import dynast_cli.train.style as style
 
     monkeypatch.setattr(style, "train_style", lambda *a, **kw: kw["out"] / "w.safetensors")
@@ -302,7 +293,7 @@ def test_train_existing_checkpoint_needs_resume_and_resume_goes_on(tmp_path, mon
     ckpt.mkdir(parents=True)
     (ckpt / "state.pt").write_bytes(b"state")
     res = runner.invoke(app, [*args, "--out", str(tmp_path / "run")])
-    _one_error_line(res, str(ckpt), "pass --resume")
+    one_error_line(res, str(ckpt), "pass --resume")
     calls = []
     monkeypatch.setattr(style, "train_style", lambda *a, **kw: calls.append(kw["resume"]) or kw["out"] / "w.st")
     res = runner.invoke(app, [*args, "--out", str(tmp_path / "run"), "--resume"])

@@ -15,6 +15,7 @@ from PIL import Image
 from typer.testing import CliRunner
 
 import dynast_cli.io.outputs as outputs
+from stand_ins import one_error_line
 from dynast_cli.cli import app
 from dynast_cli.errors import OutputError, WeightsError
 from conftest import make_image, make_image_folder
@@ -25,16 +26,6 @@ EXISTS = "already exists (pass --overwrite to replace it)"
 
 def _never(*args, **kwargs):
     raise AssertionError("the work ran although an output was unusable")
-
-
-def _one_error_line(res, *fragments: str, code: int = 4) -> str:
-    assert res.exit_code == code, res.output
-    lines = [line for line in res.output.splitlines() if line.strip()]
-    assert len(lines) == 1 and lines[0].startswith("error: "), res.output
-    assert "Traceback" not in res.output
-    for fragment in fragments:
-        assert fragment in lines[0], lines[0]
-    return lines[0]
 
 
 def _listing(root: Path) -> dict[str, bytes]:
@@ -114,7 +105,7 @@ def test_a_file_output_under_a_regular_file_fails_before_any_work(work, command)
     files = _listing(work)
     for output in (f"a_file/{name}", f"a_file/deeper/{name}"):
         res = runner.invoke(app, [*before, output, *after])
-        _one_error_line(res, "a_file: is a file, not a folder")
+        one_error_line(res, "a_file: is a file, not a folder")
     assert _listing(work) == files
 
 
@@ -123,9 +114,9 @@ def test_a_file_output_in_an_unwritable_folder_fails_before_any_work(work, comma
     before, name, after = FILE_OUTPUTS[command]
     files = _listing(work)
     res = runner.invoke(app, [*before, f"ro/{name}", *after])
-    _one_error_line(res, "ro: folder is not writable (Read-only file system)")
+    one_error_line(res, "ro: folder is not writable (Read-only file system)")
     res = runner.invoke(app, [*before, f"ro/new/{name}", *after])
-    _one_error_line(res, "ro/new: folder cannot be created")
+    one_error_line(res, "ro/new: folder cannot be created")
     assert _listing(work) == files
 
 
@@ -135,7 +126,7 @@ def test_an_existing_file_output_is_kept_without_overwrite(work, command):
     Path(name).write_bytes(b"earlier result")
     files = _listing(work)
     res = runner.invoke(app, [*before, name, *after])
-    _one_error_line(res, f"{name}: {EXISTS}")
+    one_error_line(res, f"{name}: {EXISTS}")
     assert _listing(work) == files
 
 
@@ -145,9 +136,9 @@ def test_a_folder_output_under_a_regular_file_or_unwritable_fails_before_any_wor
     files = _listing(work)
     for output in ("a_file/out", "a_file"):
         res = runner.invoke(app, [*args, output])
-        _one_error_line(res, "a_file", "not a folder")
-    _one_error_line(runner.invoke(app, [*args, "ro"]), "ro: folder is not writable")
-    _one_error_line(runner.invoke(app, [*args, "ro/out"]), "ro/out: folder cannot be created")
+        one_error_line(res, "a_file", "not a folder")
+    one_error_line(runner.invoke(app, [*args, "ro"]), "ro: folder is not writable")
+    one_error_line(runner.invoke(app, [*args, "ro/out"]), "ro/out: folder cannot be created")
     assert _listing(work) == files
 
 
@@ -156,7 +147,7 @@ def test_style_folder_refuses_an_existing_output_file_before_any_work(work):
     Path("outs/img1.png").write_bytes(b"earlier result")
     files = _listing(work)
     res = runner.invoke(app, ["style", "contents", "s.png", "-m", "adain", "-o", "outs"])
-    _one_error_line(res, f"outs/img1.png: {EXISTS}")
+    one_error_line(res, f"outs/img1.png: {EXISTS}")
     assert _listing(work) == files  # img0.png not written either: no partial batch
 
 
@@ -169,7 +160,7 @@ def test_style_folder_writes_into_a_new_folder_and_overwrites_when_asked(tmp_pat
     res = runner.invoke(app, args)
     assert res.exit_code == 0, res.output
     assert sorted(p.name for p in Path("new/outs").iterdir()) == ["img0.png", "img1.png"]
-    _one_error_line(runner.invoke(app, args), f"new/outs/img0.png: {EXISTS}")
+    one_error_line(runner.invoke(app, args), f"new/outs/img0.png: {EXISTS}")
     res = runner.invoke(app, [*args, "--overwrite"])
     assert res.exit_code == 0, res.output
 

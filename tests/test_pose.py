@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 import torch
 from PIL import Image
-from torch import nn
+from stand_ins import RecordingGenerator
 
 from dynast_cli.errors import InputError
 from dynast_cli.io.keypoints import BODY25_TO_18, Keypoints, load_keypoints, read_candidate_subset
@@ -240,19 +240,6 @@ def test_photo_without_mediapipe_says_how_to_install(tmp_path, monkeypatch):
 
 
 # --- the transfer itself ----------------------------------------------------------------------------
-
-
-class RecordingGenerator(nn.Module):
-    """A stand-in with the DynastGenerator signature: returns the reference image and records its inputs."""
-
-    def __init__(self):
-        super().__init__()
-        self.scale = nn.Parameter(torch.ones(()))
-        self.calls: list[dict[str, torch.Tensor]] = []
-
-    def forward(self, query, ref_image, ref_semantics):
-        self.calls.append({"query": query, "ref_image": ref_image, "ref_semantics": ref_semantics})
-        return ref_image * self.scale
 
 
 def _kps(frame: tuple[int, int], seed: int) -> Keypoints:

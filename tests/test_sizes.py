@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import torch
 from PIL import Image
-from torch import nn
+from stand_ins import RecordingGenerator
 from typer.testing import CliRunner
 
 import dynast_cli.cli  # noqa: F401  (registers the subcommands)
@@ -23,19 +23,6 @@ from dynast_cli.pipelines.pose import MIN_SIDE, Placement, PoseTransfer, render_
 from dynast_cli.weights.io import save_weights
 
 runner = CliRunner()
-
-
-class Recording(nn.Module):
-    """DynastGenerator's signature; returns the reference image and records its inputs."""
-
-    def __init__(self):
-        super().__init__()
-        self.scale = nn.Parameter(torch.ones(()))
-        self.calls: list[dict[str, torch.Tensor]] = []
-
-    def forward(self, query, ref_image, ref_semantics):
-        self.calls.append({"query": query, "ref_image": ref_image, "ref_semantics": ref_semantics})
-        return ref_image * self.scale
 
 
 def invoke(*args: str) -> tuple[int, list[str], list[str]]:
@@ -109,7 +96,7 @@ def test_pad_and_crop_round_trip():
 
 
 def test_pose_transfer_of_a_non_square_target_keeps_its_aspect():
-    gen = Recording()
+    gen = RecordingGenerator()
     ref = torch.zeros(3, 200, 300)  # black person on a 300x200 (W x H) photo
     rng = np.random.default_rng(0)
     kps = Keypoints(np.stack([rng.uniform(20, 280, 18), rng.uniform(20, 180, 18)], 1), (200, 300))
@@ -132,7 +119,7 @@ def pose_files(tmp_path, monkeypatch):
         rows = np.stack([rng.uniform(2, 298, 18), rng.uniform(2, 198, 18), np.ones(18), np.arange(18)], axis=1)
         np.savetxt(tmp_path / f"{name}_candidate.txt", rows)
         (tmp_path / f"{name}_subset.txt").write_text(subset)
-    gen = Recording()
+    gen = RecordingGenerator()
     monkeypatch.setattr(pose_pipeline, "load_pose_generator", lambda weights, device: gen)
     return tmp_path
 
@@ -209,7 +196,7 @@ def test_task_check_on_a_real_small_model_and_on_generator_objects(tmp_path):
     assert face_pipeline.load_face_generator(path, torch.device("cpu")).config.semantic_nc == 15
     with pytest.raises(WeightsError, match=r"^the generator is an edge-to-face model"):
         pose_pipeline.check_generator_task(gen, 20)
-    pose_pipeline.check_generator_task(Recording(), 20)  # a stand-in without a config passes
+    pose_pipeline.check_generator_task(RecordingGenerator(), 20)  # a stand-in without a config passes
 
 
 # --- face: aspect kept, sizes refused ------------------------------------------------------------------
@@ -240,7 +227,7 @@ def test_cli_face_end_to_end_with_a_tiny_dynast_keeps_the_aspect(tmp_path, monke
 
 
 def test_run_face_keeps_the_edge_image_aspect(tmp_path):
-    gen = Recording()
+    gen = RecordingGenerator()
     exemplar = _save(tmp_path / "exemplar.png", 100, 60, seed=1)  # portrait exemplar
     edges = _save(tmp_path / "edges.png", 200, 300, value=30, seed=2)  # landscape structure
     written = face_pipeline.run_face(exemplar, edges, tmp_path / "out.png", save_edges=tmp_path / "e.png",
@@ -265,7 +252,7 @@ def test_run_face_keeps_the_edge_image_aspect(tmp_path):
 ])
 def test_cli_face_refuses_tiny_or_extreme_images(tmp_path, monkeypatch, exemplar_hw, edges_hw, bad, message):
     monkeypatch.chdir(tmp_path)
-    monkeypatch.setattr(face_pipeline, "load_face_generator", lambda weights, device: Recording())
+    monkeypatch.setattr(face_pipeline, "load_face_generator", lambda weights, device: RecordingGenerator())
     _save(tmp_path / "exemplar.png", *exemplar_hw)
     _save(tmp_path / "edges.png", *edges_hw, value=30, seed=3)
     for source in ("canny", "image"):
