@@ -3,7 +3,8 @@ to the module's own layer or a lower one, and no modules import each other in a 
 
 Layers, lowest first (docs/ARCHITECTURE.md):
 
-    base       errors, ops (pure tensor helpers), io/, weights/io.py (safetensors in and out), runtime, temporal
+    base       errors, ops (pure tensor helpers), io/, weights/io.py (safetensors in and out), runtime, temporal,
+               distributed (shards, the torchrun process group)
     kernels    attention/, nn/ (layers, losses)
     models     models/ (networks; they know nothing of files, registries or methods)
     weights    weights/ (manifest registry, the one loader, converters, fetchers)
@@ -28,6 +29,7 @@ LAYER_OF = {
     "dynast_cli.weights.io": "base",
     "dynast_cli.runtime": "base",
     "dynast_cli.temporal": "base",
+    "dynast_cli.distributed": "base",
     "dynast_cli.attention": "kernels",
     "dynast_cli.nn": "kernels",
     "dynast_cli.models": "models",
