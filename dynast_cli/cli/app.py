@@ -399,3 +399,11 @@ def run(argv: list[str] | None = None) -> None:
             raise
         _report(str(exc))
         sys.exit(exc.exit_code)
+
+
+def main_echo(text: str) -> None:
+    """``typer.echo(text)`` from rank 0 only under torchrun (every process when run alone)."""
+    from dynast_cli.distributed import world_from_env
+
+    if world_from_env().main:
+        typer.echo(text)

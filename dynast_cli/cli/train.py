@@ -6,7 +6,7 @@ from pathlib import Path
 
 import typer
 
-from dynast_cli.cli.app import command, late_help, train_app
+from dynast_cli.cli.app import command, late_help, main_echo, train_app
 
 
 def _method_help() -> str:
@@ -95,14 +95,14 @@ def train_style_command(
                                  max_per_folder=max_per_folder or None, init_decoder=init_decoder,
                                  video_weight=VIDEO_LOSS_WEIGHT if video_weight is None else video_weight,
                                  time_limit_s=time_limit_s, amp=amp)
-        typer.echo(f"wrote {path}")
+        main_echo(f"wrote {path}")
         return
     path = train_style(content, style, method=method, steps=steps, batch=batch, size=size, lr=lr, out=out,
                        resume=resume, sample_every=sample_every, seed=seed, device=resolve_device(device),
                        max_per_folder=max_per_folder or None, init_decoder=init_decoder,
                        train_decoder=train_decoder, locality=parse_locality(locality), time_limit_s=time_limit_s,
                        amp=amp, init=init, content_weight=content_weight)
-    typer.echo(f"wrote {path}")
+    main_echo(f"wrote {path}")
 
 
 def parse_locality(text: str) -> tuple[float, float, float]:

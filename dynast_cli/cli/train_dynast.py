@@ -6,7 +6,7 @@ from pathlib import Path
 
 import typer
 
-from dynast_cli.cli.app import command, train_app
+from dynast_cli.cli.app import command, main_echo, train_app
 
 SIZES = (128, 256)
 
@@ -29,7 +29,7 @@ def _run(source_factory, name: str, preset: str, steps: int, batch: int, lr: flo
                         resume=resume, sample_every=sample_every, ckpt_every=ckpt_every, seed=seed,
                         device=resolve_device(device),
                         time_limit_s=None if max_minutes is None else 60.0 * max_minutes)
-    typer.echo(f"wrote {path}")
+    main_echo(f"wrote {path}")
 
 
 def _check_size(size: int) -> None:

@@ -20,6 +20,7 @@ from __future__ import annotations
 from typing import Callable, Sequence
 
 import torch
+import torch.distributed as dist
 import torch.nn.functional as F
 
 from dynast_cli.nn.norm import calc_mean_std, mean_variance_norm
@@ -79,6 +80,16 @@ def local_feature_loss(
     return total
 
 
+def batch_mean(stat: torch.Tensor) -> torch.Tensor:
+    """A (detached) per-rank batch mean made the global batch's: averaged over the ranks under
+    torchrun (equal shares, see :mod:`dynast_cli.train.ddp`), itself in one process."""
+    if dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1:
+        stat = stat.clone()
+        dist.all_reduce(stat)
+        stat /= dist.get_world_size()
+    return stat
+
+
 def perceptual_loss(
     out_feats: Sequence[torch.Tensor],
     target_feats: Sequence[torch.Tensor],
@@ -91,7 +102,7 @@ def perceptual_loss(
     """
     total = out_feats[0].new_zeros(())
     for w, o, t in zip(weights, out_feats, target_feats):
-        total = total + w * F.mse_loss(o, t) / t.detach().pow(2).mean().clamp_min(1e-8)
+        total = total + w * F.mse_loss(o, t) / batch_mean(t.detach().pow(2).mean()).clamp_min(1e-8)
     return total
 
 

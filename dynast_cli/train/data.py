@@ -41,11 +41,15 @@ def _load_uint8(path: Path, max_short: int) -> torch.Tensor:
     return torch.from_numpy(np.ascontiguousarray(arr.transpose(2, 0, 1)))
 
 
+def _short_size(h: int, w: int, short: int) -> tuple[int, int]:
+    """``(H, W)`` resized so that the short side is ``short``."""
+    scale = short / min(h, w)
+    return max(short, round(h * scale)), max(short, round(w * scale))
+
+
 def _resize_short(x: torch.Tensor, short: int) -> torch.Tensor:
     """Resize (1, 3, H, W) so that its short side is ``short`` (antialiased bilinear)."""
-    h, w = x.shape[-2:]
-    scale = short / min(h, w)
-    size = (max(short, round(h * scale)), max(short, round(w * scale)))
+    size = _short_size(*x.shape[-2:], short)
     return F.interpolate(x, size=size, mode="bilinear", align_corners=False, antialias=True)
 
 
@@ -79,26 +83,40 @@ class RandomCrops:
     def __len__(self) -> int:
         return len(self.images)
 
-    def _crop(self, image: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
-        x = image.float().div_(255.0).unsqueeze(0)
-        if min(x.shape[-2:]) < self.size:
-            x = _resize_short(x, self.size)
-        h, w = x.shape[-2:]
+    def _crop_box(self, image: torch.Tensor, generator: torch.Generator) -> tuple[int, int, int, bool]:
+        """Draw one crop of ``image``: (side, top, left, flip) in the (possibly upscaled) image."""
+        h, w = image.shape[-2:]
+        if min(h, w) < self.size:
+            h, w = _short_size(h, w, self.size)
         side = int(torch.randint(self.size, min(h, w) + 1, (1,), generator=generator))
         top = int(torch.randint(0, h - side + 1, (1,), generator=generator))
         left = int(torch.randint(0, w - side + 1, (1,), generator=generator))
+        flip = bool(torch.rand((1,), generator=generator) < 0.5)
+        return side, top, left, flip
+
+    def _cut(self, image: torch.Tensor, box: tuple[int, int, int, bool]) -> torch.Tensor:
+        """The (3, size, size) crop ``box`` of ``image``."""
+        side, top, left, flip = box
+        x = image.float().div_(255.0).unsqueeze(0)
+        if min(x.shape[-2:]) < self.size:
+            x = _resize_short(x, self.size)
         x = x[..., top : top + side, left : left + side]
         if side != self.size:
             x = F.interpolate(x, size=(self.size, self.size), mode="bilinear", align_corners=False,
                               antialias=True)
-        if bool(torch.rand((1,), generator=generator) < 0.5):
+        if flip:
             x = x.flip(-1)
         return x[0].clamp_(0.0, 1.0)
 
-    def crops(self, batch: int, generator: torch.Generator) -> torch.Tensor:
-        """``batch`` random crops from randomly chosen images: (batch, 3, size, size)."""
+    def crops(self, batch: int, generator: torch.Generator, part: slice = slice(None)) -> torch.Tensor:
+        """``batch`` random crops from randomly chosen images: (batch, 3, size, size).
+
+        ``part``: only these items of the batch are cut (a training rank's share, see
+        :mod:`dynast_cli.train.ddp`); the random draws are those of the whole batch, so the items
+        do not depend on how the batch is split."""
         idx = torch.randint(0, len(self.images), (batch,), generator=generator).tolist()
-        return torch.stack([self._crop(self.images[i], generator) for i in idx])
+        boxes = [self._crop_box(self.images[i], generator) for i in idx]
+        return torch.stack([self._cut(self.images[i], box) for i, box in list(zip(idx, boxes))[part]])
 
     def center_crops(self, count: int) -> torch.Tensor:
         """Fixed, evenly spread centre crops (for sample grids): (count, 3, size, size)."""

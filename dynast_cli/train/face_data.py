@@ -101,15 +101,16 @@ class FacePairs:
             if choice != index:
                 return choice
 
-    def batch(self, size: int, generator: torch.Generator) -> FaceBatch:
-        """``size`` random (target, exemplar) pairs."""
-        items = []
+    def batch(self, size: int, generator: torch.Generator, part: slice = slice(None)) -> FaceBatch:
+        """``size`` random (target, exemplar) pairs; only the ``part`` of them is loaded (a training
+        rank's share, drawn from the whole batch's random stream)."""
+        picks = []
         for _ in range(size):
             index = int(torch.randint(0, len(self.paths), (1,), generator=generator))
             other = self.exemplar_for(index, generator)
             flips = torch.rand((2,), generator=generator) < 0.5
-            items.append((self.sample(index, bool(flips[0])), self.sample(other, bool(flips[1]))))
-        return stack_pairs(items)
+            picks.append((index, other, bool(flips[0]), bool(flips[1])))
+        return stack_pairs([(self.sample(i, fi), self.sample(j, fj)) for i, j, fi, fj in picks[part]])
 
     def fixed_batch(self, count: int) -> FaceBatch:
         """Deterministic pairs for sample grids: evenly spread faces, each with a fixed (seeded) exemplar."""

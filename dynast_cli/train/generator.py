@@ -40,6 +40,7 @@ from dynast_cli.train.generator_losses import (
     warp_loss,
 )
 from dynast_cli.train.face_data import FaceBatch
+from dynast_cli.train.ddp import setup
 from dynast_cli.train.loop import train_loop
 from dynast_cli.train.style import Task, export_weights
 
@@ -61,7 +62,7 @@ class PairSource(Protocol):
 
     size: int
 
-    def batch(self, size: int, generator: torch.Generator) -> FaceBatch: ...
+    def batch(self, size: int, generator: torch.Generator, part: slice = slice(None)) -> FaceBatch: ...
 
     def fixed_batch(self, count: int) -> FaceBatch: ...
 
@@ -148,7 +149,7 @@ def dynast_objective(model: DynastGAN, batch: FaceBatch, encoder: Encoder,
 
 
 def generator_task(source: PairSource, config: DynastConfig, ndf: int, batch: int, encoder: Encoder,
-                device: torch.device, name: str) -> DynastTask:
+                device: torch.device, name: str, part: slice = slice(None)) -> DynastTask:
     """The GAN task on ``source``'s pairs; samples are rows of (edges/pose, exemplar, output, target)."""
     generator = DynastGenerator(config)
     discriminator = MultiscaleDiscriminator(config.semantic_nc + 3, ndf=ndf)
@@ -156,7 +157,7 @@ def generator_task(source: PairSource, config: DynastConfig, ndf: int, batch: in
     samples = source.fixed_batch(SAMPLE_COUNT).to(device)
 
     def data(gen: torch.Generator) -> FaceBatch:
-        return source.batch(batch, gen).to(device)
+        return source.batch(batch, gen, part).to(device)
 
     def loss_fn(net: nn.Module, pair: FaceBatch) -> dict[str, torch.Tensor]:
         return dynast_objective(net, pair, encoder)
@@ -207,7 +208,7 @@ def train_dynast(
     use tiny ones); the config's ``crop_size`` is always the data's size. ``encoder`` defaults to the
     ImageNet VGG16 (:func:`dynast_cli.weights.build.load_vgg16`).
     """
-    dev = torch.device(device)
+    world, dev, part = setup(device, batch)  # torchrun: this rank's device and share of the batch
     sample = source.fixed_batch(1)
     config = config or build_config(preset, sample.query.shape[1], source.size)
     if config.semantic_nc != sample.query.shape[1]:
@@ -218,7 +219,7 @@ def train_dynast(
 
         encoder = load_vgg16(device=dev)
     torch.manual_seed(seed)
-    task = generator_task(source, config, ndf or DISCRIMINATOR_NDF[preset], batch, encoder, dev, name)
+    task = generator_task(source, config, ndf or DISCRIMINATOR_NDF[preset], batch, encoder, dev, name, part)
     optimizer = make_optimizer(task.model, lr)
     result = train_loop(task.model, task.loss_fn, task.data, optimizer, steps, out / "checkpoint", resume=resume,
                         sample_fn=task.sample_fn, sample_every=sample_every, seed=seed, device=dev,
@@ -227,4 +228,6 @@ def train_dynast(
     extra = {"batch": batch, "crop": source.size, "lr": lr, "optimizer": "Adam TTUR (G lr/2, D 2*lr, betas 0/0.9)",
              "seed": seed, "preset": preset, "discriminator_ndf": ndf or DISCRIMINATOR_NDF[preset],
              "loss": f"{weights}; discriminator hinge (real + fake) * gan"}
+    if not world.main:  # rank 0 exports
+        return out / f"{name}.safetensors"
     return export_weights(task, result, out, source.summary(), extra, dev)

@@ -30,9 +30,11 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 from torch import nn
 
+from dynast_cli.distributed import barrier
 from dynast_cli.errors import OutputError, WeightsError
 from dynast_cli.io.images import save_image
 from dynast_cli.io.outputs import check_folder
+from dynast_cli.train.ddp import current_world, distribute, mean_over_ranks
 from dynast_cli.weights.io import load_state, load_weights, safe_torch_load, save_weights
 
 Batch = Any
@@ -180,52 +182,59 @@ def train_loop(
     """
     ckpt_dir = check_checkpoint_dir(ckpt_dir, resume, samples=sample_fn is not None and sample_every > 0)
     device = torch.device(device)
+    world = current_world()
     console = console or Console(stderr=True)
     torch.manual_seed(seed)
     generator = torch.Generator().manual_seed(seed)
     if resume and (ckpt_dir / STATE_FILE).exists():
         result = load_checkpoint(ckpt_dir, model, optimizer, generator)
-        console.print(f"resuming from step {result.step} ({ckpt_dir})", markup=False)
+        if world.main:
+            console.print(f"resuming from step {result.step} ({ckpt_dir})", markup=False)
     else:
         result = TrainResult(step=0, wall_s=0.0)
 
     model.train()
+    step_fn = distribute(model, loss_fn, world, device)  # DDP under torchrun
     autocast = torch.autocast(device_type=device.type, dtype=torch.bfloat16, enabled=use_amp(device, amp))
     start_step, session_start = result.step, time.perf_counter()
     wall_before = result.wall_s
     log_every = max(1, min(ckpt_every, 25))
     with Progress(
         TextColumn("step"), MofNCompleteColumn(), BarColumn(), TimeRemainingColumn(),
-        TextColumn("{task.description}"), console=console, transient=False,
+        TextColumn("{task.description}"), console=console, transient=False, disable=not world.main,
     ) as progress:
         task = progress.add_task("", total=steps, completed=result.step)
         while result.step < steps:
-            batch = data(generator)
+            batch = data(generator)  # this rank's share of the global batch (see dynast_cli.train.ddp)
             with autocast:
-                losses = loss_fn(model, batch)
+                losses = step_fn(batch)
             total = losses["total"]
-            if not math.isfinite(float(total.detach())):
-                raise WeightsError(f"loss became {float(total.detach())} at step {result.step + 1}; last checkpoint kept", ckpt_dir)
             optimizer.zero_grad(set_to_none=True)
-            total.backward()
+            total.backward()  # DDP: gradients averaged over the ranks here
+            elapsed = time.perf_counter() - session_start
+            over_time = time_limit_s is not None and elapsed >= time_limit_s
+            logged, over_time = mean_over_ranks(losses, over_time, world)  # the global batch's losses
+            if not math.isfinite(logged["total"]):
+                raise WeightsError(f"loss became {logged['total']} at step {result.step + 1}; last checkpoint kept", ckpt_dir)
             optimizer.step()
             result.step += 1
-            result.history.append({"step": result.step, **{k: float(v.detach()) for k, v in losses.items()}})
+            result.history.append({"step": result.step, **logged})
 
             elapsed = time.perf_counter() - session_start
             result.wall_s = wall_before + elapsed
             s_per_step = elapsed / (result.step - start_step)
             description = _describe(result.final_losses(10), s_per_step)
             progress.update(task, completed=result.step, description=description)
-            if not console.is_terminal and result.step % log_every == 0:
+            if world.main and not console.is_terminal and result.step % log_every == 0:
                 console.print(f"step {result.step}/{steps} {description}", markup=False)
-            last = result.step == steps or (time_limit_s is not None and elapsed >= time_limit_s)
-            if sample_fn is not None and sample_every > 0 and (result.step % sample_every == 0 or last):
+            last = result.step == steps or over_time
+            if world.main and sample_fn is not None and sample_every > 0 and (result.step % sample_every == 0 or last):
                 write_sample(model, sample_fn, ckpt_dir / SAMPLES_DIR / f"step_{result.step:06d}.png")
-            if result.step % ckpt_every == 0 or last:
+            if world.main and (result.step % ckpt_every == 0 or last):
                 save_checkpoint(ckpt_dir, model, optimizer, generator, result)
             if last:
                 break
+    barrier()  # the other ranks wait for rank 0's last checkpoint
     return result
 
 

@@ -83,14 +83,15 @@ class PosePairs:
     def _batch(self, picks: list[tuple[str, str]]) -> FaceBatch:
         return stack_pairs([(self.person(target), self.person(ref)) for target, ref in picks])
 
-    def batch(self, size: int, generator: torch.Generator) -> FaceBatch:
-        """``size`` random (target, reference) pairs."""
+    def batch(self, size: int, generator: torch.Generator, part: slice = slice(None)) -> FaceBatch:
+        """``size`` random (target, reference) pairs; only the ``part`` of them is loaded (a training
+        rank's share, drawn from the whole batch's random stream)."""
         picks = []
         for _ in range(size):
             group = self.groups[int(torch.randint(0, len(self.groups), (1,), generator=generator))]
             ref = group[1 + int(torch.randint(0, len(group) - 1, (1,), generator=generator))]
             picks.append((group[0], ref))
-        return self._batch(picks)
+        return self._batch(picks[part])
 
     def fixed_batch(self, count: int) -> FaceBatch:
         """The first ``count`` lines' (target, first reference) pairs, cycling when there are fewer."""

@@ -40,6 +40,7 @@ from dynast_cli.nn.decoders import VGGDecoder
 from dynast_cli.nn.losses import content_loss, local_feature_loss, reconstruction_loss, style_loss
 from dynast_cli.ops import image_grid
 from dynast_cli.train.data import RandomCrops
+from dynast_cli.train.ddp import current_world, setup
 from dynast_cli.train.loop import DataFn, LossFn, SampleFn, TrainResult, train_loop, use_amp
 from dynast_cli.weights.io import save_weights, sha256_file
 
@@ -82,14 +83,14 @@ class Task:
 
 
 def decoder_task(encoder: Encoder, crops: RandomCrops, batch: int, device: torch.device,
-                 init: VGGDecoder | None = None) -> Task:
+                 init: VGGDecoder | None = None, part: slice = slice(None)) -> Task:
     """The universal-decoder task: reconstruct crops from their frozen relu3_1/4_1/5_1 features
     (starting from ``init``, e.g. the committed decoder, or from a fresh decoder)."""
     model = (init if init is not None else VGGDecoder(skip=True)).to(device).train().requires_grad_(True)
     samples = crops.center_crops(SAMPLE_COUNT).to(device)
 
     def data(generator: torch.Generator) -> torch.Tensor:
-        return crops.crops(batch, generator).to(device)
+        return crops.crops(batch, generator, part).to(device)
 
     def loss_fn(decoder: nn.Module, images: torch.Tensor) -> dict[str, torch.Tensor]:
         with torch.no_grad():
@@ -116,7 +117,7 @@ def adaattn_target(content_feats: Sequence[torch.Tensor], style_feats: Sequence[
 
 def attention_task(method: str, encoder: nn.Module, contents: RandomCrops, styles: RandomCrops, batch: int,
                    device: torch.device, decoder: VGGDecoder | None, init: Path | None = None,
-                   weights: dict[str, float] | None = None) -> Task:
+                   weights: dict[str, float] | None = None, part: slice = slice(None)) -> Task:
     """The learned AdaAttN (``adaattn``) or StyA2K (``a2k``) model trained on content x style crops,
     starting from ``init`` (a file this task exported: every trained layer) when given.
     ``weights``: the loss weights (default :data:`ATTENTION_LOSS_WEIGHTS`, the papers')."""
@@ -138,7 +139,7 @@ def attention_task(method: str, encoder: nn.Module, contents: RandomCrops, style
     w = ATTENTION_LOSS_WEIGHTS if weights is None else weights
 
     def data(generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
-        return contents.crops(batch, generator).to(device), styles.crops(batch, generator).to(device)
+        return contents.crops(batch, generator, part).to(device), styles.crops(batch, generator, part).to(device)
 
     def forward(net: nn.Module, content: torch.Tensor, style: torch.Tensor) -> tuple[torch.Tensor, list]:
         feats = encoder(content)
@@ -169,7 +170,7 @@ def attention_task(method: str, encoder: nn.Module, contents: RandomCrops, style
 
 def prune_mask_task(encoder: nn.Module, contents: RandomCrops, styles: RandomCrops, batch: int, device: torch.device,
                     decoder: VGGDecoder | None, seed: int = 0, train_decoder: bool = False,
-                    locality: Sequence[float] = (1.0, 1.0, 1.0)) -> Task:
+                    locality: Sequence[float] = (1.0, 1.0, 1.0), part: slice = slice(None)) -> Task:
     """The learned prune mask of DynaST style matching; only ``prune.*`` is trained and exported.
 
     ``train_decoder``: instead, the parameter-free matching (every match kept) with ``locality`` (see
@@ -191,7 +192,7 @@ def prune_mask_task(encoder: nn.Module, contents: RandomCrops, styles: RandomCro
     w = DYNAST_DECODER_LOSS_WEIGHTS if train_decoder else PRUNE_MASK_LOSS_WEIGHTS
 
     def data(generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
-        return contents.crops(batch, generator).to(device), styles.crops(batch, generator).to(device)
+        return contents.crops(batch, generator, part).to(device), styles.crops(batch, generator, part).to(device)
 
     def loss_fn(net: nn.Module, pair: tuple[torch.Tensor, torch.Tensor]) -> dict[str, torch.Tensor]:
         content, style = pair
@@ -320,7 +321,7 @@ def train_style(
     if content_weight is not None and method not in methods_with("content_weight"):
         raise UsageError(f"--content-weight weights the {'/'.join(methods_with('content_weight'))} objective's "
                          f"content term, not --method {method}'s")
-    dev = torch.device(device)
+    world, dev, part = setup(device, batch)  # torchrun: this rank's device and share of the batch
     if encoder is None:
         from dynast_cli.weights.build import load_vgg16
 
@@ -334,7 +335,7 @@ def train_style(
             from dynast_cli.weights.build import load_universal_decoder
 
             start = load_universal_decoder(init_decoder, device=dev)
-        task = decoder_task(encoder, crops, batch, dev, start)
+        task = decoder_task(encoder, crops, batch, dev, start, part=part)
         loss_text = "pixel L1 + perceptual (VGG16 relu1_1..relu4_1, energy-normalised MSE)"
     else:
         contents = RandomCrops(content, size=size, max_per_folder=max_per_folder)
@@ -342,7 +343,7 @@ def train_style(
         summaries = contents.summary + styles.summary
         task, weights = TASKS[training.task](
             method, encoder, contents, styles, batch, dev, init_decoder=init_decoder, seed=seed,
-            train_decoder=train_decoder, locality=locality, init=init, content_weight=content_weight)
+            train_decoder=train_decoder, locality=locality, init=init, content_weight=content_weight, part=part)
         loss_text = " + ".join(f"{v} * {k}" for k, v in weights.items())
     extra = {"batch": batch, "crop": size, "lr": lr, "optimizer": "Adam", "seed": seed, "loss": loss_text}
     if init is not None:
@@ -362,20 +363,21 @@ def train_methods() -> list[str]:
 
 def _attention(method: str, encoder: Encoder, contents: RandomCrops, styles: RandomCrops, batch: int,
                device: torch.device, init_decoder: Path | None = None, init: Path | None = None,
-               content_weight: float | None = None, **_: object) -> tuple[Task, dict[str, float]]:
+               content_weight: float | None = None, part: slice = slice(None), **_: object) -> tuple[Task, dict[str, float]]:
     weights = dict(ATTENTION_LOSS_WEIGHTS)
     if content_weight is not None:
         weights["content"] = content_weight
     decoder = None if init is not None else initial_decoder(init_decoder, device)
-    return attention_task(method, encoder, contents, styles, batch, device, decoder, init, weights), weights
+    return attention_task(method, encoder, contents, styles, batch, device, decoder, init, weights, part), weights
 
 
 def _prune_mask(method: str, encoder: Encoder, contents: RandomCrops, styles: RandomCrops, batch: int,
                 device: torch.device, init_decoder: Path | None = None, seed: int = 0, train_decoder: bool = False,
-                locality: Sequence[float] = (1.0, 1.0, 1.0), **_: object) -> tuple[Task, dict[str, float]]:
+                locality: Sequence[float] = (1.0, 1.0, 1.0), part: slice = slice(None),
+                **_: object) -> tuple[Task, dict[str, float]]:
     # frozen decoder: the universal one (or init_decoder), a fresh one if neither
     task = prune_mask_task(encoder, contents, styles, batch, device, initial_decoder(init_decoder, device), seed,
-                           train_decoder=train_decoder, locality=locality)
+                           train_decoder=train_decoder, locality=locality, part=part)
     return task, DYNAST_DECODER_LOSS_WEIGHTS if train_decoder else PRUNE_MASK_LOSS_WEIGHTS
 
 
@@ -396,4 +398,6 @@ def run_task(task: Task, steps: int, lr: float, out: Path, resume: bool, sample_
                         sample_fn=task.sample_fn, sample_every=sample_every, seed=seed, device=device,
                         ckpt_every=ckpt_every, console=console, time_limit_s=time_limit_s, amp=amp)
     summary = [{"folder": s.folder, "images": s.count} for s in summaries]
+    if not current_world().main:  # rank 0 exports
+        return out / f"{task.name}.safetensors"
     return export_weights(task, result, out, summary, extra, device)

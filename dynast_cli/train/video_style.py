@@ -41,6 +41,7 @@ from dynast_cli.nn.losses import (
 )
 from dynast_cli.ops import image_grid
 from dynast_cli.train.data import RandomCrops
+from dynast_cli.train.ddp import setup
 from dynast_cli.train.style import (
     ATTENTION_LOSS_WEIGHTS,
     SAMPLE_COUNT,
@@ -71,17 +72,20 @@ def margin_for(size: int) -> int:
 
 def shifted_pair(
     big: torch.Tensor, size: int, generator: torch.Generator, max_shift: float = MAX_SHIFT,
-    max_rotate_deg: float = MAX_ROTATE_DEG, max_zoom: float = MAX_ZOOM,
+    max_rotate_deg: float = MAX_ROTATE_DEG, max_zoom: float = MAX_ZOOM, batch: int | None = None,
+    part: slice = slice(None),
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Two "consecutive frames" from crops with a border: big (B, 3, S, S), S >= size -> two (B, 3, size, size).
 
     Frame 1 is the centre ``size`` crop; frame 2 the centre crop after a random affine motion of
     the whole crop (shift up to ``max_shift * size`` px per axis, rotation up to ``max_rotate_deg``,
     zoom up to ``1 +- max_zoom``), bilinear, one motion per sample drawn from ``generator``.
+    ``batch``/``part``: ``big`` holds the items ``part`` of a batch of ``batch`` (a training rank's
+    share); the motions are drawn for the whole batch and these items' taken.
     """
     b, _, s, _ = big.shape
     m = (s - size) // 2
-    u = torch.rand((b, 4), generator=generator) * 2 - 1  # (B, 4) in [-1, 1]
+    u = (torch.rand((batch or b, 4), generator=generator) * 2 - 1)[part]  # (B, 4) in [-1, 1]
     angle = u[:, 0] * math.radians(max_rotate_deg)
     zoom = 1.0 + u[:, 1] * max_zoom
     shift = u[:, 2:] * (max_shift * size) * 2 / s  # (B, 2) pixels -> normalised [-1, 1] units
@@ -121,7 +125,8 @@ def repeat_state(state: AdaAttNStyle, times: int) -> AdaAttNStyle:
 
 
 def video_task(encoder: Encoder, contents: RandomCrops, styles: RandomCrops, size: int, batch: int,
-               device: torch.device, decoder: VGGDecoder | None, video_weight: float = VIDEO_LOSS_WEIGHT) -> Task:
+               device: torch.device, decoder: VGGDecoder | None, video_weight: float = VIDEO_LOSS_WEIGHT,
+               part: slice = slice(None)) -> Task:
     """Learned cosine AdaAttN on (frame pair, style) batches; ``contents`` crops carry the motion border."""
     model = identity_init(AdaAttNModel(encoder, learned=True, attention="cosine", decoder=decoder)).to(device)
     sample_pair = shifted_pair(contents.center_crops(SAMPLE_COUNT), size, torch.Generator().manual_seed(0))
@@ -130,8 +135,8 @@ def video_task(encoder: Encoder, contents: RandomCrops, styles: RandomCrops, siz
     w = {**ATTENTION_LOSS_WEIGHTS, "similarity": video_weight}
 
     def data(generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        first, second = shifted_pair(contents.crops(batch, generator), size, generator)
-        return first.to(device), second.to(device), styles.crops(batch, generator).to(device)
+        first, second = shifted_pair(contents.crops(batch, generator, part), size, generator, batch=batch, part=part)
+        return first.to(device), second.to(device), styles.crops(batch, generator, part).to(device)
 
     def forward(net: AdaAttNModel, first: torch.Tensor, second: torch.Tensor, style: torch.Tensor):
         """-> both stylised frames (2B, 3, size, size) and the content features of [first; second]."""
@@ -192,7 +197,7 @@ def train_video_style(
 
     Same arguments as :func:`dynast_cli.train.style.train_style`; ``batch`` counts frame pairs.
     """
-    dev = torch.device(device)
+    world, dev, part = setup(device, batch)  # torchrun: this rank's device and share of the batch
     if encoder is None:
         from dynast_cli.weights.build import load_vgg16
 
@@ -200,7 +205,8 @@ def train_video_style(
     torch.manual_seed(seed)
     contents = RandomCrops(content, size=size + 2 * margin_for(size), max_per_folder=max_per_folder)
     styles = RandomCrops(style, size=size, max_per_folder=max_per_folder)
-    task = video_task(encoder, contents, styles, size, batch, dev, initial_decoder(init_decoder, dev), video_weight)
+    task = video_task(encoder, contents, styles, size, batch, dev, initial_decoder(init_decoder, dev), video_weight,
+                      part=part)
     weights = {**ATTENTION_LOSS_WEIGHTS, "similarity": video_weight}
     extra = {
         "batch": batch, "crop": size, "lr": lr, "optimizer": "Adam", "seed": seed,
