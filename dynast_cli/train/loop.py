@@ -13,7 +13,11 @@ Checkpoints (in ``ckpt_dir``, every ``ckpt_every`` steps and at the end): ``mode
 (fp32 weights) and ``state.pt`` (optimiser state, step, generator and torch RNG states, elapsed
 wall time, loss history). ``resume=True`` continues from them; the continuation is bit-identical to
 an uninterrupted run on the same device.
-"""
+
+Under torchrun (several processes) the same loop runs on every rank: ``data`` returns the rank's
+share of the one global batch, the step runs through DistributedDataParallel, the logged losses are
+the global batch's, and rank 0 alone writes checkpoints, samples and logs (see :mod:`dynast_cli.train.ddp`).
+
 
 from __future__ import annotations
 
