@@ -43,8 +43,12 @@ products), and queries are processed ``chunk`` positions at a time. Without auto
 computed chunk by chunk from the candidates' key columns gathered out of the channel-first inputs
 (each dot product one reduction over all channels, as in the naive twin, so prune-mask signs agree),
 the weighted sums of values are split by channels (``CHANNEL_SLICE`` at a time, only that slice of
-a value table made row-major; exact, each output channel is independent), and each chunk's output is
-written straight to its positions in the preallocated (B, C, H, W) result. With autograd on, the
+a value table made row-major; exact, each output channel is independent) and computed by
+``embedding_bag`` (each query a bag of its candidate rows with their attention weights: no gathered
+copy of the rows), and each chunk's output is written straight to its positions in the preallocated
+(B, C, H, W) result. With one query per group (inner-scale), the dot products are a product summed
+over the channels rather than a batched matmul of 1-row matrices, which is many times slower on a
+CPU, worst on a busy one. With autograd on, the
 simpler path that keeps whole row-major copies is used. Results do not depend on ``chunk`` or
 ``CHANNEL_SLICE``.
 """
@@ -52,6 +56,7 @@ simpler path that keeps whole row-major copies is used. Results do not depend on
 from __future__ import annotations
 
 import torch
+import torch.nn.functional as F
 
 from dynast_cli.attention.dense import (
     AttentionResult,
@@ -216,8 +221,8 @@ def _candidate_attention_lowmem(
     Queries are processed ``chunk`` at a time. Scores: the chunk's candidate key columns are
     gathered from the channel-first table and reduced over all channels in one bmm. Values: for each
     slice of ``CHANNEL_SLICE`` channels, that slice of the value table is made row-major once,
-    (B, Nk, slice), and the candidates' rows gathered from it; outputs go straight to their
-    positions in the preallocated result.
+    (B, Nk, slice), and each query's weighted sum of its candidates' rows taken from it by
+    ``embedding_bag``; outputs go straight to their positions in the preallocated result.
     """
     b, _, n_q = q.shape
     n_k = k.shape[-1]
@@ -226,16 +231,6 @@ def _candidate_attention_lowmem(
     rows = candidates + torch.arange(b, device=candidates.device).view(b, 1, 1) * n_k  # (B, L, M)
     flat_pos = positions.reshape(-1)  # (L*G,)
     step = max(1, chunk // g)
-    buffer = q.new_empty(0)
-
-    def gather(table: torch.Tensor, r: torch.Tensor) -> torch.Tensor:
-        """Rows r of a (B*Nk, c) table into a reused buffer (a fresh tensor per chunk costs page faults)."""
-        nonlocal buffer
-        size = r.numel() * table.shape[1]
-        if buffer.numel() < size:
-            buffer = table.new_empty(size)
-        return torch.index_select(table, 0, r, out=buffer[:size].view(r.numel(), table.shape[1]))
-
     def dot_products(queries: torch.Tensor, keys: torch.Tensor) -> torch.Tensor:
         """(B, c, Nq) queries . (B, c, Nk) keys over each group's candidates -> (B, L, G, M).
 
@@ -249,8 +244,13 @@ def _candidate_attention_lowmem(
         for s in range(0, n_groups, step):
             n = min(step, n_groups - s)
             sel = flat_keys.index_select(1, rows[:, s : s + n].reshape(-1))  # (c, B*n*M)
-            sel = sel.view(c, b * n, m).permute(1, 0, 2)  # (B*n, c, M)
             qs = queries.index_select(2, flat_pos[s * g : (s + n) * g])  # (B, c, n*G)
+            if g == 1:  # one query per group: a product summed over the channels (a bmm of 1-row
+                # matrices against these strided columns is ~15x slower on a CPU)
+                prod = sel.view(c, b, n, m).mul_(qs.permute(1, 0, 2).unsqueeze(-1))  # (c, B, n, M)
+                acc[:, s : s + n] = prod.sum(0).view(b, n, 1, m)
+                continue
+            sel = sel.view(c, b * n, m).permute(1, 0, 2)  # (B*n, c, M)
             qs = qs.view(b, c, n, g).permute(0, 2, 3, 1).reshape(b * n, g, c)  # (B*n, G, c)
             acc[:, s : s + n] = torch.bmm(qs, sel).view(b, n, g, m)
         return acc
@@ -263,10 +263,11 @@ def _candidate_attention_lowmem(
             cs = table.shape[1]
             for s in range(0, n_groups, step):
                 n = min(step, n_groups - s)
-                vals = gather(table, rows[:, s : s + n].reshape(-1)).view(b * n, m, cs)  # (B*n, M, cs)
-                w = weights[:, s : s + n].reshape(b * n, g, m)
-                res = torch.bmm(w, vals).view(b, n * g, cs).transpose(1, 2)  # (B, cs, n*G)
-                out[:, c0 : c0 + cs].index_copy_(2, flat_pos[s * g : (s + n) * g], res)
+                # each query's bag: its group's M candidate rows, weighted (no gathered copy of the rows)
+                bags = rows[:, s : s + n].unsqueeze(2).expand(b, n, g, m).reshape(b * n * g, m)
+                w = weights[:, s : s + n].reshape(b * n * g, m)
+                res = F.embedding_bag(bags, table, per_sample_weights=w, mode="sum")  # (B*n*G, cs)
+                out[:, c0 : c0 + cs].index_copy_(2, flat_pos[s * g : (s + n) * g], res.view(b, n * g, cs).transpose(1, 2))
         return out
 
     scores = dot_products(q, k).div_(smooth)  # (B, L, G, M)
