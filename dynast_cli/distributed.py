@@ -165,6 +165,24 @@ def gather(obj: T) -> list[T]:
     return out
 
 
+def agree(error: BaseException | None) -> None:
+    """Every rank says whether its checks passed (``error`` None) before any work; on a rank whose
+    checks passed, raise when another rank's failed (a :class:`~dynast_cli.errors.DynastError` with that
+    rank's exit code, naming it), so that no rank starts what another refused. Every rank must call it
+    once; without a process group it does nothing."""
+    from dynast_cli.errors import DynastError
+
+    outcomes = gather(None if error is None else (getattr(error, "exit_code", 70), " ".join(str(error).split())))
+    if error is not None:
+        return
+    for rank, outcome in enumerate(outcomes):
+        if outcome is not None:
+            code, message = outcome
+            stop = DynastError(f"stopped before any work: rank {rank} of {len(outcomes)} refused: {message}")
+            stop.exit_code = code
+            raise stop
+
+
 def barrier() -> None:
     """Wait for every rank (nothing without a process group)."""
     import torch.distributed as dist

@@ -54,6 +54,8 @@ EXAMPLES: dict[str, list[tuple[str, str]]] = {
         ("two styles mixed 70/30", "dynast style content.jpg style.jpg style2.jpg --mix 0.7,0.3 -o mixed.png"),
         ("the learned AdaAttN, weaker, keeping the content's colours",
          "dynast style content.jpg style.jpg --method adaattn --alpha 0.8 --keep-color -o out.png"),
+        ("share 3 of 8 of a folder (one task of a job array); --resume reruns a killed task",
+         "dynast style photos/ examples/style.jpg -o stylised/ --shard 3/8 --resume"),
         ("a large photo painted at full size (slower, finer strokes) instead of 512 px upsampled",
          "dynast style big.jpg style.jpg --work-size 0 -o big_out.png"),
         ("a large image within a memory budget", "dynast style big.jpg style.jpg --max-memory 4G -o big_out.png"),
@@ -63,6 +65,9 @@ EXAMPLES: dict[str, list[tuple[str, str]]] = {
         ("seconds 10 to 20, frames capped at 854 px", "dynast video clip.mp4 style.jpg -o cut.mp4 --start 10 --end 20 --max-size 854"),
         ("continue an interrupted run", "dynast video clip.mp4 style.jpg -o clip_styled.mp4 --resume"),
         ("a folder of frames in, PNG frames out", "dynast video frames/ style.jpg -o styled_frames/"),
+        ("in 4 tasks (0/4 ... 3/4), then one --join encodes them",
+         "dynast video clip.mp4 style.jpg -o clip_styled.mp4 --shard 0/4"),
+        ("", "dynast video clip.mp4 style.jpg -o clip_styled.mp4 --join"),
     ],
     "pose": [
         ("DeepFashion keypoints as the target", "dynast pose person.jpg target_candidate.txt -o posed.png"),

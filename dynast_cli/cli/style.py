@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import List, Optional
 
@@ -54,6 +55,11 @@ def style(
     device: str = typer.Option("auto", "--device", help="auto, cpu or cuda."),
     threads: Optional[int] = typer.Option(None, "--threads", min=1, help="CPU threads."),
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace existing output files."),
+    resume: bool = typer.Option(False, "--resume", help="Keep the outputs that exist (complete: files are written "
+                                "atomically) and write the others: rerun a killed or failed batch or shard."),
+    shard: Optional[str] = typer.Option(None, "--shard", metavar="I/N",
+                                        help="Do share I of N of a folder's files (0/4 ... 3/4): one task of a job "
+                                        "array; under torchrun each rank takes RANK/WORLD_SIZE by itself."),
     max_memory: Optional[str] = typer.Option(
         None, "--max-memory", help="Peak memory budget, e.g. 4G or 500M: sets the attention tiles (same result); "
         "fails at once, naming the estimated minimum, when it cannot be met."),
@@ -62,13 +68,16 @@ def style(
     """Stylise CONTENT with STYLES; several styles are mixed (see --mix)."""
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-    from dynast_cli.errors import BatchError
+    from dynast_cli.distributed import parse_shard, world_from_env
     from dynast_cli.memory import parse_memory
-    from dynast_cli.pipelines.style import StyleOptions, run_style
+    from dynast_cli.pipelines.style import StyleOptions, run_style_job
     from dynast_cli.runtime import set_threads
     from dynast_cli.styles import DEFAULT_METHOD, method_options
 
     budget = parse_memory(max_memory)
+    job_shard = parse_shard(shard)
+    if threads is None and not os.environ.get("DYNAST_THREADS") and world_from_env().distributed and not _cuda(device):
+        threads = 1  # torchrun on the CPU: one thread per rank (the ranks share the cores) unless told otherwise
     set_threads(threads)
     method = method or DEFAULT_METHOD
     opts = StyleOptions(
@@ -78,21 +87,34 @@ def style(
         method_options=method_options(method, steps=steps),
         max_memory=budget, compile=compile_, refine=refine, work_size=work_size,
     )
-    try:
-        with Progress(
-            TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-            console=err_console, transient=True, disable=not err_console.is_terminal,
-        ) as bar:
-            task = bar.add_task("stylising", total=None)
+    with Progress(
+        TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+        console=err_console, transient=True, disable=not err_console.is_terminal,
+    ) as bar:
+        task = bar.add_task("stylising", total=None)
 
-            def tick(i: int, n: int, path: Path) -> None:
-                bar.update(task, completed=i, total=n, description=f"stylising {path.name}")
+        def tick(i: int, n: int, path: Path) -> None:
+            bar.update(task, completed=i, total=n, description=f"stylising {path.name}")
 
-            report = run_style(content, styles, output, opts, overwrite=overwrite, progress=tick,
-                               notify=lambda line: err_console.print(line, markup=False, highlight=False))
-    except BatchError as exc:  # some files failed (exit 5): list the ones written, then the error line
-        for path in exc.written:
-            typer.echo(f"wrote {path}")
-        raise
+        job = run_style_job(content, styles, output, opts, shard=job_shard, overwrite=overwrite, resume=resume,
+                            progress=tick, notify=lambda line: err_console.print(line, markup=False, highlight=False))
+    # stdout: a "wrote PATH" line per file written (as ever); with shards or --resume, the counts too
+    report = job.report
     for path in report.written:
         typer.echo(f"wrote {path}")
+    if report.shard or resume:
+        typer.echo((f"shard {report.shard}: " if report.shard else "") + report.counts())
+    if job.merged is not None:
+        parts = f"{job.parts} {'ranks' if job.torchrun else 'shards'}"
+        typer.echo(f"all {parts}: {job.merged.counts()}" + (f"; report {job.merged_file}" if job.merged_file else ""))
+    if job.error is not None:  # exit 5 when files failed: the line names each of them
+        raise job.error
+
+
+def _cuda(device: str) -> bool:
+    """Whether ``--device`` (auto: when a GPU is there) runs on CUDA."""
+    if device == "auto":
+        import torch
+
+        return torch.cuda.is_available()
+    return device.startswith("cuda")

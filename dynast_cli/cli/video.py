@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Callable, List, Optional
 
@@ -63,6 +64,12 @@ def video(
     mix: Optional[str] = typer.Option(None, "--mix", help="Mixing weights for several styles, e.g. 0.7,0.3."),
     style_size: int = typer.Option(512, "--style-size", min=17, help="Long side the style image is resized to."),
     resume: bool = typer.Option(False, "--resume", help="Continue an interrupted run, keeping the frames it wrote."),
+    shard: Optional[str] = typer.Option(None, "--shard", metavar="I/N",
+                                        help="Stylise share I of N of the frames (whole batches) into OUTPUT.partial/ "
+                                        "(or the frame folder) without encoding; then --join. Under torchrun each "
+                                        "rank takes RANK/WORLD_SIZE and rank 0 joins."),
+    join: bool = typer.Option(False, "--join", help="Check that the shards wrote every frame and encode the video "
+                              "(same options as the shards; audio kept)."),
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing output."),
     device: str = typer.Option("auto", "--device", help="auto, cpu or cuda."),
     weights: Optional[Path] = typer.Option(None, "--weights", help="Weights file (safetensors); default: the bundled ones."),
@@ -73,32 +80,48 @@ def video(
         "--batch (same frames); fails at once when too small."),
 ) -> None:
     """Stylise the video INPUT with STYLES; the style is encoded once, the audio track kept."""
+    from dynast_cli.cli.style import _cuda
+    from dynast_cli.distributed import parse_shard, world_from_env
     from dynast_cli.memory import parse_memory
-    from dynast_cli.pipelines.video import run_video
+    from dynast_cli.pipelines.video import run_video_job
     from dynast_cli.runtime import set_threads
 
     budget = parse_memory(max_memory)
+    job_shard = parse_shard(shard)
+    if threads is None and not os.environ.get("DYNAST_THREADS") and world_from_env().distributed and not _cuda(device):
+        threads = 1  # torchrun on the CPU: one thread per rank (the ranks share the cores) unless told otherwise
     set_threads(threads)
     try:
         with _frame_progress() as bar:
-            report = run_video(
-                input, styles, output, method=method, attention=attention, batch=batch, start=start, end=end,
-                max_size=max_size, overwrite=overwrite, resume=resume, progress=_ticker(bar, bar.add_task("video")),
-                weights=weights, vgg=vgg, device=device, alpha=alpha, mix=parse_mix(mix), style_size=style_size,
-                max_memory=budget, warn=lambda notice: err_console.print(f"warning: {notice}", markup=False),
+            reports = run_video_job(
+                input, styles, output, shard=job_shard, join=join, method=method, attention=attention, batch=batch,
+                start=start, end=end, max_size=max_size, overwrite=overwrite, resume=resume,
+                progress=_ticker(bar, bar.add_task("video")), weights=weights, vgg=vgg, device=device, alpha=alpha,
+                mix=parse_mix(mix), style_size=style_size, max_memory=budget,
+                warn=lambda notice: err_console.print(f"warning: {notice}", markup=False),
             )
     except KeyboardInterrupt as exc:
         if debug_enabled():
             raise
         raise Interrupted(str(exc) or "interrupted") from None
-    for note in report.notes:
-        err_console.print(f"note: {note}", markup=False)
-    resumed = report.frames - report.computed
-    typer.echo(
-        f"wrote {report.output} ({report.frames} frames, {report.size[0]}x{report.size[1]}, {report.fps:g} fps; "
-        f"{report.frames_per_second:.2f} frames/s" + (f"; {resumed} resumed" if resumed else "")
-        + (f"; {len(report.repeated)} repeated" if report.repeated else "") + ")"
-    )
+    for report in reports:
+        for note in report.notes:
+            err_console.print(f"note: {note}", markup=False)
+        size = f"{report.size[0]}x{report.size[1]}, {report.fps:g} fps"
+        if report.joined:
+            typer.echo(f"wrote {report.output} (joined {report.frames} frames, {size})")
+            continue
+        resumed = report.frames - report.computed
+        part = ""
+        if report.shard:
+            first, stop = report.span
+            part = f"shard {report.shard}: " + (f"frames {first + 1}-{stop} of {report.total}, " if stop > first
+                                                 else f"none of the {report.total} frames, ")
+        typer.echo(
+            f"wrote {report.output} ({part}{report.frames} frames, {size}; {report.frames_per_second:.2f} frames/s"
+            + (f"; {resumed} resumed" if resumed else "")
+            + (f"; {len(report.repeated)} repeated" if report.repeated else "") + ")"
+        )
 
 
 @command(eval_app, "video")

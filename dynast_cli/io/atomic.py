@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import glob
 import os
 import tempfile
 from contextlib import contextmanager
@@ -34,3 +35,21 @@ def atomic_output(path: str | Path, suffix: str = ".part") -> Iterator[Path]:
     finally:
         if os.path.exists(tmp):
             os.unlink(tmp)
+
+
+def leftovers(path: str | Path) -> list[Path]:
+    """The temporaries :func:`atomic_output` left for ``path`` when its process was killed (``-9``, a lost
+    node) before it could remove them: hidden ``.<name>.<random><suffix>`` files beside it."""
+    path = Path(path)
+    folder = path.parent if str(path.parent) else Path(".")
+    try:
+        return sorted(p for p in folder.glob(f".{glob.escape(path.name)}.*.part*") if p.is_file())
+    except OSError:
+        return []
+
+
+def remove_leftovers(path: str | Path) -> None:
+    """Remove :func:`leftovers` of ``path`` (a resumed run, before it writes ``path`` or keeps it)."""
+    for tmp in leftovers(path):
+        tmp.unlink(missing_ok=True)
+

@@ -25,7 +25,9 @@ from typing import Any, Callable, Sequence
 import torch
 import torch.nn.functional as F
 
+from dynast_cli.distributed import Shard
 from dynast_cli.errors import BatchError, DynastError, InputError, OutputError, UsageError
+from dynast_cli.io.atomic import remove_leftovers
 from dynast_cli.io.images import check_image_size, check_output_path, list_images, load_image, read_image_size, save_image
 from dynast_cli.io.outputs import check_output
 from dynast_cli.ops import fit_size, mix_weights, preserve_color, resize
@@ -188,8 +190,56 @@ def _as_image(image: torch.Tensor) -> torch.Tensor:
 
 @dataclass
 class BatchReport:
+    """What a batch did: files ``written``, ``skipped`` (``--resume``: already complete) and ``failed``
+    (``(content, one-line reason)``). ``shard``: ``"i/n"`` for one share of a job (``None``: the whole
+    job, or a merged report); ``planned``: how many files it was given; ``error``: the one-line error
+    that stopped it as a whole (a merged report lists those of its shards in ``errors``)."""
+
     written: list[Path] = field(default_factory=list)
     failed: list[tuple[Path, str]] = field(default_factory=list)
+    skipped: list[Path] = field(default_factory=list)
+    shard: str | None = None
+    planned: int = 0
+    errors: list[str] = field(default_factory=list)
+
+    def counts(self) -> str:
+        """``"3 written, 1 skipped, 0 failed"``."""
+        return f"{len(self.written)} written, {len(self.skipped)} skipped, {len(self.failed)} failed"
+
+    def to_json(self) -> dict:
+        return {"shard": self.shard, "planned": self.planned, "written": [str(p) for p in self.written],
+                "skipped": [str(p) for p in self.skipped],
+                "failed": [{"file": str(f), "error": e} for f, e in self.failed], "errors": list(self.errors)}
+
+    @classmethod
+    def from_json(cls, data: dict) -> "BatchReport":
+        return cls([Path(p) for p in data["written"]], [(Path(f["file"]), f["error"]) for f in data["failed"]],
+                   [Path(p) for p in data["skipped"]], data.get("shard"), int(data.get("planned", 0)),
+                   list(data.get("errors", [])))
+
+    @classmethod
+    def merge(cls, reports: Sequence["BatchReport"]) -> "BatchReport":
+        """One report of several shards' (the files in the shards' order)."""
+        merged = cls()
+        for report in reports:
+            merged.written += report.written
+            merged.skipped += report.skipped
+            merged.failed += report.failed
+            merged.planned += report.planned
+            merged.errors += [f"shard {report.shard}: {e}" if report.shard else e for e in report.errors]
+        return merged
+
+
+def batch_error(report: BatchReport) -> BatchError:
+    """The exit-5 error of a batch whose files failed (or, merged, some of whose shards stopped): one line
+    naming each failure."""
+    parts = [f"{len(report.failed)} of {report.planned} file(s) failed: " + "; ".join(msg for _, msg in report.failed)]
+    if not report.failed:
+        parts = []
+    parts += report.errors
+    error = BatchError("; ".join(parts))
+    error.report = report
+    return error
 
 
 def output_paths(content: Path, styles: Sequence[Path], output: Path | None, ext: str = ".png") -> list[tuple[Path, Path]]:
@@ -198,7 +248,7 @@ def output_paths(content: Path, styles: Sequence[Path], output: Path | None, ext
         files = list_images(content)
         if not files:
             raise InputError("folder holds no images", content)
-        out_dir = output or Path(f"{content.name}_stylized")
+        out_dir = output_folder(content, output)
         if out_dir.exists() and not out_dir.is_dir():
             raise OutputError("exists and is not a folder (a folder of contents needs an output folder)", out_dir)
         return [(f, out_dir / f"{f.stem}{ext}") for f in files]
@@ -219,6 +269,10 @@ def run_style(
     overwrite: bool = False,
     progress: Callable[[int, int, Path], None] | None = None,
     notify: Callable[[str], None] | None = None,
+    *,
+    shard: Shard | None = None,
+    resume: bool = False,
+    ready: Callable[[], None] | None = None,
 ) -> BatchReport:
     """Stylise a content file or every image of a folder with one or more styles.
 
@@ -227,30 +281,54 @@ def run_style(
     ``options.max_memory``: the attention tiles are planned for the largest content before any work
     (:func:`dynast_cli.memory.plan_style`; a budget that cannot be met raises at once). ``notify``
     receives one-line notices (a budget that changed the method's settings, ``--compile`` on CPU).
+
+    ``shard`` (``--shard i/n``): only this share of the folder's files (:meth:`Shard.take` of the
+    natural-sorted list), and only their outputs are checked, so shards writing into one folder do
+    not refuse each other; a single content file takes no shard but ``0/1``. ``resume``: outputs that
+    exist are kept and counted as ``skipped`` (they are complete: every image is written to a
+    temporary file and renamed; temporaries a killed run left are removed). ``ready()`` is called
+    once the checks passed, before the model is built (torchrun: the ranks agree to start).
     """
     opts = options or StyleOptions()
     content = Path(content)
     style_paths = [Path(s) for s in styles]
+    if resume and overwrite:
+        raise UsageError("--resume keeps the outputs that exist and --overwrite replaces them: use one of them")
     mix_weights(opts.mix, len(style_paths))  # a bad --mix fails before any work (stylize normalises it)
     pairs = output_paths(content, style_paths, Path(output) if output else None)
     single = not content.is_dir()
+    shard = shard or Shard()
+    if single and not shard.whole:
+        raise UsageError(f"--shard {shard} splits a folder of contents; {content} is one file (use 0/1 or no --shard)")
+    pairs = shard.take(pairs)
+    done = [dst for _, dst in pairs if resume and dst.is_file()]
     if single:
-        check_output_path(pairs[0][1], overwrite)
-    else:  # the output folder and every planned file, before any model is built
-        check_output(pairs[0][1].parent, overwrite, kind="dir", files=[dst.name for _, dst in pairs])
+        if not done:
+            check_output_path(pairs[0][1], overwrite)
+    else:  # the output folder and every planned file of this shard, before any model is built
+        check_output(output_folder(content, output), overwrite, kind="dir",
+                     files=[dst.name for _, dst in pairs if dst not in done])
+    report = BatchReport(shard=None if shard.whole else str(shard), planned=len(pairs), skipped=done)
+    if resume:  # what a killed run left beside this shard's outputs
+        for _, dst in pairs:
+            remove_leftovers(dst)
+    todo = [(src, dst) for src, dst in pairs if dst not in done]
     device = resolve_device(opts.device)
     style_images = load_styles(style_paths, opts)  # errors name the style file
     # (H, W) from the headers (None: unreadable, reported by load_image in the loop), for --max-memory
     content_hws = [] if not single and opts.max_memory is None else [
-        hw for hw in (read_image_size(src) for src, _ in pairs) if hw is not None]
+        hw for hw in (read_image_size(src) for src, _ in todo) if hw is not None]
     if single and content_hws:
         check_content_size(content, content_hws[0], opts)  # before the method is built
+    if ready:
+        ready()
+    if not todo:
+        return report
     method, states = prepare_method(opts, style_images, content_hws, device, notify)
 
-    report = BatchReport()
-    for i, (src, dst) in enumerate(pairs):
+    for i, (src, dst) in enumerate(todo):
         if progress:
-            progress(i, len(pairs), src)
+            progress(i, len(todo), src)
         try:
             if not single:
                 check_output_path(dst, overwrite)
@@ -262,13 +340,183 @@ def run_style(
                 raise
             report.failed.append((src, str(exc)))
     if progress:
-        progress(len(pairs), len(pairs), content)
+        progress(len(todo), len(todo), content)
     if report.failed:
-        lines = "; ".join(msg for _, msg in report.failed)
-        error = BatchError(f"{len(report.failed)} of {len(pairs)} file(s) failed: {lines}")
-        error.report = report
-        raise error
+        raise batch_error(report)
     return report
+
+
+def output_folder(content: Path, output: str | Path | None) -> Path:
+    """The output folder of a folder of contents (``-o``, else ``<folder>_stylized``)."""
+    return Path(output) if output else Path(f"{Path(content).name}_stylized")
+
+
+# ---------------------------------------------------------------------------------------------
+# a batch spread over processes: --shard i/n (a job array) and torchrun
+# ---------------------------------------------------------------------------------------------
+
+#: Where each shard of a job array leaves its report (``report-<i>-of-<n>.json``), inside the output folder.
+SHARDS_FOLDER = ".dynast-shards"
+#: The merged report of every shard (job array) or rank (torchrun), in the output folder.
+MERGED_REPORT = "dynast-report.json"
+
+
+@dataclass
+class StyleJob:
+    """What :func:`run_style_job` did in this process.
+
+    ``report``: this process's share; ``merged``: every share's, in the process that completed the set
+    (the last shard of a job array to finish, rank 0 under torchrun), written to ``merged_file``;
+    ``parts``: how many shares (``n`` of ``--shard i/n``, the torchrun world size); ``error``: what the
+    process should exit with (``None``: 0)."""
+
+    report: BatchReport
+    merged: BatchReport | None = None
+    merged_file: Path | None = None
+    parts: int = 1
+    torchrun: bool = False
+    error: DynastError | None = None
+
+
+def shard_report_path(out_dir: Path, shard: Shard) -> Path:
+    return Path(out_dir) / SHARDS_FOLDER / f"report-{shard.index}-of-{shard.count}.json"
+
+
+def job_key(content: Path, styles: Sequence[str | Path], output: str | Path | None, opts: StyleOptions) -> dict:
+    """What makes shard reports parts of one job: the contents, the styles and the options that change
+    the pixels (a report left by another job in the same folder is not merged)."""
+    import json
+    from dataclasses import asdict
+
+    pairs = output_paths(Path(content), [Path(s) for s in styles], Path(output) if output else None)
+    options = {k: v for k, v in asdict(opts).items() if k not in ("device", "compile", "max_memory")}
+    key = {"contents": [src.name for src, _ in pairs], "styles": [Path(s).name for s in styles], "options": options}
+    return json.loads(json.dumps(key, default=str))
+
+
+def record_shard(content: Path, styles: Sequence[str | Path], output: str | Path | None, opts: StyleOptions,
+                 report: BatchReport, shard: Shard) -> tuple[BatchReport | None, Path | None]:
+    """A job array's shard: write its report to ``OUT/.dynast-shards/report-i-of-n.json`` (atomically);
+    when the reports of all ``n`` shards of this job are there, write the merged one to
+    ``OUT/dynast-report.json`` and return it with its path (else ``(None, None)``)."""
+    import json
+
+    from dynast_cli.io.outputs import write_text
+
+    out_dir = output_folder(content, output)
+    key = job_key(content, styles, output, opts)
+    write_text(shard_report_path(out_dir, shard), json.dumps({"job": key, **report.to_json()}, indent=1))
+    reports = []
+    for index in range(shard.count):
+        try:
+            data = json.loads(shard_report_path(out_dir, Shard(index, shard.count)).read_text())
+        except (OSError, ValueError):
+            return None, None  # not finished yet (or unreadable: the shard that rewrites it merges)
+        if data.get("job") != key:
+            return None, None  # left by another job: that shard has yet to run for this one
+        reports.append(BatchReport.from_json(data))
+    merged = BatchReport.merge(reports)
+    text = json.dumps({"job": key, "shards": shard.count, **merged.to_json()}, indent=1)
+    return merged, write_text(out_dir / MERGED_REPORT, text)
+
+
+def run_style_job(
+    content: str | Path,
+    styles: Sequence[str | Path],
+    output: str | Path | None = None,
+    options: StyleOptions | None = None,
+    *,
+    shard: Shard | None = None,
+    overwrite: bool = False,
+    resume: bool = False,
+    progress: Callable[[int, int, Path], None] | None = None,
+    notify: Callable[[str], None] | None = None,
+) -> StyleJob:
+    """``dynast style``: :func:`run_style` on this process's share of the job, and the merged report.
+
+    * alone (no ``shard``, no torchrun): :func:`run_style`; ``error``: its :class:`BatchError`, if any;
+    * ``shard`` ``i/n`` (a job array: independent processes): this shard's files only; its report is
+      written to ``OUT/.dynast-shards/report-i-of-n.json`` (failures included), and the shard that
+      completes the set writes ``OUT/dynast-report.json`` (:func:`record_shard`). Each shard's
+      ``error`` is its own (exit 5 when its files failed), so a scheduler reruns just that task
+      (with ``resume``);
+    * torchrun (``WORLD_SIZE`` > 1, :mod:`dynast_cli.distributed`): rank ``r`` takes shard
+      ``r/WORLD_SIZE`` of a folder (a single file: rank 0 does it); the ranks check their outputs,
+      then agree: when one refuses, none starts (nothing written). At the end rank 0 gathers every
+      rank's report, writes ``OUT/dynast-report.json`` and its ``error`` names every rank's failed
+      files (exit 5). The other ranks exit 0 after file failures (rank 0 reports them) and with
+      their own code after an error that stopped them.
+
+    Errors before any work (bad options, existing outputs, a missing style) are raised, as by
+    :func:`run_style` (under torchrun, after the ranks agreed).
+    """
+    from dynast_cli.distributed import shard_from_env, world_from_env
+
+    opts = options or StyleOptions()
+    content = Path(content)
+    world = world_from_env()
+    shard = shard_from_env(shard)
+    if not world.distributed:
+        error = None
+        try:
+            report = run_style(content, styles, output, opts, overwrite, progress, notify, shard=shard, resume=resume)
+        except BatchError as exc:
+            report, error = exc.report, exc
+        job = StyleJob(report, error=error, parts=shard.count if shard else 1)
+        if shard is not None and not shard.whole:
+            job.merged, job.merged_file = record_shard(content, styles, output, opts, report, shard)
+        return job
+    return _torchrun_style_job(content, styles, output, opts, world, shard, overwrite, resume, progress, notify)
+
+
+def _torchrun_style_job(content, styles, output, opts, world, shard, overwrite, resume, progress, notify) -> StyleJob:
+    import json
+
+    from dynast_cli.distributed import agree, barrier, destroy_process_group, gather, init_process_group
+    from dynast_cli.io.outputs import write_text
+
+    init_process_group(resolve_device(opts.device))
+    try:
+        agreed = []
+
+        def ready() -> None:
+            agreed.append(True)
+            agree(None)
+
+        folder = content.is_dir()
+        error: DynastError | None = None
+        try:
+            if folder or world.main:  # a single file: rank 0's
+                report = run_style(content, styles, output, opts, overwrite, progress, notify,
+                                   shard=shard if folder else None, resume=resume, ready=ready)
+            else:
+                ready()
+                report = BatchReport()
+        except BatchError as exc:
+            report, error = exc.report, exc
+        except DynastError as exc:
+            if not agreed:
+                agree(exc)
+            report, error = BatchReport(errors=[str(exc)]), exc
+        except Exception as exc:  # a bug: let the others stop too, then show it
+            if not agreed:
+                agree(exc)
+            raise
+        report.shard = str(shard)
+        reports = [BatchReport.from_json(data) for data in gather(report.to_json())]
+        job = StyleJob(report, parts=world.size, torchrun=True, error=None if isinstance(error, BatchError) else error)
+        if world.main:
+            job.merged = BatchReport.merge(reports)
+            if folder:
+                key = job_key(content, styles, output, opts)
+                text = json.dumps({"job": key, "ranks": world.size, **job.merged.to_json()}, indent=1)
+                job.merged_file = write_text(output_folder(content, output) / MERGED_REPORT, text)
+            if job.error is None and (job.merged.failed or job.merged.errors):
+                job.error = batch_error(job.merged)
+        barrier()
+        return job
+    finally:
+        destroy_process_group()
 
 
 def check_content_size(path: str | Path, hw: tuple[int, int], opts: StyleOptions) -> None:

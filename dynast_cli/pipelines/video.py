@@ -33,11 +33,12 @@ from typing import Any, Callable, Iterable, Iterator, Sequence
 import numpy as np
 import torch
 
-from dynast_cli.errors import DynastError, InputError, OutputError
+from dynast_cli.distributed import Shard
+from dynast_cli.errors import DynastError, InputError, OutputError, UsageError
 from dynast_cli.io.images import load_image, to_uint8
 from dynast_cli.io.outputs import check_output, write_text
 from dynast_cli.io.video import (
-    FOURCC, VideoReader, VideoWriter, check_video_output, count_done_frames, even_size, frame_files,
+    FOURCC, FRAME_NAME, FRAME_RE, VideoReader, VideoWriter, check_video_output, count_done_frames, even_size, frame_files,
     has_audio, is_frame_folder,
 )
 from dynast_cli.ops import fit_size, mix_weights, resize
@@ -104,6 +105,10 @@ class VideoReport:
     seconds: float  # time spent stylising in this run
     notes: list[str] = field(default_factory=list)
     repeated: list[Path] = field(default_factory=list)  # unreadable source frames replaced by a neighbour
+    shard: str | None = None  # "i/n" of a --shard run (its frames wait in the .partial folder for --join)
+    span: tuple[int, int] | None = None  # the shard's frames [start, stop) of the cut, 0-based
+    total: int | None = None  # frames in the whole cut
+    joined: bool = False  # --join: the shards' frames encoded (none stylised here)
 
     @property
     def frames_per_second(self) -> float:
@@ -171,7 +176,8 @@ def _add_resume_hint(exc: BaseException, folder: Path) -> None:
 def _discard_run(folder: Path, created: Path | None) -> None:
     """Undo a run that wrote no frame: its settings file, and the folders it made (``created``: the
     topmost of them; ``None`` when ``folder`` existed before)."""
-    (folder / SETTINGS_FILE).unlink(missing_ok=True)
+    if not frame_files(folder):  # other shards' frames need the settings file
+        (folder / SETTINGS_FILE).unlink(missing_ok=True)
     if created is None:
         return
     for path in [folder, *folder.parents]:
@@ -181,6 +187,90 @@ def _discard_run(folder: Path, created: Path | None) -> None:
             return
         if path == created:
             return
+
+
+def _changed_settings(folder: Path, settings: dict) -> list[str]:
+    """The settings whose values differ from those saved in ``folder`` (all of them when none are)."""
+    settings_file = folder / SETTINGS_FILE
+    saved = json.loads(settings_file.read_text()) if settings_file.exists() else {}
+    return sorted(k for k in settings if saved.get(k) != settings[k])
+
+
+def frame_ranges(numbers: Sequence[int]) -> str:
+    """``[1, 2, 3, 7, 9, 10]`` -> ``"1-3, 7, 9-10"``."""
+    parts, numbers = [], sorted(numbers)
+    i = 0
+    while i < len(numbers):
+        j = i
+        while j + 1 < len(numbers) and numbers[j + 1] == numbers[j] + 1:
+            j += 1
+        parts.append(str(numbers[i]) if i == j else f"{numbers[i]}-{numbers[j]}")
+        i = j + 1
+    return ", ".join(parts)
+
+
+def _frame_numbers(folder: Path) -> set[int]:
+    return {int(FRAME_RE.fullmatch(p.name).group(1)) for p in frame_files(folder)}
+
+
+def _shard_frames(folder: Path, settings: dict, span: tuple[int, int], overwrite: bool, resume: bool) -> int:
+    """Frames of this shard's ``span`` (0-based ``[start, stop)``; files ``frame_<start+1>`` ...) that an
+    earlier run of it left, in order from its first (0 when starting over). The frames of the other
+    shards in the shared folder are theirs: never looked at or removed, but they must have been made
+    with the same settings."""
+    if not folder.is_dir():
+        return 0
+    numbers = _frame_numbers(folder)
+    if numbers and (changed := _changed_settings(folder, settings)):
+        raise OutputError(f"holds frames made with other settings ({', '.join(changed)}); shards of one video need "
+                          "the same options (remove the folder to start over)", folder)
+    start, stop = span
+    mine = sorted(n for n in numbers if start < n <= stop)
+    if resume:
+        done = 0
+        while start + done + 1 in numbers and start + done < stop:
+            done += 1
+        return done
+    if mine and not overwrite:
+        raise OutputError(f"holds frames {frame_ranges(mine)} of this shard (pass --resume to continue or "
+                          "--overwrite to start over)", folder)
+    for n in mine:
+        (folder / FRAME_NAME.format(n)).unlink(missing_ok=True)
+    return 0
+
+
+def read_start(first: int, batch: int, warmup: int = 0) -> int:
+    """Where to start reading the cut so that its frames from ``first`` on come out as in one unsharded
+    run: at a multiple of ``batch`` (frames are batched as there), at least ``warmup`` frames earlier
+    (a method with state from earlier frames sees them again; their outputs are dropped), never
+    before the cut's first frame."""
+    return max(0, (first - max(warmup, 0)) // batch * batch)
+
+
+def join_frames(reader: VideoReader, output: Path, settings: dict, size: tuple[int, int], overwrite: bool) -> VideoReport:
+    """``--join``: check that the ``.partial`` folder (or the frame folder) holds every frame of the cut,
+    made with ``settings``; then encode the video as an unsharded run does (audio kept) and remove the
+    folder. A missing frame is an :class:`InputError` naming the frames; nothing is written."""
+    video = not is_frame_folder(output)
+    folder = frames_folder(output)
+    total = reader.frame_count
+    if total is None:
+        raise InputError("the container does not give its frame count, which --join needs", reader.path)
+    if video:
+        check_video_output(output, overwrite)
+    numbers = _frame_numbers(folder) if folder.is_dir() else set()
+    if numbers and (changed := _changed_settings(folder, settings)):
+        raise OutputError(f"holds frames made with other settings ({', '.join(changed)}); --join takes the "
+                          "options of the shards", folder)
+    missing = [n for n in range(1, total + 1) if n not in numbers]
+    if missing:
+        raise InputError(f"--join: missing frames {frame_ranges(missing)} of {total} (run the shards that write "
+                         "them; --resume keeps the frames there)", folder)
+    notes: list[str] = []
+    if video:
+        _encode(folder, output, reader, size, notes)
+        _clean_partial(folder)
+    return VideoReport(output, total, 0, reader.fps, size, 0.0, notes, total=total, joined=True)
 
 
 def _encode(
@@ -217,6 +307,9 @@ def run_video(
     style_size: int | None = 512,
     max_memory: int | None = None,
     warn: Callable[[str], None] | None = None,
+    shard: Shard | None = None,
+    join: bool = False,
+    ready: Callable[[], None] | None = None,
 ) -> VideoReport:
     """Stylise a video file or frame folder with one or more styles (mixed by ``mix``).
 
@@ -227,7 +320,18 @@ def run_video(
     report's notes say what it changed; a budget that cannot be met raises at once).
     ``warn``: called with a one-line notice for each unreadable frame of a frame folder (replaced by
     its neighbour; a folder without a readable frame is refused before any work).
+
+    ``shard`` (``--shard i/n``): only the frames ``Shard.span(frames, align=batch)`` of the cut, written
+    as PNGs into the ``.partial`` folder (or the frame folder) that every shard shares, with the same
+    settings file; a shard does not encode. ``join`` (``--join``): no stylisation; check that every
+    frame is there and encode them (:func:`join_frames`). A method with a ``warmup_frames`` attribute
+    (state carried from frame to frame) is fed that many frames before a shard's (or a resumed run's)
+    first frame, their outputs dropped, so every frame comes out as in one unsharded run; reading also
+    starts at a multiple of ``batch`` for the same reason. ``ready()`` is called once the checks
+    passed, before the method is built (torchrun: the ranks agree to start).
     """
+    if join and shard is not None and not shard.whole:
+        raise UsageError("--join encodes what every shard wrote: it takes no --shard")
     if batch < 1:
         raise DynastError(f"--batch must be at least 1, got {batch}")
     reader = VideoReader(input, start, end, on_bad_frame=warn or (lambda notice: None))
@@ -246,10 +350,24 @@ def run_video(
         "alpha": alpha, "mix": normalised_mix, "style_size": style_size,
         "start/end": [reader.start_frame, reader.end_frame], "size": [w, h],
     }
+    if join:
+        return join_frames(reader, output, settings, (w, h), overwrite)
+    total = reader.frame_count
+    sharded = shard is not None and not shard.whole
+    span = (0, total)  # this run's frames [start, stop) of the cut (stop None: to the end)
+    if sharded:
+        if total is None:
+            raise InputError("the container does not give its frame count, which --shard needs", reader.path)
+        span = shard.span(total, align=batch)
     check_video_output(output, overwrite=True)  # format and folders, before leftovers are looked at
     # a video output left by a Ctrl-C may be replaced by the resumed run
-    done = _resumable_frames(folder, settings, overwrite, resume, video) if folder.exists() else 0
+    if sharded:
+        done = _shard_frames(folder, settings, span, overwrite, resume)
+    else:
+        done = _resumable_frames(folder, settings, overwrite, resume, video) if folder.exists() else 0
     check_video_output(output, overwrite or done > 0)
+    if ready:
+        ready()
 
     dev = resolve_device(device)
     model = video_method(method, attention, weights, vgg, dev) if isinstance(method, str) else method
@@ -265,13 +383,16 @@ def run_video(
     if not video and not reader.is_folder and has_audio(reader.path):
         notes.append("audio not kept: a frame folder has no audio track")
 
-    total = reader.frame_count
+    begin, stop = span
+    todo = None if stop is None else stop - begin  # frames of this run's range
+    first = begin + done  # the first frame this run writes
+    skip = read_start(first, batch, int(getattr(model, "warmup_frames", 0) or 0))
     created = None if folder.exists() else next(p for p in [*reversed(folder.parents), folder] if not p.exists())
     try:
         folder.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
         raise OutputError(f"cannot create folder ({exc.strerror})", folder) from None
-    writer = VideoWriter(folder, reader.fps, (w, h), first=done)
+    writer = VideoWriter(folder, reader.fps, (w, h), first=first)
     began = time.perf_counter()
     try:
         try:
@@ -279,47 +400,109 @@ def run_video(
         except OSError as exc:
             raise OutputError(f"cannot write ({exc.strerror or exc})", folder / SETTINGS_FILE) from None
         if progress:
-            progress(done, total)
-        for frame in stylize_frames(model, reader.frames(skip=done), states, (h, w), mix, alpha, batch, dev):
+            progress(done, todo)
+        source = reader.frames(skip=skip)
+        if stop is not None:  # nothing to read when the range is done (a complete shard resumed)
+            source = itertools.islice(source, stop - skip if first < stop else 0)
+        for index, frame in enumerate(stylize_frames(model, source, states, (h, w), mix, alpha, batch, dev), skip):
+            if index < first:
+                continue  # a warm-up frame, or one of a batch an interrupted run had begun: written already
             writer.write(frame)
             if progress:
-                progress(writer.frames_written, total)
+                progress(writer.frames_written - begin, todo)
         seconds = time.perf_counter() - began
-        if writer.frames_written == 0:
+        if writer.frames_written == 0 and not sharded:
             raise InputError("has no frames", reader.path)
-        if video:
+        if video and not sharded:
             _encode(folder, output, reader, (w, h), notes)
     except KeyboardInterrupt:
-        if writer.frames_written == 0:
+        if writer.frames_written == begin:
             _discard_run(folder, created)
             raise
         playable = ""
-        if video:
+        if video and not sharded:
             try:
                 _encode(folder, output, reader, (w, h), notes)
                 playable = f" ({output} plays them)"
             except DynastError:
                 pass
-        of_total = f" of {total}" if total else ""
-        raise VideoInterrupted(
-            f"{output}: interrupted after {writer.frames_written}{of_total} frames{playable}; {_resume_hint(folder)}"
-        ) from None
+        of_total = f" of {todo}" if todo else ""
+        what = f"{output}: interrupted after {writer.frames_written - begin}{of_total} frames"
+        if sharded:
+            what = f"{output}: shard {shard} interrupted after {writer.frames_written - begin}{of_total} of its frames"
+        raise VideoInterrupted(f"{what}{playable}; {_resume_hint(folder)}") from None
     except Exception as exc:
-        if writer.frames_written == 0:
+        if writer.frames_written == begin:
             _discard_run(folder, created)
         else:
             _add_resume_hint(exc, folder)
         raise
-    if video:
+    if video and not sharded:
         _clean_partial(folder)
     if reader.repeated:
         names = ", ".join(f.name for f in reader.repeated[:5]) + (", ..." if len(reader.repeated) > 5 else "")
         notes.append(f"{len(reader.repeated)} unreadable frame(s) replaced by a neighbour, frame count and timing "
                      f"kept: {names}")
     return VideoReport(
-        output, writer.frames_written, writer.frames_written - done, reader.fps, (w, h), seconds, notes,
-        list(reader.repeated),
+        folder if sharded else output, writer.frames_written - begin, writer.frames_written - first, reader.fps,
+        (w, h), seconds, notes, list(reader.repeated), str(shard) if sharded else None,
+        (begin, stop) if sharded else None, total,
     )
+
+
+def run_video_job(input: str | Path, style_paths: Sequence[str | Path], output: str | Path | None = None, *,
+                  shard: Shard | None = None, join: bool = False, device: str = "auto",
+                  **options: Any) -> list[VideoReport]:
+    """``dynast video``: :func:`run_video` for this process -> its reports (a shard's, then the joined
+    video's where this process joined).
+
+    Alone or with ``shard`` / ``join`` (a job array): one :func:`run_video`. Under torchrun
+    (``WORLD_SIZE`` > 1) rank ``r`` stylises the span of shard ``r/WORLD_SIZE``; the ranks check their
+    outputs and agree before any work (one refusal stops all); then, once every rank is done
+    (gathered), rank 0 joins and encodes the video. An error of any rank is raised on rank 0 too
+    (nothing joined; the frames done are kept for ``--resume``).
+    """
+    from dynast_cli.distributed import (
+        agree, barrier, destroy_process_group, gather, init_process_group, shard_from_env, world_from_env,
+    )
+
+    world = world_from_env()
+    if not world.distributed:
+        return [run_video(input, style_paths, output, shard=shard, join=join, device=device, **options)]
+    if join:
+        raise UsageError("--join under torchrun: rank 0 joins by itself once every rank is done")
+    shard = shard_from_env(shard)
+    init_process_group(resolve_device(device))
+    try:
+        agreed = []
+
+        def ready() -> None:
+            agreed.append(True)
+            agree(None)
+
+        error: BaseException | None = None
+        try:
+            reports = [run_video(input, style_paths, output, shard=shard, device=device, ready=ready, **options)]
+        except Exception as exc:
+            if not agreed:
+                agree(exc)
+            error, reports = exc, []
+        outcomes = gather(None if error is None else (getattr(error, "exit_code", 70), " ".join(str(error).split())))
+        if error is not None:
+            raise error
+        failed = [(rank, outcome) for rank, outcome in enumerate(outcomes) if outcome is not None]
+        if failed and world.main:
+            rank, (code, message) = failed[0]
+            stop = DynastError(f"not joined: rank {rank} of {world.size} failed: {message}")
+            stop.exit_code = code
+            raise stop
+        if world.main:
+            options = {k: v for k, v in options.items() if k not in ("resume", "progress")}
+            reports.append(run_video(input, style_paths, output, join=True, device=device, **options))
+        barrier()
+        return reports
+    finally:
+        destroy_process_group()
 
 
 # ---------------------------------------------------------------------------------------------
