@@ -17,7 +17,7 @@ an uninterrupted run on the same device.
 Under torchrun (several processes) the same loop runs on every rank: ``data`` returns the rank's
 share of the one global batch, the step runs through DistributedDataParallel, the logged losses are
 the global batch's, and rank 0 alone writes checkpoints, samples and logs (see :mod:`dynast_cli.train.ddp`).
-
+"""
 
 from __future__ import annotations
 
