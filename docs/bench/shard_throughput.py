@@ -6,6 +6,7 @@ Three set-ups, each run `--repeat` times, interleaved (1, shards, torchrun, 1, s
 that a change of load on the machine hits them alike:
 
 * `one`: one `dynast style FOLDER STYLE --threads 1` process;
+* `one, 2 threads`: the same with `--threads 2` (one process using both cores: no scaling out);
 * `shards`: `--shard 0/2` and `--shard 1/2` started together, 1 thread each (a job array of 2);
 * `torchrun`: `python -m torch.distributed.run --nproc_per_node 2 -m dynast_cli style ...`, 1 thread per rank.
 
@@ -58,9 +59,12 @@ def _run(commands: list[list[str]]) -> float:
 
 def setups(folder: Path, style: Path, method: str, extra: list[str]) -> dict:
     """Set-up name -> function(output folder) -> the commands of one run."""
-    args = [str(folder), str(style), "-m", method, "--threads", "1", *extra]
+    common = [str(folder), str(style), "-m", method, *extra]
+    args = [*common, "--threads", "1"]
     return {
         "one": lambda out: [[*DYNAST, *args, "-o", str(out)]],
+        # what a user gets without scaling out: one process using both cores
+        "one, 2 threads": lambda out: [[*DYNAST, *common, "--threads", "2", "-o", str(out)]],
         "shards": lambda out: [[*DYNAST, *args, "-o", str(out), "--shard", f"{i}/2"] for i in range(2)],
         "torchrun": lambda out: [[sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2",
                                   "--master_addr", "127.0.0.1", "--master_port", str(_free_port()),
