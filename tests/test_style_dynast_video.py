@@ -135,8 +135,9 @@ def test_eval_video_defaults_compare_the_new_default_per_frame_and_the_old_one(c
                           "dynast:softmax per-frame image"]
     assert all(row.texture is not None and row.texture >= 0 and row.palette >= 0 for row in report.rows)
     # per-frame image stylisation (style encoded again for every frame) gives the video path's frames
-    assert rows["dynast:softmax per-frame image"].warping_error == pytest.approx(rows["dynast:softmax"].warping_error)
-    assert rows["dynast:softmax per-frame image"].texture == pytest.approx(rows["dynast:softmax"].texture)
+    per_frame, batched = rows["dynast:softmax per-frame image"], rows["dynast:softmax"]
+    assert per_frame.warping_error == pytest.approx(batched.warping_error)
+    assert per_frame.texture == pytest.approx(batched.texture)
     saved = json.loads((tmp_path / "t.json").read_text())
     assert {"texture", "palette", "warping_error"} <= set(saved["rows"][2])
 

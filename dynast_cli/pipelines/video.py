@@ -226,10 +226,11 @@ def run_video(
     """Stylise a video file or frame folder with one or more styles (mixed by ``mix``).
 
     ``method``: a registered name or a :class:`StyleMethod` object; ``attention`` (``cosine``: the
-    temporal variant, or ``softmax``) reaches the methods that have both (dynast, AdaAttN). ``start``/``end`` cut the source, in
-    seconds. Inputs and the output are checked before any work. ``max_memory`` (bytes): attention
-    tiles and, if needed, a smaller batch, planned by :func:`dynast_cli.memory.plan_video` (the
-    report's notes say what it changed; a budget that cannot be met raises at once).
+    temporal variant, or ``softmax``) reaches the methods that have both (dynast, AdaAttN).
+    ``start``/``end`` cut the source, in seconds. Inputs and the output are checked before any work.
+    ``max_memory`` (bytes): attention tiles and, if needed, a smaller batch, planned by
+    :func:`dynast_cli.memory.plan_video` (the report's notes say what it changed; a budget that cannot
+    be met raises at once).
     ``warn``: called with a one-line notice for each unreadable frame of a frame folder (replaced by
     its neighbour; a folder without a readable frame is refused before any work).
     """
@@ -439,7 +440,8 @@ def evaluate_video(
     metric = WarpingError(flow)
     for frame in frames:
         metric.update(frame, frame)
-    rows = [TemporalRow("source (no stylisation)", metric.value, None, *_style_distances(frames, style_eval, quality_net))]
+    source_distances = _style_distances(frames, style_eval, quality_net)
+    rows = [TemporalRow("source (no stylisation)", metric.value, None, *source_distances)]
 
     def measure(name: str, outputs: Iterator[np.ndarray]) -> None:
         if progress:
