@@ -25,6 +25,7 @@ from dynast_cli.io import video as video_io
 from dynast_cli.io.video import VideoReader, VideoWriter, has_audio
 from dynast_cli.styles import METHODS, MethodSpec
 from dynast_cli.pipelines.video import evaluate_video, run_video
+from stand_ins import one_thread  # noqa: F401 (autouse fixture: palette distances are slow with threads on a busy CPU)
 
 runner = CliRunner()
 FPS, W, H, N = 12.0, 64, 48, 24
@@ -79,6 +80,13 @@ class Flicker(Tint):
     def stylize(self, content, states, mix, alpha=1.0):
         out = super().stylize(content, states, mix, alpha)
         return (out + 0.3 * (torch.rand(content.shape[0], 1, 1, 1) - 0.5)).clamp(0, 1)
+
+
+@pytest.fixture(autouse=True)
+def no_texture_network(monkeypatch):
+    """`eval video`'s texture column needs EfficientNet-Lite0: none here (that column is tested in
+    test_style_dynast_video.py with a stand-in), so these tests neither load nor depend on it."""
+    monkeypatch.setattr("dynast_cli.quality.load_quality_network", lambda path=None, device="cpu": (None, None))
 
 
 @pytest.fixture

@@ -54,8 +54,10 @@ def video(
     input: Path = typer.Argument(..., help="Video file (.mp4, .avi, ...) or a folder of frame images."),
     styles: List[Path] = typer.Argument(..., help="One or more style images."),
     output: Optional[Path] = typer.Option(None, "-o", "--output", help="Output .mp4/.avi, or a folder for PNG frames."),
-    method: str = typer.Option("adaattn", "-m", "--method", help="Style method (see `dynast style --help`)."),
-    attention: str = typer.Option("cosine", "--attention", help="AdaAttN attention: cosine (steadier in video) or softmax."),
+    method: str = typer.Option("dynast", "-m", "--method", help="Style method (see `dynast style --help`)."),
+    attention: str = typer.Option(
+        "cosine", "--attention", help="dynast and adaattn: cosine (the temporal variant, steadier in video) or softmax "
+        "(the image one)."),
     batch: int = typer.Option(4, "--batch", min=1, help="Frames stylised together."),
     start: Optional[float] = typer.Option(None, "--start", min=0.0, help="Start of the cut, in seconds."),
     end: Optional[float] = typer.Option(None, "--end", min=0.0, help="End of the cut, in seconds."),
@@ -129,8 +131,9 @@ def eval_video(
     input: Path = typer.Argument(..., help="Video file or folder of frames."),
     style: Path = typer.Argument(..., help="Style image."),
     methods: str = typer.Option(
-        "adaattn:softmax,adaattn:cosine", "--methods",
-        help="Comma-separated variants, method[:attention], e.g. adaattn:cosine,adain.",
+        "dynast:softmax,dynast:cosine,adaattn:cosine", "--methods",
+        help="Comma-separated variants, method[:attention], e.g. dynast:cosine,adain; the per-frame row runs the "
+        "first one as `dynast style` would, frame by frame.",
     ),
     max_frames: int = typer.Option(30, "--max-frames", min=2, help="Frames from the start to evaluate."),
     max_size: int = typer.Option(256, "--max-size", min=17, help="Long side the frames are resized to."),
@@ -144,7 +147,8 @@ def eval_video(
     vgg: Optional[Path] = typer.Option(None, "--vgg", envvar="DYNAST_VGG16", help="ImageNet VGG16 file."),
     threads: Optional[int] = typer.Option(None, "--threads", min=1, help="CPU threads."),
 ) -> None:
-    """Temporal consistency (warping error, lower is steadier) and frames/s of style methods on a video."""
+    """Temporal consistency (warping error, lower is steadier), stylisation (texture and palette distance of the
+    frames to the style, lower is closer) and frames/s of style methods on a video."""
     from rich.console import Console
     from rich.table import Table
 
@@ -161,14 +165,17 @@ def eval_video(
             input, style, [m.strip() for m in methods.split(",") if m.strip()], max_frames=max_frames,
             max_size=max_size, per_frame=per_frame, flow=flow, batch=batch, weights=weights, vgg=vgg,
             device=device, output=output, progress=lambda name: status.update(f"evaluating {name}"),
-            overwrite=overwrite,
+            overwrite=overwrite, notice=lambda line: err_console.print(f"note: {line}", markup=False),
         )
     table = Table(title=f"{input.name}: {report.frames} frames, {report.size[0]}x{report.size[1]}, {report.flow} flow")
     table.add_column("variant")
-    table.add_column("warping error (x1e-3)", justify="right")
+    table.add_column("warping error (x1e-3) ↓", justify="right")
+    table.add_column("texture ↓", justify="right")
+    table.add_column("palette ↓", justify="right")
     table.add_column("frames/s", justify="right")
     for row in report.rows:
         fps = "-" if row.frames_per_second is None else f"{row.frames_per_second:.2f}"
-        table.add_row(row.name, f"{row.warping_error * 1e3:.3f}", fps)
+        texture = "-" if row.texture is None else f"{row.texture:.3f}"
+        table.add_row(row.name, f"{row.warping_error * 1e3:.3f}", texture, f"{row.palette:.2f}", fps)
     Console().print(table)
     typer.echo(f"wrote {output}")

@@ -16,9 +16,14 @@ too, and one before any frame leaves nothing behind.
 An unreadable image of a frame folder is replaced by its neighbour (``warn`` names it, the report
 counts it), so the output keeps the frame count and timing.
 
-The temporal variant is AdaAttN with cosine-similarity attention (``attention="cosine"``): its
-scores change less than softmax's when a frame changes a little, so the stylisation flickers less
-(:func:`evaluate_video` measures that with :mod:`dynast_cli.temporal`).
+The default is the image default's method, ``dynast``, in its temporal variant (``attention="cosine"``,
+:mod:`dynast_cli.styles.dynast`): the same matching and feature warping with a softer attention and more
+matches carried, so a frame that changes a little moves its attention a little and the painting flickers
+less. No state is carried from frame to frame: every frame is computed on its own, so a video split into
+parts gives the same pixels. ``attention="cosine"`` also reaches AdaAttN (cosine-similarity attention,
+the previous default). :func:`evaluate_video` measures the steadiness (warping error,
+:mod:`dynast_cli.temporal`) and how stylised the frames are (texture and palette distance to the style,
+:mod:`dynast_cli.quality`).
 """
 
 from __future__ import annotations
@@ -289,7 +294,7 @@ def run_video(
     input: str | Path,
     style_paths: Sequence[str | Path],
     output: str | Path | None = None,
-    method: str | StyleMethod = "adaattn",
+    method: str | StyleMethod = "dynast",
     attention: str | None = "cosine",
     batch: int = 4,
     start: float | None = None,
@@ -313,11 +318,12 @@ def run_video(
 ) -> VideoReport:
     """Stylise a video file or frame folder with one or more styles (mixed by ``mix``).
 
-    ``method``: a registered name or a :class:`StyleMethod` object; ``attention`` (``cosine`` or
-    ``softmax``) reaches the methods that have both (AdaAttN). ``start``/``end`` cut the source, in
-    seconds. Inputs and the output are checked before any work. ``max_memory`` (bytes): attention
-    tiles and, if needed, a smaller batch, planned by :func:`dynast_cli.memory.plan_video` (the
-    report's notes say what it changed; a budget that cannot be met raises at once).
+    ``method``: a registered name or a :class:`StyleMethod` object; ``attention`` (``cosine``: the
+    temporal variant, or ``softmax``) reaches the methods that have both (dynast, AdaAttN).
+    ``start``/``end`` cut the source, in seconds. Inputs and the output are checked before any work.
+    ``max_memory`` (bytes): attention tiles and, if needed, a smaller batch, planned by
+    :func:`dynast_cli.memory.plan_video` (the report's notes say what it changed; a budget that cannot
+    be met raises at once).
     ``warn``: called with a one-line notice for each unreadable frame of a frame folder (replaced by
     its neighbour; a folder without a readable frame is refused before any work).
 
@@ -515,6 +521,9 @@ class TemporalRow:
     name: str
     warping_error: float
     frames_per_second: float | None  # None for the source itself
+    # mean over the frames of dynast_cli.quality's distance of each frame to the style (None: not measured)
+    texture: float | None = None
+    palette: float | None = None
 
 
 @dataclass
@@ -542,10 +551,22 @@ def parse_variant(variant: str) -> tuple[str, str | None]:
     return name, attention or None
 
 
+def _style_distances(frames: Sequence[np.ndarray], style: torch.Tensor, net: Any) -> tuple[float | None, float]:
+    """(texture, palette): the means over ``frames`` of :mod:`dynast_cli.quality`'s distances to ``style``
+    (texture None without ``net``)."""
+    from dynast_cli.quality import NET_SIZE, _features, _texture, palette_distance
+
+    texture = None
+    if net is not None:  # texture_distance on each frame, the style's features computed once
+        style_feats = _features(net, style, NET_SIZE)
+        texture = float(np.mean([_texture(_features(net, f, NET_SIZE), style_feats) for f in frames]))
+    return texture, float(np.mean([palette_distance(f, style) for f in frames]))
+
+
 def evaluate_video(
     input: str | Path,
     style: str | Path,
-    variants: Sequence[str] = ("adaattn:softmax", "adaattn:cosine"),
+    variants: Sequence[str] = ("dynast:softmax", "dynast:cosine", "adaattn:cosine"),
     max_frames: int = 30,
     max_size: int | None = 256,
     per_frame: bool = True,
@@ -559,12 +580,21 @@ def evaluate_video(
     output: str | Path | None = None,
     progress: Callable[[str], None] | None = None,
     overwrite: bool = False,
+    quality_net: Any = None,
+    notice: Callable[[str], None] | None = None,
 ) -> TemporalReport:
-    """Warping error and frames/s of each variant (``method[:attention]``) on the first frames.
+    """Warping error, texture and palette distance to the style, and frames/s of each variant
+    (``method[:attention]``) on the first frames.
 
     Rows: the source itself (the floor the flow allows), each variant run as :func:`run_video`
     runs it (style encoded once, batches), and with ``per_frame`` the first variant run as image
-    stylisation of each frame (style encoded again for every frame, one frame at a time).
+    stylisation of each frame (style encoded again for every frame, one frame at a time). By default
+    the first variant is ``dynast:softmax`` (what ``dynast style`` runs), so the per-frame row is the
+    image command on each frame, beside the video default ``dynast:cosine`` and the previous one,
+    ``adaattn:cosine``. Texture and palette (:mod:`dynast_cli.quality`) are the means over the frames of
+    each frame's distance to the style (at ``style_size``); texture needs ``quality_net`` (None: the
+    cached EfficientNet-Lite0 features, :func:`~dynast_cli.quality.load_quality_network`; when it is
+    unavailable the column is left empty and ``notice`` is told why).
     ``output``: a JSON file the report is written to (an existing one only with ``overwrite``).
     A video of fewer than 2 frames is refused: the warping error compares consecutive frames.
     """
@@ -583,21 +613,31 @@ def evaluate_video(
     frames = [to_uint8(frames_to_batch([f], (h, w))) for f in itertools.islice(reader.frames(), max_frames)]
     if len(frames) < 2:  # the container's frame count was missing or wrong
         raise InputError(f"needs at least 2 frames to measure temporal consistency, has {len(frames)}", reader.path)
+    if quality_net is None:
+        from dynast_cli.quality import load_quality_network
+
+        quality_net, unavailable = load_quality_network()
+        if unavailable and notice:
+            notice(unavailable)
+    style_eval = resize(style_image[None], fit_size(*style_image.shape[-2:], max_size=style_size))[0]
     metric = WarpingError(flow)
     for frame in frames:
         metric.update(frame, frame)
-    rows = [TemporalRow("source (no stylisation)", metric.value, None)]
+    source_distances = _style_distances(frames, style_eval, quality_net)
+    rows = [TemporalRow("source (no stylisation)", metric.value, None, *source_distances)]
 
     def measure(name: str, outputs: Iterator[np.ndarray]) -> None:
         if progress:
             progress(name)
-        metric, busy = WarpingError(flow), 0.0
+        metric, busy, done = WarpingError(flow), 0.0, []
         began = time.perf_counter()
         for source, out in zip(frames, outputs, strict=True):
             busy -= time.perf_counter()
             metric.update(source, out)
+            done.append(out)
             busy += time.perf_counter()
-        rows.append(TemporalRow(name, metric.value, len(frames) / (time.perf_counter() - began - busy)))
+        fps = len(frames) / (time.perf_counter() - began - busy)
+        rows.append(TemporalRow(name, metric.value, fps, *_style_distances(done, style_eval, quality_net)))
 
     models = [video_method(*parse_variant(v), weights, vgg, dev) for v in variants]
     for variant, model in zip(variants, models):

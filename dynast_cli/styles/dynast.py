@@ -11,6 +11,15 @@ painted at 512 px and upsampled (``--work-size``). ``--weights`` chooses:
   (``dynast train style --method dynast --train-decoder``), or its configuration alone;
 - ``none``: the parameter-free model (every match kept);
 - a ``decoder`` file: the parameter-free model with that decoder.
+
+``attention`` (the option ``dynast video --attention`` reaches): ``softmax`` (default, what ``dynast style``
+runs) or ``cosine``, the temporal variant ``dynast video`` runs by default: the same matching on cosine
+similarities and the same feature warping, but a softer softmax over them (temperature
+:data:`VIDEO_SMOOTH` instead of the weights' 0.02) and more matches carried from level to level
+(:data:`VIDEO_TOP_K` instead of 4), so that a small change of a frame moves the attention a little instead
+of switching its near-argmax to another style patch. Nothing is carried from frame to frame: every frame
+is computed on its own (a video split into parts gives the same pixels). Chosen on real clips in
+``docs/bench/video_default_s7.md``.
 """
 
 from __future__ import annotations
@@ -20,10 +29,19 @@ from typing import Any, Sequence
 
 import torch
 
+from dynast_cli.errors import UsageError
 from dynast_cli.memory import FLOAT, level_sizes, padded, query_bytes
 from dynast_cli.models.dynast_style import ARCHITECTURE, DynastStyleModel
 from dynast_cli.styles import base
 from dynast_cli.styles.registry import MemoryProfile, Training, register_method
+
+#: ``attention`` values: ``softmax`` (the image default) and ``cosine`` (the temporal variant for video).
+ATTENTIONS = ("softmax", "cosine")
+#: The temporal variant (``attention="cosine"``): softmax temperature on the cosine similarities, and matches
+#: carried from level to level (docs/bench/video_default_s7.md).
+VIDEO_SMOOTH, VIDEO_TOP_K = 0.05, 16
+#: Matches carried from level to level by the image default.
+TOP_K = 4
 
 
 def style_bytes(method: Any, style_hw: tuple[int, int], caps: Any = None) -> int:
@@ -47,8 +65,10 @@ def query_cost(method: Any, style_hws: Sequence[tuple[int, int]]) -> int:
     title="DynaST", default_weights="dynast_style_vgg16", refine=0, work_size=512,
     # measured 1040 B/px (docs/bench/calibrate_memory.py), rounded up
     memory=MemoryProfile(bytes_per_pixel=1100.0, style_bytes=style_bytes, tile="queries", query_bytes=query_cost),
-    options={"top_k": "matches carried from level to level (4)", "coarse": "where the dense matching happens: "
-             "relu4_1 (default) or relu5_1"},
+    options={"top_k": f"matches carried from level to level ({TOP_K}; the video variant: {VIDEO_TOP_K})",
+             "coarse": "where the dense matching happens: relu4_1 (default) or relu5_1",
+             "attention": f"softmax (default: the image matching) or cosine (the video variant: temperature "
+             f"{VIDEO_SMOOTH}, top-k {VIDEO_TOP_K}; steadier from frame to frame)"},
     training=Training("prune_mask", options=("train_decoder", "locality"),
                       note="the learned DynaST prune mask; frozen universal decoder"),
 )
@@ -59,22 +79,32 @@ class DynastMethod(base.ModelMethod):
 
     @classmethod
     def build(cls, weights: str | Path | None = None, device: torch.device = torch.device("cpu"),
-              vgg: str | Path | None = None, top_k: int = 4, coarse: str = "relu4_1") -> DynastMethod:
+              vgg: str | Path | None = None, top_k: int | None = None, coarse: str = "relu4_1",
+              attention: str = "softmax") -> DynastMethod:
         from dynast_cli.weights.io import read_metadata, tensor_names
+
+        if attention not in ATTENTIONS:
+            raise UsageError(f"unknown attention '{attention}' for dynast (choose from {', '.join(ATTENTIONS)})")
+        video = attention == "cosine"
+        top_k = top_k if top_k is not None else VIDEO_TOP_K if video else TOP_K
+        # the temporal variant's softer temperature replaces the one of the weights (or of the parameter-free model)
+        smooth = {"smooth": VIDEO_SMOOTH} if video else {}
 
         weights = base.resolve_weights(weights, cls.spec.default_weights)
         is_model = weights is not None and read_metadata(weights).get("architecture") == ARCHITECTURE
         decoder_path = None if is_model else weights  # a decoder file (the loader checks it)
         encoder = base.vgg16(device, vgg)
         if not is_model:
-            model = DynastStyleModel(encoder, base.universal_decoder(device, decoder_path), top_k=top_k, coarse=coarse)
+            model = DynastStyleModel(encoder, base.universal_decoder(device, decoder_path), top_k=top_k, coarse=coarse,
+                                     **smooth)
             return cls(model.to(device).eval())
         from dynast_cli.weights.build import build_model
 
         # a file with its own decoder (the default weights) needs no universal decoder loaded beside it
         own_decoder = any(name.startswith("decoder.") for name in tensor_names(weights))
         decoder = None if own_decoder else base.universal_decoder(device)
-        model = build_model(weights, ARCHITECTURE, device, encoder=encoder, decoder=decoder, top_k=top_k, coarse=coarse)
+        model = build_model(weights, ARCHITECTURE, device, encoder=encoder, decoder=decoder, top_k=top_k, coarse=coarse,
+                            **smooth)
         base.inference_layout(model.decoder)  # its own decoder too runs channels-last, like every inference decoder
         return cls(model)
 
