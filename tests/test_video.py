@@ -213,6 +213,36 @@ def test_attention_reaches_methods_that_take_it(clip, style, tmp_path, registere
     assert run_video(clip, [style], tmp_path / "b", method="plain", attention="cosine").frames == N
 
 
+class SizeRecorder(Tint):
+    """Tint that records the (H, W) it is asked to paint."""
+
+    name = "sizes"
+
+    def __init__(self, **kwargs):
+        super().__init__(**kwargs)
+        self.sizes: set[tuple[int, int]] = set()
+
+    def stylize(self, content, states, mix, alpha=1.0):
+        self.sizes.add(tuple(content.shape[-2:]))
+        return super().stylize(content, states, mix, alpha)
+
+
+def test_frames_are_painted_at_the_work_size_as_images_are(clip, style, tmp_path, monkeypatch):
+    """`--work-size` as in `dynast style`: a registered method's default (dynast: 512), 0 for full size."""
+    method = SizeRecorder()
+    report = run_video(clip, [style], tmp_path / "small", method=method, work_size=32)
+    assert method.sizes == {(24, 32)} and report.size == (W, H)  # painted at 32 px, written at 64x48
+    method = SizeRecorder()
+    run_video(clip, [style], tmp_path / "full", method=method, work_size=0)
+    assert method.sizes == {(H, W)}
+    # a registered method's own working size applies by default
+    monkeypatch.setitem(METHODS, "sizes", MethodSpec("sizes", "stand-in", lambda weights, device, vgg: made,
+                                                     work_size=40))
+    made = SizeRecorder()
+    run_video(clip, [style], tmp_path / "spec", method="sizes")
+    assert made.sizes == {(30, 40)}
+
+
 def test_resume_after_ctrl_c_skips_done_frames(clip, style, tmp_path):
     out = tmp_path / "out.mp4"
     with pytest.raises(KeyboardInterrupt):

@@ -62,6 +62,10 @@ def video(
     start: Optional[float] = typer.Option(None, "--start", min=0.0, help="Start of the cut, in seconds."),
     end: Optional[float] = typer.Option(None, "--end", min=0.0, help="End of the cut, in seconds."),
     max_size: Optional[int] = typer.Option(None, "--max-size", min=17, help="Cap the frames' long side in pixels."),
+    work_size: Optional[int] = typer.Option(None, "--work-size", min=0, show_default=False,
+                                            help="Long side the method paints at; larger frames are stylised at that "
+                                            "size and upsampled, as in `dynast style` (default: 512 with dynast, full "
+                                            "size with the others; 0: always full size)."),
     alpha: float = typer.Option(1.0, "-a", "--alpha", min=0.0, max=1.0, help="Style strength, 0 (content) to 1."),
     mix: Optional[str] = typer.Option(None, "--mix", help="Mixing weights for several styles, e.g. 0.7,0.3."),
     style_size: int = typer.Option(512, "--style-size", min=17, help="Long side the style image is resized to."),
@@ -99,7 +103,7 @@ def video(
                 input, styles, output, shard=job_shard, join=join, method=method, attention=attention, batch=batch,
                 start=start, end=end, max_size=max_size, overwrite=overwrite, resume=resume,
                 progress=_ticker(bar, bar.add_task("video")), weights=weights, vgg=vgg, device=device, alpha=alpha,
-                mix=parse_mix(mix), style_size=style_size, max_memory=budget,
+                mix=parse_mix(mix), style_size=style_size, max_memory=budget, work_size=work_size,
                 warn=lambda notice: err_console.print(f"warning: {notice}", markup=False),
             )
     except KeyboardInterrupt as exc:

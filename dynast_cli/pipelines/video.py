@@ -48,6 +48,7 @@ from dynast_cli.io.video import (
 )
 from dynast_cli.ops import fit_size, mix_weights, resize
 from dynast_cli.pipelines.style import prepare_styles, stylize
+from dynast_cli.pipelines.style import work_size as method_work_size
 from dynast_cli.runtime import resolve_device
 from dynast_cli.styles import build_method, method_options
 from dynast_cli.styles.base import StyleMethod
@@ -86,12 +87,13 @@ def frames_to_batch(frames: Sequence[np.ndarray], hw: tuple[int, int]) -> torch.
 def stylize_frames(
     method: StyleMethod, frames: Iterable[np.ndarray], states: Sequence[Any], hw: tuple[int, int],
     mix: Sequence[float] | None = None, alpha: float = 1.0, batch: int = 4,
-    device: torch.device = torch.device("cpu"),
+    device: torch.device = torch.device("cpu"), work_size: int | None = None,
 ) -> Iterator[np.ndarray]:
-    """Stylise a stream of RGB ``uint8`` frames in batches; yields RGB ``uint8`` frames of size ``hw``."""
+    """Stylise a stream of RGB ``uint8`` frames in batches; yields RGB ``uint8`` frames of size ``hw``
+    (painted at ``work_size`` long side at most and upsampled, as :func:`~dynast_cli.pipelines.style.stylize`)."""
     it = iter(frames)
     while chunk := list(itertools.islice(it, batch)):
-        out = stylize(method, frames_to_batch(chunk, hw).to(device), states, mix, alpha)
+        out = stylize(method, frames_to_batch(chunk, hw).to(device), states, mix, alpha, work_size=work_size)
         yield from (to_uint8(img) for img in out)
 
 
@@ -315,6 +317,7 @@ def run_video(
     shard: Shard | None = None,
     join: bool = False,
     ready: Callable[[], None] | None = None,
+    work_size: int | None = None,
 ) -> VideoReport:
     """Stylise a video file or frame folder with one or more styles (mixed by ``mix``).
 
@@ -326,6 +329,8 @@ def run_video(
     be met raises at once).
     ``warn``: called with a one-line notice for each unreadable frame of a frame folder (replaced by
     its neighbour; a folder without a readable frame is refused before any work).
+    ``work_size`` (``--work-size``): frames larger than this long side are painted at it and upsampled,
+    as ``dynast style`` does (default: the method's, 512 px for dynast; 0: full size).
 
     ``shard`` (``--shard i/n``): only the frames ``Shard.span(frames, align=batch)`` of the cut, written
     as PNGs into the ``.partial`` folder (or the frame folder) that every shard shares, with the same
@@ -350,11 +355,12 @@ def run_video(
     if video:
         h, w = even_size(h, w)
     folder = frames_folder(output)
+    work = method_work_size(method, work_size) if isinstance(method, str) else (work_size or None)
     settings = {
         "input": str(reader.path.resolve()), "styles": [str(s.resolve()) for s in styles],
         "method": method if isinstance(method, str) else method.name, "attention": attention,
         "alpha": alpha, "mix": normalised_mix, "style_size": style_size,
-        "start/end": [reader.start_frame, reader.end_frame], "size": [w, h],
+        "start/end": [reader.start_frame, reader.end_frame], "size": [w, h], "work_size": work,
     }
     if join:
         return join_frames(reader, output, settings, (w, h), overwrite)
@@ -410,7 +416,8 @@ def run_video(
         source = reader.frames(skip=skip)
         if stop is not None:  # nothing to read when the range is done (a complete shard resumed)
             source = itertools.islice(source, stop - skip if first < stop else 0)
-        for index, frame in enumerate(stylize_frames(model, source, states, (h, w), mix, alpha, batch, dev), skip):
+        frames = stylize_frames(model, source, states, (h, w), mix, alpha, batch, dev, work_size=work)
+        for index, frame in enumerate(frames, skip):
             if index < first:
                 continue  # a warm-up frame, or one of a batch an interrupted run had begun: written already
             writer.write(frame)
