@@ -22,6 +22,19 @@ def _deterministic():
 
 
 @pytest.fixture(autouse=True)
+def _fp32(monkeypatch):
+    """Every test runs the inference convolutions in fp32 (subprocesses too, through the environment):
+    ``--precision auto`` picks bf16 on CPUs with native bfloat16 only, and a test must not pass or fail
+    by the CPU it runs on. ``tests/test_precision.py`` tests the bf16 path itself."""
+    from dynast_cli import runtime
+    from dynast_cli.styles import base
+
+    monkeypatch.setenv("DYNAST_PRECISION", "fp32")
+    monkeypatch.setattr(runtime, "_precision", None)
+    monkeypatch.setattr(base, "_ENCODERS", {})
+
+
+@pytest.fixture(autouse=True)
 def _no_downloads(monkeypatch):
     """The tests download nothing: ``pip download`` (how dynast fetches from PyPI) fails as if offline, so
     the code's offline paths are what runs, unless ``DYNAST_TEST_NETWORK=1`` asks for the real-network

@@ -53,6 +53,9 @@ def style(
                                             "that size and upsampled (default: 512 with dynast, full size with the "
                                             "others; 0: always full size)."),
     device: str = typer.Option("auto", "--device", help="auto, cpu or cuda."),
+    precision: Optional[str] = typer.Option(None, "--precision", show_default=False,
+                                            help="auto (default: bf16 convolutions on CPUs with native bfloat16, such "
+                                            "as Intel AMX; fp32 elsewhere), fp32 or bf16. Also $DYNAST_PRECISION."),
     threads: Optional[int] = typer.Option(None, "--threads", min=1, help="CPU threads."),
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace existing output files."),
     resume: bool = typer.Option(False, "--resume", help="Keep the outputs that exist (complete: files are written "
@@ -71,7 +74,7 @@ def style(
     from dynast_cli.distributed import parse_shard, world_from_env
     from dynast_cli.memory import parse_memory
     from dynast_cli.pipelines.style import StyleOptions, run_style_job
-    from dynast_cli.runtime import set_threads
+    from dynast_cli.runtime import set_precision, set_threads
     from dynast_cli.styles import DEFAULT_METHOD, method_options
 
     budget = parse_memory(max_memory)
@@ -79,6 +82,7 @@ def style(
     if threads is None and not os.environ.get("DYNAST_THREADS") and world_from_env().distributed and not _cuda(device):
         threads = 1  # torchrun on the CPU: one thread per rank (the ranks share the cores) unless told otherwise
     set_threads(threads)
+    set_precision(precision)
     method = method or DEFAULT_METHOD
     opts = StyleOptions(
         method=method, weights=str(weights) if weights else None, vgg=str(vgg) if vgg else None,

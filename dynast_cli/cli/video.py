@@ -78,6 +78,9 @@ def video(
                               "(same options as the shards; audio kept)."),
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing output."),
     device: str = typer.Option("auto", "--device", help="auto, cpu or cuda."),
+    precision: Optional[str] = typer.Option(None, "--precision", show_default=False,
+                                            help="auto (default: bf16 convolutions on CPUs with native bfloat16, such "
+                                            "as Intel AMX; fp32 elsewhere), fp32 or bf16. Also $DYNAST_PRECISION."),
     weights: Optional[Path] = typer.Option(None, "--weights", help="Weights file (safetensors); default: the bundled ones."),
     vgg: Optional[Path] = typer.Option(None, "--vgg", envvar="DYNAST_VGG16", help="ImageNet VGG16 file for air-gapped use."),
     threads: Optional[int] = typer.Option(None, "--threads", min=1, help="CPU threads."),
@@ -90,13 +93,14 @@ def video(
     from dynast_cli.distributed import parse_shard, world_from_env
     from dynast_cli.memory import parse_memory
     from dynast_cli.pipelines.video import run_video_job
-    from dynast_cli.runtime import set_threads
+    from dynast_cli.runtime import set_precision, set_threads
 
     budget = parse_memory(max_memory)
     job_shard = parse_shard(shard)
     if threads is None and not os.environ.get("DYNAST_THREADS") and world_from_env().distributed and not _cuda(device):
         threads = 1  # torchrun on the CPU: one thread per rank (the ranks share the cores) unless told otherwise
     set_threads(threads)
+    set_precision(precision)
     try:
         with _frame_progress() as bar:
             reports = run_video_job(

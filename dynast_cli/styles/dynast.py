@@ -105,7 +105,7 @@ class DynastMethod(base.ModelMethod):
         decoder = None if own_decoder else base.universal_decoder(device)
         model = build_model(weights, ARCHITECTURE, device, encoder=encoder, decoder=decoder, top_k=top_k, coarse=coarse,
                             **smooth)
-        base.inference_layout(model.decoder)  # its own decoder too runs channels-last, like every inference decoder
+        base.inference_layout(model.decoder, device)  # its own decoder too: channels-last (and bf16 where chosen)
         return cls(model)
 
     @property
