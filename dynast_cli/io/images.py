@@ -158,6 +158,10 @@ def check_image_size(
         raise InputError(f"{what}, which {fitting} makes {fitted[1]}x{fitted[0]}{tail}", path)
 
 
+#: zlib level of written PNGs (see :func:`save_image`).
+PNG_COMPRESS_LEVEL = 3
+
+
 def save_image(image: torch.Tensor | np.ndarray, path: str | Path, quality: int = 95) -> Path:
     """Write ``image`` (float tensor in [0, 1] or uint8 HxWx3 array) atomically to ``path``."""
     path = Path(path)
@@ -168,6 +172,8 @@ def save_image(image: torch.Tensor | np.ndarray, path: str | Path, quality: int 
     fmt = {".jpg": "JPEG", ".jpeg": "JPEG", ".png": "PNG", ".bmp": "BMP", ".webp": "WEBP",
            ".tif": "TIFF", ".tiff": "TIFF"}[suffix]
     kwargs = {"quality": quality} if fmt in ("JPEG", "WEBP") else {}
+    if fmt == "PNG":  # lossless either way; PIL's default level 6 took 0.40 s for a 1024x1024 photo,
+        kwargs["compress_level"] = PNG_COMPRESS_LEVEL  # level 3 0.12 s for a 12% larger file
     try:
         with atomic_output(path) as tmp:
             Image.fromarray(arr).save(tmp, format=fmt, **kwargs)
