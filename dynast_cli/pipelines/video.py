@@ -399,7 +399,9 @@ def run_video(
     todo = None if stop is None else stop - begin  # frames of this run's range
     first = begin + done  # the first frame this run writes
     skip = read_start(first, batch, int(getattr(model, "warmup_frames", 0) or 0))
-    created = None if folder.exists() else next(p for p in [*reversed(folder.parents), folder] if not p.exists())
+    # the topmost folder this run creates (None: it exists). Shards and torchrun ranks share the folder, so
+    # another process may create it between the checks: then this run created none of it.
+    created = next((p for p in [*reversed(folder.parents), folder] if not p.exists()), None)
     try:
         folder.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
