@@ -157,6 +157,25 @@ def test_reports_of_another_job_are_not_merged(stand_ins, contents, style_png, t
     assert other.exit_code == 0 and "all 2 shards" not in other.stdout and not (out / MERGED_REPORT).exists()
 
 
+def test_a_rerun_shard_removes_its_old_report_so_the_set_is_not_merged_early(stand_ins, contents, style_png,
+                                                                               tmp_path):
+    out = tmp_path / "out"
+    assert _style(contents, style_png, "-o", out, "--shard", "0/2").exit_code == 0
+    assert _style(contents, style_png, "-o", out, "--shard", "1/2").exit_code == 0
+    assert (out / MERGED_REPORT).exists()
+    # the job is run again; shard 1 starts (and is killed) before shard 0 finishes: its starting removed
+    # its old report and the merged one, so shard 0 alone does not claim the set is done
+    rerun_1 = _style(contents, style_png, "-o", out, "--shard", "1/2", "--overwrite", "--alpha", "2")
+    assert rerun_1.exit_code == 1  # a usage error: refused before any work, nothing removed
+    assert (out / MERGED_REPORT).exists()
+    from dynast_cli.distributed import Shard
+    from dynast_cli.pipelines.style import forget_shard
+
+    forget_shard(contents, out, Shard(1, 2))  # what shard 1 does once its checks passed
+    again = _style(contents, style_png, "-o", out, "--shard", "0/2", "--overwrite")
+    assert again.exit_code == 0 and "all 2 shards" not in again.stdout and not (out / MERGED_REPORT).exists()
+
+
 @pytest.mark.parametrize("command", ["style", "video"])
 @pytest.mark.parametrize("value", ["2/2", "x", "1/0", "-1/2", "1/2/3"])
 def test_a_bad_shard_is_a_usage_error_naming_it(command, value, tmp_path, monkeypatch):
@@ -224,8 +243,7 @@ def test_torchrun_two_processes_write_what_one_writes_and_rank_0_merges(vgg16_ca
                             "--threads", "1", *common], cwd=tmp_path, env=_env(), capture_output=True, text=True,
                            timeout=300)
     assert whole.returncode == 0, whole.stderr
-    run = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2",
-                          "--master_addr", "127.0.0.1", "--master_port", str(_free_port()),
+    run = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
                           "-m", "dynast_cli", "style", "contents", "s.png", "-o", "ranks", *common],
                          cwd=tmp_path, env=_env(), capture_output=True, text=True, timeout=300)
     assert run.returncode == 0, run.stdout + run.stderr

@@ -234,9 +234,11 @@ def _candidate_attention_lowmem(
     def dot_products(queries: torch.Tensor, keys: torch.Tensor) -> torch.Tensor:
         """(B, c, Nq) queries . (B, c, Nk) keys over each group's candidates -> (B, L, G, M).
 
-        Each dot product is one reduction over all c channels (as in the naive twin): splitting it
-        by channels would change the float rounding and can flip a prune-mask sign at a near-zero
-        product. Only the chunk's candidate columns and queries are copied.
+        Each dot product is one reduction over all c channels, never split into channel slices (whose
+        partial sums can flip a prune-mask sign at a near-zero product at the official size); with one
+        query per group it is a product summed over the channels, otherwise a bmm, so its rounding
+        differs from the naive twin's only as two full reductions differ (the tests compare them in
+        float64). Only the chunk's candidate columns and queries are copied.
         """
         c = queries.shape[1]
         flat_keys = keys.transpose(0, 1).reshape(c, b * n_k)  # (c, B*Nk); a view when B == 1

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 from typing import List, Optional
 
@@ -71,7 +70,7 @@ def style(
     """Stylise CONTENT with STYLES; several styles are mixed (see --mix)."""
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-    from dynast_cli.distributed import parse_shard, world_from_env
+    from dynast_cli.distributed import parse_shard
     from dynast_cli.memory import parse_memory
     from dynast_cli.pipelines.style import StyleOptions, run_style_job
     from dynast_cli.runtime import set_precision, set_threads
@@ -79,8 +78,6 @@ def style(
 
     budget = parse_memory(max_memory)
     job_shard = parse_shard(shard)
-    if threads is None and not os.environ.get("DYNAST_THREADS") and world_from_env().distributed and not _cuda(device):
-        threads = 1  # torchrun on the CPU: one thread per rank (the ranks share the cores) unless told otherwise
     set_threads(threads)
     set_precision(precision)
     method = method or DEFAULT_METHOD
@@ -114,11 +111,3 @@ def style(
     if job.error is not None:  # exit 5 when files failed: the line names each of them
         raise job.error
 
-
-def _cuda(device: str) -> bool:
-    """Whether ``--device`` (auto: when a GPU is there) runs on CUDA."""
-    if device == "auto":
-        import torch
-
-        return torch.cuda.is_available()
-    return device.startswith("cuda")

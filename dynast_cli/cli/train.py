@@ -60,6 +60,7 @@ def train_style_command(
     """Train a style model on random crops and export fp16 safetensors to OUT."""
     import torch
 
+    from dynast_cli.distributed import destroy_process_group
     from dynast_cli.errors import UsageError
     from dynast_cli.ops import PAD_MULTIPLE
     from dynast_cli.runtime import resolve_device
@@ -96,6 +97,7 @@ def train_style_command(
                                  video_weight=VIDEO_LOSS_WEIGHT if video_weight is None else video_weight,
                                  time_limit_s=time_limit_s, amp=amp)
         main_echo(f"wrote {path}")
+        destroy_process_group()  # torchrun: leave the process group (nothing without one)
         return
     path = train_style(content, style, method=method, steps=steps, batch=batch, size=size, lr=lr, out=out,
                        resume=resume, sample_every=sample_every, seed=seed, device=resolve_device(device),
@@ -103,6 +105,7 @@ def train_style_command(
                        train_decoder=train_decoder, locality=parse_locality(locality), time_limit_s=time_limit_s,
                        amp=amp, init=init, content_weight=content_weight)
     main_echo(f"wrote {path}")
+    destroy_process_group()
 
 
 def parse_locality(text: str) -> tuple[float, float, float]:

@@ -17,6 +17,7 @@ def _run(source_factory, name: str, preset: str, steps: int, batch: int, lr: flo
     """Shared tail of both commands: threads, device, training, export."""
     import torch
 
+    from dynast_cli.distributed import destroy_process_group
     from dynast_cli.runtime import resolve_device
     from dynast_cli.train.generator import check_config, train_dynast
     from dynast_cli.train.loop import check_run_dir
@@ -30,6 +31,7 @@ def _run(source_factory, name: str, preset: str, steps: int, batch: int, lr: flo
                         device=resolve_device(device),
                         time_limit_s=None if max_minutes is None else 60.0 * max_minutes)
     main_echo(f"wrote {path}")
+    destroy_process_group()  # torchrun: leave the process group (nothing without one)
 
 
 def _check_size(size: int) -> None:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 from typing import Callable, List, Optional
 
@@ -89,16 +88,13 @@ def video(
         "--batch (same frames); fails at once when too small."),
 ) -> None:
     """Stylise the video INPUT with STYLES; the style is encoded once, the audio track kept."""
-    from dynast_cli.cli.style import _cuda
-    from dynast_cli.distributed import parse_shard, world_from_env
+    from dynast_cli.distributed import parse_shard
     from dynast_cli.memory import parse_memory
     from dynast_cli.pipelines.video import run_video_job
     from dynast_cli.runtime import set_precision, set_threads
 
     budget = parse_memory(max_memory)
     job_shard = parse_shard(shard)
-    if threads is None and not os.environ.get("DYNAST_THREADS") and world_from_env().distributed and not _cuda(device):
-        threads = 1  # torchrun on the CPU: one thread per rank (the ranks share the cores) unless told otherwise
     set_threads(threads)
     set_precision(precision)
     try:

@@ -30,7 +30,8 @@ class GlobalBatchNorm2d(nn.BatchNorm2d):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if not (self.training and _world_size() > 1):
             return super().forward(x)
-        c = x.shape[1]
+        c, dtype = x.shape[1], x.dtype
+        x = x.float()  # statistics in fp32, also under bf16 autocast
         count = torch.tensor([x.numel() / c], dtype=x.dtype, device=x.device)
         n = dist_fn.all_reduce(count)  # (1,) values per channel over all ranks
         mean = dist_fn.all_reduce(x.sum((0, 2, 3))) / n  # (C,)
@@ -44,9 +45,9 @@ class GlobalBatchNorm2d(nn.BatchNorm2d):
                 self.num_batches_tracked.add_(1)
                 factor = 1.0 / float(self.num_batches_tracked) if self.momentum is None else self.momentum
                 unbiased = var * (n / (n - 1).clamp(min=1))
-                self.running_mean.mul_(1 - factor).add_(factor * mean.detach())
-                self.running_var.mul_(1 - factor).add_(factor * unbiased.detach())
-        return out
+                self.running_mean.mul_(1 - factor).add_(factor * mean.detach().to(self.running_mean.dtype))
+                self.running_var.mul_(1 - factor).add_(factor * unbiased.detach().to(self.running_var.dtype))
+        return out.to(dtype)
 
 
 def convert_sync_batchnorm(module: nn.Module, device: torch.device) -> nn.Module:

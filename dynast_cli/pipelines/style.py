@@ -301,14 +301,15 @@ def run_style(
     if single and not shard.whole:
         raise UsageError(f"--shard {shard} splits a folder of contents; {content} is one file (use 0/1 or no --shard)")
     pairs = shard.take(pairs)
-    done = [dst for _, dst in pairs if resume and dst.is_file()]
+    done = {dst for _, dst in pairs if resume and dst.is_file()}
     if single:
         if not done:
             check_output_path(pairs[0][1], overwrite)
     else:  # the output folder and every planned file of this shard, before any model is built
         check_output(output_folder(content, output), overwrite, kind="dir",
                      files=[dst.name for _, dst in pairs if dst not in done])
-    report = BatchReport(shard=None if shard.whole else str(shard), planned=len(pairs), skipped=done)
+    report = BatchReport(shard=None if shard.whole else str(shard), planned=len(pairs),
+                         skipped=[dst for _, dst in pairs if dst in done])
     if resume:  # what a killed run left beside this shard's outputs
         for _, dst in pairs:
             remove_leftovers(dst)
@@ -394,6 +395,15 @@ def job_key(content: Path, styles: Sequence[str | Path], output: str | Path | No
     return json.loads(json.dumps(key, default=str))
 
 
+def forget_shard(content: Path, output: str | Path | None, shard: Shard) -> None:
+    """Before a job array's shard starts its work: remove its report of an earlier run and the merged
+    report, so that a set is merged only from reports of shards that finished after they started
+    (a shard killed in this run no longer leaves its old report to be merged as if it were done)."""
+    out_dir = output_folder(content, output)
+    for path in (shard_report_path(out_dir, shard), out_dir / MERGED_REPORT):
+        path.unlink(missing_ok=True)
+
+
 def record_shard(content: Path, styles: Sequence[str | Path], output: str | Path | None, opts: StyleOptions,
                  report: BatchReport, shard: Shard) -> tuple[BatchReport | None, Path | None]:
     """A job array's shard: write its report to ``OUT/.dynast-shards/report-i-of-n.json`` (atomically);
@@ -459,7 +469,9 @@ def run_style_job(
     if not world.distributed:
         error = None
         try:
-            report = run_style(content, styles, output, opts, overwrite, progress, notify, shard=shard, resume=resume)
+            ready = (lambda: forget_shard(content, output, shard)) if shard is not None and not shard.whole else None
+            report = run_style(content, styles, output, opts, overwrite, progress, notify, shard=shard, resume=resume,
+                               ready=ready)
         except BatchError as exc:
             report, error = exc.report, exc
         job = StyleJob(report, error=error, parts=shard.count if shard else 1)

@@ -138,10 +138,7 @@ def frames_folder(output: Path) -> Path:
 def _resumable_frames(folder: Path, settings: dict, overwrite: bool, resume: bool, video: bool) -> int:
     """Frames an interrupted run with the same settings left in ``folder`` (0 when starting over)."""
     if resume and (done := count_done_frames(folder)):
-        settings_file = folder / SETTINGS_FILE
-        saved = json.loads(settings_file.read_text()) if settings_file.exists() else {}
-        changed = sorted(k for k in settings if saved.get(k) != settings[k])
-        if changed:
+        if changed := _changed_settings(folder, settings):
             raise OutputError(
                 f"holds frames made with other settings ({', '.join(changed)}); pass --overwrite to start over",
                 folder,
@@ -180,10 +177,13 @@ def _add_resume_hint(exc: BaseException, folder: Path) -> None:
         exc.add_note(hint)
 
 
-def _discard_run(folder: Path, created: Path | None) -> None:
+def _discard_run(folder: Path, created: Path | None, shared: bool = False) -> None:
     """Undo a run that wrote no frame: its settings file, and the folders it made (``created``: the
-    topmost of them; ``None`` when ``folder`` existed before)."""
-    if not frame_files(folder):  # other shards' frames need the settings file
+    topmost of them; ``None`` when ``folder`` existed before). ``shared`` (a shard): nothing, as other
+    shards may have written the settings file and be writing their frames into the folder."""
+    if shared:
+        return
+    if not frame_files(folder):
         (folder / SETTINGS_FILE).unlink(missing_ok=True)
     if created is None:
         return
@@ -432,7 +432,7 @@ def run_video(
             _encode(folder, output, reader, (w, h), notes)
     except KeyboardInterrupt:
         if writer.frames_written == begin:
-            _discard_run(folder, created)
+            _discard_run(folder, created, shared=sharded)
             raise
         playable = ""
         if video and not sharded:
@@ -448,7 +448,7 @@ def run_video(
         raise VideoInterrupted(f"{what}{playable}; {_resume_hint(folder)}") from None
     except Exception as exc:
         if writer.frames_written == begin:
-            _discard_run(folder, created)
+            _discard_run(folder, created, shared=sharded)
         else:
             _add_resume_hint(exc, folder)
         raise

@@ -12,7 +12,8 @@ A task supplies four things:
 Checkpoints (in ``ckpt_dir``, every ``ckpt_every`` steps and at the end): ``model.safetensors``
 (fp32 weights) and ``state.pt`` (optimiser state, step, generator and torch RNG states, elapsed
 wall time, loss history). ``resume=True`` continues from them; the continuation is bit-identical to
-an uninterrupted run on the same device.
+an uninterrupted run on the same device and number of processes (with another number of processes,
+equal within float rounding).
 
 Under torchrun (several processes) the same loop runs on every rank: ``data`` returns the rank's
 share of the one global batch, the step runs through DistributedDataParallel, the logged losses are
