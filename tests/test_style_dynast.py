@@ -332,7 +332,8 @@ def test_feature_warping_equals_a_plain_reference(warp):
 
 
 def test_the_default_dynast_file_is_the_feature_warping_configuration():
-    """The shipped default: every match kept, sharper attention, warping 0.75, and no refinement."""
+    """The shipped default: every match kept, sharper attention, warping 0.5, a texture seed of 0.1, and no
+    refinement."""
     from dynast_cli.styles import get_spec
     import json
 
@@ -340,5 +341,74 @@ def test_the_default_dynast_file_is_the_feature_warping_configuration():
     from dynast_cli.weights.registry import installed
 
     config = json.loads(read_metadata(installed(get_spec("dynast").default_weights))["config"])
-    assert config["warp"] == 0.75 and config["smooth"] == 0.02 and config["locality"] == [1.0, 1.0, 1.0]
+    assert config["warp"] == 0.5 and config["smooth"] == 0.02 and config["locality"] == [1.0, 1.0, 1.0]
+    assert config["noise"] == 0.1
     assert config["prune_dim"] is None and get_spec("dynast").refine == 0 and get_spec("dynast").work_size == 512
+
+
+def plain_seed(content: torch.Tensor, sigma: float) -> torch.Tensor:
+    """The texture seed written out by hand: a seeded N(0, 1) grid of ceil(H/2) x ceil(W/2) cells stretched
+    over the image, each output pixel the bilinear (half-pixel centred) blend of its four nearest cells,
+    on all three channels."""
+    h, w = content.shape[-2:]
+    grid = torch.randn(-(-h // 2), -(-w // 2), generator=torch.Generator().manual_seed(0), dtype=torch.float32).double()
+    field = torch.empty(h, w, dtype=torch.float64)
+    for y in range(h):
+        for x in range(w):
+            sy = max((y + 0.5) * grid.shape[0] / h - 0.5, 0.0)
+            sx = max((x + 0.5) * grid.shape[1] / w - 0.5, 0.0)
+            y0, x0 = int(sy), int(sx)
+            y1, x1 = min(y0 + 1, grid.shape[0] - 1), min(x0 + 1, grid.shape[1] - 1)
+            fy, fx = sy - y0, sx - x0
+            field[y, x] = ((1 - fy) * ((1 - fx) * grid[y0, x0] + fx * grid[y0, x1])
+                           + fy * ((1 - fx) * grid[y1, x0] + fx * grid[y1, x1]))
+    return (content.double() + sigma * field).clamp(0, 1)
+
+
+@pytest.mark.parametrize("hw", [(9, 14), (16, 16)])
+def test_texture_seed_equals_a_hand_written_field_and_depends_on_the_size_only(hw):
+    from dynast_cli.models.dynast_style import texture_seed
+
+    a, b = torch.rand(2, 3, *hw)
+    seeded = texture_seed(torch.stack([a, b]), 0.1)
+    torch.testing.assert_close(seeded[0].double(), plain_seed(a, 0.1), atol=1e-6, rtol=0)
+    # the same field for every image of that size (a batch, a shard, another call), grey, and nothing at sigma 0
+    torch.testing.assert_close(seeded[1], texture_seed(b[None], 0.1)[0], atol=0, rtol=0)
+    mid = torch.full((1, 3, *hw), 0.5)
+    field = texture_seed(mid, 0.1) - mid
+    assert torch.equal(field[:, 0], field[:, 1]) and torch.equal(field[:, 0], field[:, 2])
+    assert 0.02 < field.std() < 0.1
+    assert torch.equal(texture_seed(a[None], 0.0), a[None])
+
+
+def test_the_dynast_method_stylizes_the_seeded_content_scaled_by_alpha():
+    """``noise`` sigma: the encoder sees ``texture_seed(content, sigma * alpha)`` (reflect-padded), and the
+    output is the unseeded model's on that image; alpha 0 encodes the content itself."""
+    from dynast_cli.models.dynast_style import texture_seed
+    from dynast_cli.ops import pad_to_multiple
+
+    seeded, plain = as_method(make_model(warp=0.5, noise=0.2)), as_method(make_model(warp=0.5))
+    seen = []
+    seeded.model.encoder.register_forward_pre_hook(lambda module, args: seen.append(args[0]))
+    content, style = torch.rand(1, 3, 30, 47), torch.rand(1, 3, 40, 32)
+    states = [plain.prepare_style(style)]
+    with torch.no_grad():
+        for alpha in (1.0, 0.5, 0.0):
+            expected = plain.stylize(texture_seed(content, 0.2 * alpha), states, [1.0], alpha)
+            assert torch.equal(seeded.stylize(content, states, [1.0], alpha), expected), alpha
+            assert torch.equal(seen[-1], pad_to_multiple(texture_seed(content, 0.2 * alpha))[0]), alpha
+    assert not torch.equal(seen[0], pad_to_multiple(content)[0]) and torch.equal(seen[-1], pad_to_multiple(content)[0])
+    assert make_model(noise=0.2).config()["noise"] == 0.2
+    with pytest.raises(ValueError, match="noise"):
+        make_model(noise=-0.1)
+
+
+def test_the_video_variant_adds_no_texture_seed(monkeypatch):
+    from dynast_cli.styles import base
+    from dynast_cli.styles.dynast import DynastMethod
+
+    monkeypatch.setattr(base, "vgg16", lambda device, path=None: TinyEncoder())
+    monkeypatch.setattr(base, "universal_decoder", lambda device, path=None: VGGDecoder(skip=True))
+    assert DynastMethod.build(weights="none", attention="cosine").model.noise == 0.0
+    model = DynastMethod.build(attention="cosine").model  # the installed default (noise 0.1 for images)
+    assert model.noise == 0.0 and DynastMethod.build().model.noise == 0.1

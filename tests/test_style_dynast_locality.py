@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -73,6 +74,26 @@ def test_train_decoder_trains_only_the_decoder_and_lowers_the_loss(tmp_path):
     totals = [h["total"] for h in result.history]
     assert np.mean(totals[-5:]) < np.mean(totals[:5])
     assert set(result.final_losses()) == {"content", "global", "local", "total"}
+
+
+def test_train_decoder_fine_tunes_for_the_shipped_defaults_matching(tmp_path):
+    """``--train-decoder`` trains the decoder for the matching the default runs (its temperature and
+    feature warping), read here from the repository's manifest, so the two cannot drift apart."""
+    from dynast_cli.train.style import DYNAST_DECODER_MATCHING
+
+    root = Path(__file__).resolve().parents[1]
+    entry = next(e for e in json.loads((root / "weights" / "manifest.json").read_text())["weights"]
+                 if e["name"] == "dynast_style_vgg16")
+    assert DYNAST_DECODER_MATCHING == {k: entry["config"][k] for k in DYNAST_DECODER_MATCHING}
+    contents = RandomCrops([_folder(tmp_path, "c", 2)], size=32)
+    styles = RandomCrops([_folder(tmp_path, "s", 2, 48, 40, seed=7)], size=32)
+    task = prune_mask_task(TinyEncoder(), contents, styles, 1, torch.device("cpu"), VGGDecoder(skip=True),
+                           train_decoder=True)
+    assert (task.model.smooth, task.model.warp) == (entry["config"]["smooth"], entry["config"]["warp"])
+    assert task.config["smooth"] == entry["config"]["smooth"] and task.config["warp"] == entry["config"]["warp"]
+    # the prune mask keeps the parameter-free matching's own temperature and no warping
+    prune = prune_mask_task(TinyEncoder(), contents, styles, 1, torch.device("cpu"), VGGDecoder(skip=True))
+    assert prune.model.warp == 0.0
 
 
 def test_trained_decoder_exports_with_its_locality_and_round_trips(tmp_path, monkeypatch):

@@ -54,13 +54,13 @@ def test_temporal_variant_equals_a_plain_reference():
 
 def test_cosine_builds_the_temporal_variant_and_the_image_default_is_unchanged(stand_ins):
     image = build_method("dynast").model  # the shipped default file: what `dynast style` runs
-    assert (image.smooth, image.top_k, image.warp) == (0.02, 4, 0.75)
+    assert (image.smooth, image.top_k, image.warp, image.noise) == (0.02, 4, 0.5, 0.1)
     same = build_method("dynast", attention="softmax").model
     assert same.config() == image.config()
     video = build_method("dynast", attention="cosine").model
-    assert (video.smooth, video.top_k) == (VIDEO_SMOOTH, VIDEO_TOP_K)
-    assert {k: v for k, v in video.config().items() if k not in ("smooth", "top_k")} == \
-        {k: v for k, v in image.config().items() if k not in ("smooth", "top_k")}
+    assert (video.smooth, video.top_k, video.noise) == (VIDEO_SMOOTH, VIDEO_TOP_K, 0.0)  # no texture seed
+    assert {k: v for k, v in video.config().items() if k not in ("smooth", "top_k", "noise")} == \
+        {k: v for k, v in image.config().items() if k not in ("smooth", "top_k", "noise")}
     assert build_method("dynast", attention="cosine", top_k=2).model.top_k == 2  # an explicit top_k wins
     free = build_method("dynast", weights="none", attention="cosine").model
     assert (free.smooth, free.top_k, free.warp) == (VIDEO_SMOOTH, VIDEO_TOP_K, 0.0)

@@ -132,6 +132,10 @@ class StyleMethod:
         transformed (None for a level the method does not produce)."""
         raise NotImplementedError
 
+    def prepare_content(self, content: torch.Tensor, alpha: float) -> torch.Tensor:
+        """content (B, 3, H, W) in [0, 1] -> what the encoder sees (the same here; ``dynast`` seeds texture)."""
+        return content
+
     def decode(self, levels: Sequence[torch.Tensor | None]) -> torch.Tensor:
         """Transformed [relu3_1, relu4_1, relu5_1] -> image (unclamped): the universal decoder's convention."""
         return decode_features(self.decoder, *levels)
@@ -144,7 +148,7 @@ class StyleMethod:
         :func:`dynast_cli.pipelines.style.stylize` applies to the user's weights); None: equal.
         ``alpha``: the style strength."""
         weights = mix_weights(None, len(states)) if mix is None else mix
-        padded, size = pad_to_multiple(content)
+        padded, size = pad_to_multiple(self.prepare_content(content, alpha))
         feats = self.encoder(padded)
         levels = mix_levels([self.transform(feats, state) for state in states],
                             [feats[i] for i in TRANSFORM_LEVELS], weights, alpha)

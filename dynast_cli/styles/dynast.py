@@ -5,8 +5,8 @@ decoded by the project's universal decoder or its own trained decoder; contents 
 painted at 512 px and upsampled (``--work-size``). ``--weights`` chooses:
 
 - default: the model installed in the registry (manifest entry ``dynast_style_vgg16``: a configuration-only
-  file, the matching with every match kept, temperature 0.02 and feature warping 0.75 on the universal
-  decoder), or the parameter-free model when none is installed;
+  file, the matching with every match kept, temperature 0.02, feature warping 0.5 and a texture seed of
+  0.1 on the universal decoder), or the parameter-free model when none is installed;
 - a ``dynast_style`` file: its learned prune mask (``dynast_prune_vgg16``) and/or its own decoder
   (``dynast train style --method dynast --train-decoder``), or its configuration alone;
 - ``none``: the parameter-free model (every match kept);
@@ -14,12 +14,16 @@ painted at 512 px and upsampled (``--work-size``). ``--weights`` chooses:
 
 ``attention`` (the option ``dynast video --attention`` reaches): ``softmax`` (default, what ``dynast style``
 runs) or ``cosine``, the temporal variant ``dynast video`` runs by default: the same matching on cosine
-similarities and the same feature warping, but a softer softmax over them (temperature
-:data:`VIDEO_SMOOTH` instead of the weights' 0.02) and more matches carried from level to level
-(:data:`VIDEO_TOP_K` instead of 4), so that a small change of a frame moves the attention a little instead
-of switching its near-argmax to another style patch. Nothing is carried from frame to frame: every frame
-is computed on its own (a video split into parts gives the same pixels). Chosen on real clips in
-``docs/bench/video_default_s7.md``.
+similarities, but a softer softmax over them (temperature :data:`VIDEO_SMOOTH` instead of the weights'
+0.02), more matches carried from level to level (:data:`VIDEO_TOP_K` instead of 4) and no texture
+seed, so that a small change of a frame moves the attention a little instead of switching its near-argmax
+to another style patch (and no seed fixed to the screen that would not move with the picture). Nothing
+is carried from frame to frame: every frame is computed on its own (a video split into parts gives the
+same pixels). Chosen on real clips in ``docs/bench/video_default_s7.md``, re-measured with the session-8
+default's warping 0.5 in ``docs/bench/style_default_s8.md``.
+
+The texture seed (``noise``, :func:`~dynast_cli.models.dynast_style.texture_seed`) is added to the content
+in :meth:`DynastMethod.prepare_content`, scaled by ``--alpha`` (alpha 0 gives the content back exactly).
 """
 
 from __future__ import annotations
@@ -31,14 +35,14 @@ import torch
 
 from dynast_cli.errors import UsageError
 from dynast_cli.memory import FLOAT, level_sizes, padded, query_bytes
-from dynast_cli.models.dynast_style import ARCHITECTURE, DynastStyleModel
+from dynast_cli.models.dynast_style import ARCHITECTURE, DynastStyleModel, texture_seed
 from dynast_cli.styles import base
 from dynast_cli.styles.registry import MemoryProfile, Training, register_method
 
 #: ``attention`` values: ``softmax`` (the image default) and ``cosine`` (the temporal variant for video).
 ATTENTIONS = ("softmax", "cosine")
 #: The temporal variant (``attention="cosine"``): softmax temperature on the cosine similarities, and matches
-#: carried from level to level (docs/bench/video_default_s7.md).
+#: carried from level to level (docs/bench/video_default_s7.md); it adds no texture seed.
 VIDEO_SMOOTH, VIDEO_TOP_K = 0.05, 16
 #: Matches carried from level to level by the image default.
 TOP_K = 4
@@ -58,8 +62,8 @@ def query_cost(method: Any, style_hws: Sequence[tuple[int, int]]) -> int:
 
 @register_method(
     "dynast", "DynaST coarse-to-fine sparse matching (default: the matched style features warped onto the "
-    "content, 0.75, on the universal decoder, painted at 512 px; --weights none: the AdaAttN transform of "
-    "every match)",
+    "content, 0.5, with a texture seed, on the universal decoder, painted at 512 px; --weights none: the "
+    "AdaAttN transform of every match)",
     # no refinement: it optimised the very VGG statistics it was judged by (issue #16); the working size is
     # the one the default's settings were chosen at (docs/bench/style_default_s6.md)
     title="DynaST", default_weights="dynast_style_vgg16", refine=0, work_size=512,
@@ -87,8 +91,8 @@ class DynastMethod(base.ModelMethod):
             raise UsageError(f"unknown attention '{attention}' for dynast (choose from {', '.join(ATTENTIONS)})")
         video = attention == "cosine"
         top_k = top_k if top_k is not None else VIDEO_TOP_K if video else TOP_K
-        # the temporal variant's softer temperature replaces the one of the weights (or of the parameter-free model)
-        smooth = {"smooth": VIDEO_SMOOTH} if video else {}
+        # the temporal variant's softer temperature and no texture seed replace the weights' settings
+        smooth = {"smooth": VIDEO_SMOOTH, "noise": 0.0} if video else {}
 
         weights = base.resolve_weights(weights, cls.spec.default_weights)
         is_model = weights is not None and read_metadata(weights).get("architecture") == ARCHITECTURE
@@ -107,6 +111,10 @@ class DynastMethod(base.ModelMethod):
                             **smooth)
         base.inference_layout(model.decoder, device)  # its own decoder too: channels-last (and bf16 where chosen)
         return cls(model)
+
+    def prepare_content(self, content: torch.Tensor, alpha: float) -> torch.Tensor:
+        """The texture seed of the model's ``noise`` (scaled by ``alpha``) added to the content."""
+        return texture_seed(content, self.model.noise * alpha)
 
     @property
     def tile(self) -> int:
