@@ -382,33 +382,56 @@ def test_texture_seed_equals_a_hand_written_field_and_depends_on_the_size_only(h
 
 
 def test_the_dynast_method_stylizes_the_seeded_content_scaled_by_alpha():
-    """``noise`` sigma: the encoder sees ``texture_seed(content, sigma * alpha)`` (reflect-padded), and the
-    output is the unseeded model's on that image; alpha 0 encodes the content itself."""
+    """``noise`` sigma: the encoder sees ``texture_seed(padded content, sigma * alpha)``, and the decoder gets
+    what the unseeded model gives for that image; alpha 0 encodes the unseeded content."""
     from dynast_cli.models.dynast_style import texture_seed
     from dynast_cli.ops import pad_to_multiple
 
     seeded, plain = as_method(make_model(warp=0.5, noise=0.2)), as_method(make_model(warp=0.5))
-    seen = []
+    seen, decoded = [], {"seeded": [], "plain": []}
     seeded.model.encoder.register_forward_pre_hook(lambda module, args: seen.append(args[0]))
+    for name, method in (("seeded", seeded), ("plain", plain)):  # the raw decoder output (the image clamps to 0 here)
+        method.model.decoder.register_forward_hook(lambda module, args, out, name=name: decoded[name].append(out))
     content, style = torch.rand(1, 3, 30, 47), torch.rand(1, 3, 40, 32)
+    padded = pad_to_multiple(content)[0]
     states = [plain.prepare_style(style)]
     with torch.no_grad():
         for alpha in (1.0, 0.5, 0.0):
-            expected = plain.stylize(texture_seed(content, 0.2 * alpha), states, [1.0], alpha)
-            assert torch.equal(seeded.stylize(content, states, [1.0], alpha), expected), alpha
-            assert torch.equal(seen[-1], pad_to_multiple(texture_seed(content, 0.2 * alpha))[0]), alpha
-    assert not torch.equal(seen[0], pad_to_multiple(content)[0]) and torch.equal(seen[-1], pad_to_multiple(content)[0])
+            seeded.stylize(content, states, [1.0], alpha)
+            assert torch.equal(seen[-1], texture_seed(padded, 0.2 * alpha)), alpha
+            plain.stylize(texture_seed(padded, 0.2 * alpha), states, [1.0], alpha)  # already a multiple of 16
+            assert torch.equal(decoded["seeded"][-1], decoded["plain"][-1]), alpha
+    assert not torch.equal(seen[0], padded) and torch.equal(seen[-1], padded)
+    assert not torch.equal(decoded["seeded"][0], decoded["seeded"][-1])
     assert make_model(noise=0.2).config()["noise"] == 0.2
     with pytest.raises(ValueError, match="noise"):
         make_model(noise=-0.1)
 
 
+def test_refinement_starts_from_the_seeded_default_output():
+    """``--refine`` pads the content before the base method: the seed is drawn after padding, so the
+    refinement's start (0 steps) is the seeded method's own output, pixel for pixel."""
+    from dynast_cli.styles.refine import RefinedMethod
+
+    method = as_method(make_model(warp=0.5, noise=0.2))
+    method.model.decoder.register_forward_hook(lambda module, args, out: out + 0.5)  # an image away from 0
+    refined = RefinedMethod(method, TinyEncoder(), steps=0)
+    content, style = torch.rand(1, 3, 30, 47), torch.rand(1, 3, 40, 32)
+    with torch.no_grad():
+        out = method.stylize(content, [method.prepare_style(style)], [1.0])
+        start = refined.stylize(content, [refined.prepare_style(style)], [1.0])
+    assert 0.0 < out.mean() < 1.0 and torch.equal(start, out)
+
+
 def test_the_video_variant_adds_no_texture_seed(monkeypatch):
     from dynast_cli.styles import base
-    from dynast_cli.styles.dynast import DynastMethod
+    from dynast_cli.styles.dynast import VIDEO_WARP, DynastMethod
 
     monkeypatch.setattr(base, "vgg16", lambda device, path=None: TinyEncoder())
     monkeypatch.setattr(base, "universal_decoder", lambda device, path=None: VGGDecoder(skip=True))
-    assert DynastMethod.build(weights="none", attention="cosine").model.noise == 0.0
-    model = DynastMethod.build(attention="cosine").model  # the installed default (noise 0.1 for images)
-    assert model.noise == 0.0 and DynastMethod.build().model.noise == 0.1
+    free = DynastMethod.build(weights="none", attention="cosine").model
+    assert (free.noise, free.warp) == (0.0, 0.0)  # the parameter-free model keeps its own warping (none)
+    model = DynastMethod.build(attention="cosine").model  # the installed default (noise 0.1, warp 0.5 for images)
+    assert (model.noise, model.warp) == (0.0, VIDEO_WARP) and VIDEO_WARP == 0.75
+    image = DynastMethod.build().model
+    assert (image.noise, image.warp) == (0.1, 0.5)

@@ -46,9 +46,10 @@ noise field (:func:`texture_seed`: one N(0, 1) value per 2x2 pixels, bilinearly 
 clamped to [0, 1]). Flat content regions (sky, walls, skin) otherwise all match the same few flat style
 patches and decode flat; seeded, their features vary a little, their matches spread over the style's
 brush strokes and the decoded image carries the style's texture there too (issue #16: on 8 validation
-pairs the EfficientNet texture distance fell from 1.05 to 0.90, docs/bench/style_default_s8.md). The
+pairs the EfficientNet texture distance fell from 1.05 to 0.91, docs/bench/style_default_s8.md). The
 field depends on the image size only (seeded, drawn on the CPU), so every image, device and shard of that
-size gets the same one and outputs stay deterministic.
+size gets the same one and outputs stay deterministic. The style method adds it to the content padded to
+a multiple of 16, so the refinement (which pads first) starts from the same output.
 
 Sizes: the inter-scale step needs each level to be exactly twice the next coarser one, so the
 content must be a multiple of 16 (the style-method path, :class:`dynast_cli.styles.base.StyleMethod`,

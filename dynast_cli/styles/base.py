@@ -133,7 +133,8 @@ class StyleMethod:
         raise NotImplementedError
 
     def prepare_content(self, content: torch.Tensor, alpha: float) -> torch.Tensor:
-        """content (B, 3, H, W) in [0, 1] -> what the encoder sees (the same here; ``dynast`` seeds texture)."""
+        """The padded content (B, 3, H, W) in [0, 1] -> what the encoder sees (the same here; ``dynast`` seeds
+        texture). It acts after padding, so a content padded beforehand (the refinement) gets the same."""
         return content
 
     def decode(self, levels: Sequence[torch.Tensor | None]) -> torch.Tensor:
@@ -148,8 +149,8 @@ class StyleMethod:
         :func:`dynast_cli.pipelines.style.stylize` applies to the user's weights); None: equal.
         ``alpha``: the style strength."""
         weights = mix_weights(None, len(states)) if mix is None else mix
-        padded, size = pad_to_multiple(self.prepare_content(content, alpha))
-        feats = self.encoder(padded)
+        padded, size = pad_to_multiple(content)
+        feats = self.encoder(self.prepare_content(padded, alpha))
         levels = mix_levels([self.transform(feats, state) for state in states],
                             [feats[i] for i in TRANSFORM_LEVELS], weights, alpha)
         return finish_image(self.decode(levels), size)

@@ -15,15 +15,17 @@ painted at 512 px and upsampled (``--work-size``). ``--weights`` chooses:
 ``attention`` (the option ``dynast video --attention`` reaches): ``softmax`` (default, what ``dynast style``
 runs) or ``cosine``, the temporal variant ``dynast video`` runs by default: the same matching on cosine
 similarities, but a softer softmax over them (temperature :data:`VIDEO_SMOOTH` instead of the weights'
-0.02), more matches carried from level to level (:data:`VIDEO_TOP_K` instead of 4) and no texture
-seed, so that a small change of a frame moves the attention a little instead of switching its near-argmax
-to another style patch (and no seed fixed to the screen that would not move with the picture). Nothing
+0.02), more matches carried from level to level (:data:`VIDEO_TOP_K` instead of 4), feature warping
+:data:`VIDEO_WARP` for a model file (the image default's 0.5 flickers more; the parameter-free model keeps
+its 0) and no texture seed, so that a small change of a frame moves the attention a little instead of
+switching its near-argmax to another style patch (and no seed fixed to the screen that would not move
+with the picture). Nothing
 is carried from frame to frame: every frame is computed on its own (a video split into parts gives the
-same pixels). Chosen on real clips in ``docs/bench/video_default_s7.md``, re-measured with the session-8
-default's warping 0.5 in ``docs/bench/style_default_s8.md``.
+same pixels). Chosen on real clips in ``docs/bench/video_default_s7.md``; ``docs/bench/style_default_s8.md``
+measured the image default's warping 0.5 there (24-37% higher warping error), hence :data:`VIDEO_WARP`.
 
-The texture seed (``noise``, :func:`~dynast_cli.models.dynast_style.texture_seed`) is added to the content
-in :meth:`DynastMethod.prepare_content`, scaled by ``--alpha`` (alpha 0 gives the content back exactly).
+The texture seed (``noise``, :func:`~dynast_cli.models.dynast_style.texture_seed`) is added to the padded
+content in :meth:`DynastMethod.prepare_content`, scaled by ``--alpha`` (alpha 0 encodes the unseeded content).
 """
 
 from __future__ import annotations
@@ -41,9 +43,10 @@ from dynast_cli.styles.registry import MemoryProfile, Training, register_method
 
 #: ``attention`` values: ``softmax`` (the image default) and ``cosine`` (the temporal variant for video).
 ATTENTIONS = ("softmax", "cosine")
-#: The temporal variant (``attention="cosine"``): softmax temperature on the cosine similarities, and matches
-#: carried from level to level (docs/bench/video_default_s7.md); it adds no texture seed.
-VIDEO_SMOOTH, VIDEO_TOP_K = 0.05, 16
+#: The temporal variant (``attention="cosine"``): softmax temperature on the cosine similarities, matches
+#: carried from level to level and, for a model file, feature warping (docs/bench/video_default_s7.md); it
+#: adds no texture seed.
+VIDEO_SMOOTH, VIDEO_TOP_K, VIDEO_WARP = 0.05, 16, 0.75
 #: Matches carried from level to level by the image default.
 TOP_K = 4
 
@@ -72,7 +75,8 @@ def query_cost(method: Any, style_hws: Sequence[tuple[int, int]]) -> int:
     options={"top_k": f"matches carried from level to level ({TOP_K}; the video variant: {VIDEO_TOP_K})",
              "coarse": "where the dense matching happens: relu4_1 (default) or relu5_1",
              "attention": f"softmax (default: the image matching) or cosine (the video variant: temperature "
-             f"{VIDEO_SMOOTH}, top-k {VIDEO_TOP_K}; steadier from frame to frame)"},
+             f"{VIDEO_SMOOTH}, top-k {VIDEO_TOP_K}, warping {VIDEO_WARP}, no texture seed; steadier from frame "
+             "to frame)"},
     training=Training("prune_mask", options=("train_decoder", "locality"),
                       note="the learned DynaST prune mask; frozen universal decoder"),
 )
@@ -107,13 +111,14 @@ class DynastMethod(base.ModelMethod):
         # a file with its own decoder (the default weights) needs no universal decoder loaded beside it
         own_decoder = any(name.startswith("decoder.") for name in tensor_names(weights))
         decoder = None if own_decoder else base.universal_decoder(device)
+        video_warp = {"warp": VIDEO_WARP} if video else {}
         model = build_model(weights, ARCHITECTURE, device, encoder=encoder, decoder=decoder, top_k=top_k, coarse=coarse,
-                            **smooth)
+                            **smooth, **video_warp)
         base.inference_layout(model.decoder, device)  # its own decoder too: channels-last (and bf16 where chosen)
         return cls(model)
 
     def prepare_content(self, content: torch.Tensor, alpha: float) -> torch.Tensor:
-        """The texture seed of the model's ``noise`` (scaled by ``alpha``) added to the content."""
+        """The texture seed of the model's ``noise`` (scaled by ``alpha``) added to the padded content."""
         return texture_seed(content, self.model.noise * alpha)
 
     @property
