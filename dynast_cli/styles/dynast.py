@@ -19,9 +19,8 @@ similarities, but a softer softmax over them (temperature :data:`VIDEO_SMOOTH` i
 :data:`VIDEO_WARP` for a model file (the image default's 0.5 flickers more; the parameter-free model keeps
 its 0) and no texture seed, so that a small change of a frame moves the attention a little instead of
 switching its near-argmax to another style patch (and no seed fixed to the screen that would not move
-with the picture). Nothing
-is carried from frame to frame: every frame is computed on its own (a video split into parts gives the
-same pixels). Chosen on real clips in ``docs/bench/video_default_s7.md``; ``docs/bench/style_default_s8.md``
+with the picture). Nothing is carried from frame to frame: every frame is computed on its own (a video
+split into parts gives the same pixels). Chosen on real clips in ``docs/bench/video_default_s7.md``; ``docs/bench/style_default_s8.md``
 measured the image default's warping 0.5 there (24-37% higher warping error), hence :data:`VIDEO_WARP`.
 
 The texture seed (``noise``, :func:`~dynast_cli.models.dynast_style.texture_seed`) is added to the padded
@@ -95,8 +94,9 @@ class DynastMethod(base.ModelMethod):
             raise UsageError(f"unknown attention '{attention}' for dynast (choose from {', '.join(ATTENTIONS)})")
         video = attention == "cosine"
         top_k = top_k if top_k is not None else VIDEO_TOP_K if video else TOP_K
-        # the temporal variant's softer temperature and no texture seed replace the weights' settings
-        smooth = {"smooth": VIDEO_SMOOTH, "noise": 0.0} if video else {}
+        # the temporal variant's softer temperature and no texture seed replace the weights' settings (and, for a
+        # model file, its warping: VIDEO_WARP)
+        video_options = {"smooth": VIDEO_SMOOTH, "noise": 0.0} if video else {}
 
         weights = base.resolve_weights(weights, cls.spec.default_weights)
         is_model = weights is not None and read_metadata(weights).get("architecture") == ARCHITECTURE
@@ -104,16 +104,17 @@ class DynastMethod(base.ModelMethod):
         encoder = base.vgg16(device, vgg)
         if not is_model:
             model = DynastStyleModel(encoder, base.universal_decoder(device, decoder_path), top_k=top_k, coarse=coarse,
-                                     **smooth)
+                                     **video_options)
             return cls(model.to(device).eval())
         from dynast_cli.weights.build import build_model
 
         # a file with its own decoder (the default weights) needs no universal decoder loaded beside it
         own_decoder = any(name.startswith("decoder.") for name in tensor_names(weights))
         decoder = None if own_decoder else base.universal_decoder(device)
-        video_warp = {"warp": VIDEO_WARP} if video else {}
+        if video:
+            video_options["warp"] = VIDEO_WARP
         model = build_model(weights, ARCHITECTURE, device, encoder=encoder, decoder=decoder, top_k=top_k, coarse=coarse,
-                            **smooth, **video_warp)
+                            **video_options)
         base.inference_layout(model.decoder, device)  # its own decoder too: channels-last (and bf16 where chosen)
         return cls(model)
 
