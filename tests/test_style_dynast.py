@@ -421,17 +421,3 @@ def test_refinement_starts_from_the_seeded_default_output():
         out = method.stylize(content, [method.prepare_style(style)], [1.0])
         start = refined.stylize(content, [refined.prepare_style(style)], [1.0])
     assert 0.0 < out.mean() < 1.0 and torch.equal(start, out)
-
-
-def test_the_video_variant_adds_no_texture_seed(monkeypatch):
-    from dynast_cli.styles import base
-    from dynast_cli.styles.dynast import VIDEO_WARP, DynastMethod
-
-    monkeypatch.setattr(base, "vgg16", lambda device, path=None: TinyEncoder())
-    monkeypatch.setattr(base, "universal_decoder", lambda device, path=None: VGGDecoder(skip=True))
-    free = DynastMethod.build(weights="none", attention="cosine").model
-    assert (free.noise, free.warp) == (0.0, 0.0)  # the parameter-free model keeps its own warping (none)
-    model = DynastMethod.build(attention="cosine").model  # the installed default (noise 0.1, warp 0.5 for images)
-    assert (model.noise, model.warp) == (0.0, VIDEO_WARP) and VIDEO_WARP == 0.75
-    image = DynastMethod.build().model
-    assert (image.noise, image.warp) == (0.1, 0.5)

@@ -65,7 +65,7 @@ def test_cosine_builds_the_temporal_variant_and_the_image_default_is_unchanged(s
         {k: v for k, v in image.config().items() if k not in changed}
     assert build_method("dynast", attention="cosine", top_k=2).model.top_k == 2  # an explicit top_k wins
     free = build_method("dynast", weights="none", attention="cosine").model
-    assert (free.smooth, free.top_k, free.warp) == (VIDEO_SMOOTH, VIDEO_TOP_K, 0.0)
+    assert (free.smooth, free.top_k, free.warp, free.noise) == (VIDEO_SMOOTH, VIDEO_TOP_K, 0.0, 0.0)
     assert "attention" in get_spec("dynast").options
     with pytest.raises(UsageError, match="attention"):
         build_method("dynast", attention="sharp")
