@@ -28,7 +28,7 @@ from dynast_cli.distributed import Shard
 from dynast_cli.errors import InputError, OutputError
 from dynast_cli.io.video import VideoReader, has_audio
 from dynast_cli.pipelines.style import MERGED_REPORT, SHARDS_FOLDER
-from dynast_cli.pipelines.video import read_start, run_video
+from dynast_cli.pipelines.video import SETTINGS_FILE, read_start, run_video
 from stand_ins import one_error_line, one_thread  # noqa: F401  (autouse: one torch thread)
 from test_video import FPS, H, N, W, Tint, registered, square_frames, style, write_clip  # noqa: F401 (fixtures)
 
@@ -457,3 +457,69 @@ def test_torchrun_video_ranks_take_their_spans_and_rank_0_joins(vgg16_cached, tm
     assert ranks[1].stdout.startswith("wrote frames (shard 1/2: frames 7-10 of 10, 4 frames")
     assert ranks[0].stdout.splitlines()[-1] == "wrote frames (joined 10 frames, 64x48, 12 fps)"
     _assert_same_images(_pngs(tmp_path / "frames", "frame_*.png"), _pngs(tmp_path / "whole"))
+
+
+def test_temporaries_of_a_killed_run_do_not_stop_the_join_or_a_resumed_run(clip, style, tmp_path, registered,
+                                                                           monkeypatch):
+    """A shard or run killed with -9 leaves atomic_output's hidden temporaries in the .partial folder
+    (a frame and the settings file half written); the join and a resumed run still finish and remove
+    the folder, temporaries included."""
+    monkeypatch.chdir(tmp_path)
+    partial = tmp_path / "out.mp4.partial"
+
+    def kill_leftovers() -> None:
+        (partial / ".frame_000013.png.k1ll3d.part.png").write_bytes(b"\x89PNG half")
+        (partial / f".{SETTINGS_FILE}.k1ll3d.part").write_text("{")
+
+    assert _video("clip.mp4", "style.png", "-o", "out.mp4", "--batch", "4", "--shard", "0/2").exit_code == 0
+    kill_leftovers()
+    assert _video("clip.mp4", "style.png", "-o", "out.mp4", "--batch", "4", "--shard", "1/2").exit_code == 0
+    joined = _video("clip.mp4", "style.png", "-o", "out.mp4", "--join")
+    assert joined.exit_code == 0, joined.output
+    assert not partial.exists() and len(list(VideoReader(tmp_path / "out.mp4"))) == N
+    # an unsharded run: killed after its first frames, resumed
+    assert _video("clip.mp4", "style.png", "-o", "out.mp4", "--batch", "4", "--shard", "0/2", "--overwrite").exit_code == 0
+    kill_leftovers()
+    resumed = _video("clip.mp4", "style.png", "-o", "out.mp4", "--batch", "4", "--resume", "--overwrite")
+    assert resumed.exit_code == 0, resumed.output
+    assert not partial.exists() and len(list(VideoReader(tmp_path / "out.mp4"))) == N
+    # a file this tool did not write: the video is written, the folder kept with a note
+    assert _video("clip.mp4", "style.png", "-o", "out.mp4", "--batch", "4", "--shard", "0/2", "--overwrite").exit_code == 0
+    (partial / "notes.txt").write_text("mine")
+    resumed = _video("clip.mp4", "style.png", "-o", "out.mp4", "--batch", "4", "--resume", "--overwrite")
+    assert resumed.exit_code == 0, resumed.output
+    assert "kept out.mp4.partial/: it holds files this tool did not write" in resumed.output
+    assert sorted(p.name for p in partial.iterdir()) == ["notes.txt"]
+    assert len(list(VideoReader(tmp_path / "out.mp4"))) == N
+
+
+def test_join_accepts_a_stream_shorter_than_its_container_says(style, tmp_path, registered, monkeypatch):
+    """A truncated AVI still says 24 frames in its header but holds fewer: the last shard writes what
+    there is and says so, and the join encodes those frames instead of waiting for frames that cannot
+    come. A tail missing from a stream that has it is still refused."""
+    import cv2
+
+    monkeypatch.chdir(tmp_path)
+    whole = tmp_path / "whole.avi"
+    writer = cv2.VideoWriter(str(whole), cv2.VideoWriter_fourcc(*"MJPG"), FPS, (W, H))
+    for frame in square_frames():
+        writer.write(np.ascontiguousarray(frame[..., ::-1]))
+    writer.release()
+    data = whole.read_bytes()
+    (tmp_path / "cut.avi").write_bytes(data[: int(len(data) * 0.75)])
+    reader = VideoReader(tmp_path / "cut.avi")
+    real = sum(1 for _ in reader)
+    if not (reader.frame_count == N and 12 < real < N):
+        pytest.skip(f"this OpenCV build reads the truncated AVI as {reader.frame_count} frames, {real} readable")
+    assert _video("cut.avi", "style.png", "-o", "out.mp4", "--batch", "4", "--shard", "0/2").exit_code == 0
+    last = _video("cut.avi", "style.png", "-o", "out.mp4", "--batch", "4", "--shard", "1/2")
+    assert last.exit_code == 0, last.output
+    assert f"the stream ends after frame {real} (its container says {N} frames)" in last.output
+    joined = _video("cut.avi", "style.png", "-o", "out.mp4", "--join")
+    assert joined.exit_code == 0, joined.output
+    assert f"joined {real} frames" in joined.output and f"the stream ends after frame {real}" in joined.output
+    assert len(list(VideoReader(tmp_path / "out.mp4"))) == real and not Path("out.mp4.partial").exists()
+    # the whole file has frame 13 on: a missing second shard is still a missing shard
+    assert _video("whole.avi", "style.png", "-o", "w.mp4", "--batch", "4", "--shard", "0/2").exit_code == 0
+    one_error_line(_video("whole.avi", "style.png", "-o", "w.mp4", "--join"), "w.mp4.partial",
+                   f"missing frames 13-{N} of {N}", code=2)

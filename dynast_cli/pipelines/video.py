@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import itertools
 import json
+import re
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -55,6 +56,9 @@ from dynast_cli.styles.base import StyleMethod
 from dynast_cli.temporal import WarpingError
 
 SETTINGS_FILE = ".dynast-video.json"
+#: :func:`~dynast_cli.io.atomic.atomic_output`'s temporaries of a frame or of the settings file
+#: (``.<name>.<random>.part...``), left in a ``.partial`` folder when a run was killed (``-9``, a lost node).
+_TEMPORARY_RE = re.compile(rf"\.(frame_\d{{6}}\.png|{re.escape(SETTINGS_FILE)})\.\w+\.part.*")
 ATTENTIONS = ("cosine", "softmax")
 
 #: ``progress(frames_done, frames_total)``: called once before the first frame (with the frames an
@@ -153,11 +157,17 @@ def _resumable_frames(folder: Path, settings: dict, overwrite: bool, resume: boo
     return 0
 
 
-def _clean_partial(folder: Path) -> None:
-    """Remove the ``.partial`` frames, the settings file and the folder, once the video is written."""
-    for file in [*frame_files(folder), folder / SETTINGS_FILE]:
+def _clean_partial(folder: Path, notes: list[str]) -> None:
+    """Remove the ``.partial`` frames, the settings file and the folder, once the video is written; also
+    the temporaries a killed run left there (:func:`~dynast_cli.io.atomic.leftovers` of those files). A
+    folder that still holds other files (not this tool's) is kept, with a note: the video is written."""
+    temporaries = [p for p in folder.iterdir() if _TEMPORARY_RE.fullmatch(p.name) and p.is_file()]
+    for file in [*frame_files(folder), *temporaries, folder / SETTINGS_FILE]:
         file.unlink(missing_ok=True)
-    folder.rmdir()
+    try:
+        folder.rmdir()
+    except OSError:
+        notes.append(f"kept {folder}/: it holds files this tool did not write")
 
 
 class VideoInterrupted(KeyboardInterrupt):
@@ -257,7 +267,9 @@ def read_start(first: int, batch: int, warmup: int = 0) -> int:
 def join_frames(reader: VideoReader, output: Path, settings: dict, size: tuple[int, int], overwrite: bool) -> VideoReport:
     """``--join``: check that the ``.partial`` folder (or the frame folder) holds every frame of the cut,
     made with ``settings``; then encode the video as an unsharded run does (audio kept) and remove the
-    folder. A missing frame is an :class:`InputError` naming the frames; nothing is written."""
+    folder. A missing frame is an :class:`InputError` naming the frames; nothing is written. A missing tail
+    that the stream does not have (its container says more frames than it holds: a truncated file) is not
+    missing: the frames there are joined, with a note."""
     video = not is_frame_folder(output)
     folder = frames_folder(output)
     total = reader.frame_count
@@ -270,13 +282,18 @@ def join_frames(reader: VideoReader, output: Path, settings: dict, size: tuple[i
         raise OutputError(f"holds frames made with other settings ({', '.join(changed)}); --join takes the "
                           "options of the shards", folder)
     missing = [n for n in range(1, total + 1) if n not in numbers]
+    notes: list[str] = []
+    if missing and missing == list(range(missing[0], total + 1)) and missing[0] > 1 \
+            and not reader.has_frame(missing[0] - 1):
+        # only the tail is missing and the stream has no such frame: it is shorter than its container says
+        notes.append(f"the stream ends after frame {missing[0] - 1} (its container says {total} frames)")
+        total, missing = missing[0] - 1, []
     if missing:
         raise InputError(f"--join: missing frames {frame_ranges(missing)} of {total} (run the shards that write "
                          "them; --resume keeps the frames there)", folder)
-    notes: list[str] = []
     if video:
         _encode(folder, output, reader, size, notes)
-        _clean_partial(folder)
+        _clean_partial(folder, notes)
     return VideoReport(output, total, 0, reader.fps, size, 0.0, notes, total=total, joined=True)
 
 
@@ -419,13 +436,17 @@ def run_video(
         if stop is not None:  # nothing to read when the range is done (a complete shard resumed)
             source = itertools.islice(source, stop - skip if first < stop else 0)
         frames = stylize_frames(model, source, states, (h, w), mix, alpha, batch, dev, work_size=work)
+        ended = skip  # after the loop: where the stream ended, if it did before `stop`
         for index, frame in enumerate(frames, skip):
+            ended = index + 1
             if index < first:
                 continue  # a warm-up frame, or one of a batch an interrupted run had begun: written already
             writer.write(frame)
             if progress:
                 progress(writer.frames_written - begin, todo)
         seconds = time.perf_counter() - began
+        if stop is not None and skip < ended < stop:
+            notes.append(f"the stream ends after frame {ended} (its container says {total} frames)")
         if writer.frames_written == 0 and not sharded:
             raise InputError("has no frames", reader.path)
         if video and not sharded:
@@ -453,7 +474,7 @@ def run_video(
             _add_resume_hint(exc, folder)
         raise
     if video and not sharded:
-        _clean_partial(folder)
+        _clean_partial(folder, notes)
     if reader.repeated:
         names = ", ".join(f.name for f in reader.repeated[:5]) + (", ..." if len(reader.repeated) > 5 else "")
         notes.append(f"{len(reader.repeated)} unreadable frame(s) replaced by a neighbour, frame count and timing "
