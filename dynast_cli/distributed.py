@@ -18,8 +18,9 @@ This module imports torch only inside the functions that need it.
 from __future__ import annotations
 
 import os
+from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Any, Sequence, TypeVar
+from typing import Any, Iterator, Sequence, TypeVar
 
 from dynast_cli.errors import UsageError
 
@@ -181,6 +182,35 @@ def agree(error: BaseException | None) -> None:
             stop = DynastError(f"stopped before any work: rank {rank} of {len(outcomes)} refused: {message}")
             stop.exit_code = code
             raise stop
+
+
+class StartAgreement:
+    """One job's agreement to start (:func:`agree`), which every rank makes exactly once: :meth:`ready`
+    when its checks passed (it raises when another rank's failed), :meth:`refuse` when they did not. After
+    ``ready``, ``refuse`` does nothing: an error during the work is not a refusal."""
+
+    def __init__(self) -> None:
+        self.agreed = False
+
+    def ready(self) -> None:
+        self.agreed = True
+        agree(None)
+
+    def refuse(self, error: BaseException) -> None:
+        if not self.agreed:
+            self.agreed = True
+            agree(error)
+
+
+@contextmanager
+def torchrun_group(device: Any = None) -> Iterator[StartAgreement]:
+    """One job under torchrun: join the process group (:func:`init_process_group`), yield the job's
+    :class:`StartAgreement`, and leave the group (:func:`destroy_process_group`) whatever happens."""
+    init_process_group(device)
+    try:
+        yield StartAgreement()
+    finally:
+        destroy_process_group()
 
 
 def barrier() -> None:

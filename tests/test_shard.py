@@ -220,17 +220,20 @@ def vgg16_cached():
     require_cached_or_network("vgg16_imagenet.safetensors", "the ImageNet VGG16")
 
 
-def _spawn_ranks(args: list[str], cwd: Path, n: int = 2) -> list[subprocess.CompletedProcess]:
-    """``python -m dynast_cli ARGS`` in ``n`` processes with the environment torchrun gives its workers."""
+def _spawn_ranks(args: list[str], cwd: Path, n: int = 2, prelude: str = "") -> list[subprocess.CompletedProcess]:
+    """``python -m dynast_cli ARGS`` in ``n`` processes with the environment torchrun gives its workers, but no
+    torchrun agent (as srun or a hand-set environment: nobody kills the others when one fails).
+    ``prelude``: Python run first in each process (a test's fault injection)."""
     port = str(_free_port())
-    procs = [subprocess.Popen([sys.executable, "-m", "dynast_cli", *args], cwd=cwd, text=True,
+    code = f"{prelude}\nimport runpy, sys\nsys.argv = ['dynast', *sys.argv[1:]]\nrunpy.run_module('dynast_cli', run_name='__main__')"
+    procs = [subprocess.Popen([sys.executable, "-c", code, *args], cwd=cwd, text=True,
                               stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                               env=_env(RANK=str(r), WORLD_SIZE=str(n), LOCAL_RANK=str(r), LOCAL_WORLD_SIZE=str(n),
                                        MASTER_ADDR="127.0.0.1", MASTER_PORT=port))
              for r in range(n)]
     out = []
     for proc in procs:
-        stdout, stderr = proc.communicate(timeout=300)
+        stdout, stderr = proc.communicate(timeout=180)  # a rank left waiting in a collective fails here
         out.append(subprocess.CompletedProcess(proc.args, proc.returncode, stdout, stderr))
     return out
 
@@ -288,6 +291,39 @@ def test_torchrun_environment_rank_0_reports_every_rank_failure(vgg16_cached, tm
         "error: stopped before any work: rank 1 of 2 refused: out/img3.png: already exists (pass --overwrite to "
         "replace it)"]
     assert _listing(tmp_path) == before
+
+
+#: A fault for _spawn_ranks' prelude: on rank 1, FUNCTION (module:name) agrees to start, then raises ERROR.
+_FAULT = """
+import os
+if os.environ["RANK"] == "1":
+    import importlib
+    from dynast_cli.errors import DynastError
+    module, name = "{function}".split(":")
+    def broken(*args, ready=None, **kwargs):
+        ready()
+        raise {error}
+    setattr(importlib.import_module(module), name, broken)
+"""
+
+
+def test_torchrun_environment_a_bug_in_one_rank_stops_no_other(vgg16_cached, tmp_path):
+    """Without torchrun's agent, a rank that hits a bug during the work (after the ranks agreed) still gives
+    rank 0 its report before it shows the error: rank 0 names it and exits 5 (it failed on gloo's
+    "Connection closed by peer", exit 70, with no merged report)."""
+    make_image_folder(tmp_path, "contents", 4, h=24, w=32)
+    Image.fromarray(np.random.default_rng(1).integers(0, 255, (32, 32, 3), dtype=np.uint8)).save(tmp_path / "s.png")
+    fault = _FAULT.format(function="dynast_cli.pipelines.style:run_style", error='RuntimeError("injected bug")')
+    ranks = _spawn_ranks(["style", "contents", "s.png", "-o", "out", "-m", "adain", "--device", "cpu",
+                          "--style-size", "32"], tmp_path, prelude=fault)
+    assert ranks[1].returncode == 70, ranks[1].stderr
+    assert ranks[1].stderr.splitlines() == ["error: RuntimeError: injected bug (run with --debug for the traceback)"]
+    assert ranks[0].returncode == 5, ranks[0].stderr
+    assert ranks[0].stdout.splitlines()[-1] == ("all 2 ranks: 2 written, 0 skipped, 0 failed; report "
+                                                "out/dynast-report.json")
+    assert ranks[0].stderr.splitlines() == ["error: shard 1/2: rank 1: internal error: RuntimeError('injected bug')"]
+    assert "injected bug" in json.dumps(json.loads((tmp_path / "out" / MERGED_REPORT).read_text()))
+    assert "Traceback" not in ranks[0].stderr + ranks[1].stderr
 
 
 # ---------------------------------------------------------------------------------------------
@@ -523,3 +559,18 @@ def test_join_accepts_a_stream_shorter_than_its_container_says(style, tmp_path, 
     assert _video("whole.avi", "style.png", "-o", "w.mp4", "--batch", "4", "--shard", "0/2").exit_code == 0
     one_error_line(_video("whole.avi", "style.png", "-o", "w.mp4", "--join"), "w.mp4.partial",
                    f"missing frames 13-{N} of {N}", code=2)
+
+
+def test_torchrun_environment_video_a_failed_rank_of_three_leaves_none_waiting(vgg16_cached, tmp_path):
+    """Rank 1 of 3 fails during its span: rank 0 says the video is not joined, rank 2 (done, nothing to
+    wait for) exits 0: it no longer waits in the barrier that only a join needs (where it failed on
+    gloo's "Connection closed by peer", exit 70)."""
+    write_clip(tmp_path / "clip.mp4", square_frames(6))
+    Image.fromarray(np.random.default_rng(1).integers(0, 255, (32, 32, 3), dtype=np.uint8)).save(tmp_path / "s.png")
+    fault = _FAULT.format(function="dynast_cli.pipelines.video:run_video", error='DynastError("disk on fire")')
+    ranks = _spawn_ranks(["video", "clip.mp4", "s.png", "-o", "frames", "-m", "adain", "--device", "cpu",
+                          "--style-size", "32", "--batch", "2"], tmp_path, n=3, prelude=fault)
+    assert [r.returncode for r in ranks] == [1, 1, 0], [r.stderr for r in ranks]
+    assert ranks[0].stderr.strip().splitlines()[-1] == "error: not joined: rank 1 of 3 failed: disk on fire"
+    assert ranks[1].stderr.strip().splitlines()[-1] == "error: disk on fire"
+    assert ranks[2].stdout.startswith("wrote frames (shard 2/3: frames 5-6 of 6, 2 frames")

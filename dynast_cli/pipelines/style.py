@@ -455,7 +455,11 @@ def run_style_job(
       then agree: when one refuses, none starts (nothing written). At the end rank 0 gathers every
       rank's report, writes ``OUT/dynast-report.json`` and its ``error`` names every rank's failed
       files (exit 5). The other ranks exit 0 after file failures (rank 0 reports them) and with
-      their own code after an error that stopped them.
+      their own code after an error that stopped them. A bug on one rank (not a
+      :class:`DynastError`) is shown there only after every rank has its report (rank 0 lists it among
+      the merged errors), so that no rank is left in a collective with one that is gone (gloo fails it
+      with "Connection closed by peer", exit 70 and no merged report; on other transports it may wait
+      for the timeout).
 
     Errors before any work (bad options, existing outputs, a missing style) are raised, as by
     :func:`run_style` (under torchrun, after the ranks agreed).
@@ -484,51 +488,45 @@ def run_style_job(
 def _torchrun_style_job(content, styles, output, opts, world, shard, overwrite, resume, progress, notify) -> StyleJob:
     import json
 
-    from dynast_cli.distributed import agree, barrier, destroy_process_group, gather, init_process_group
+    from dynast_cli.distributed import barrier, gather, torchrun_group
     from dynast_cli.io.outputs import write_text
 
-    init_process_group(resolve_device(opts.device))
-    try:
-        agreed = []
-
-        def ready() -> None:
-            agreed.append(True)
-            agree(None)
-
+    with torchrun_group(resolve_device(opts.device)) as start:
         folder = content.is_dir()
         error: DynastError | None = None
+        bug: Exception | None = None  # raised here once every rank has its report (none waits for this one)
         try:
             if folder or world.main:  # a single file: rank 0's
                 report = run_style(content, styles, output, opts, overwrite, progress, notify,
-                                   shard=shard if folder else None, resume=resume, ready=ready)
+                                   shard=shard if folder else None, resume=resume, ready=start.ready)
             else:
-                ready()
+                start.ready()
                 report = BatchReport()
         except BatchError as exc:
             report, error = exc.report, exc
-        except DynastError as exc:
-            if not agreed:
-                agree(exc)
-            report, error = BatchReport(errors=[str(exc)]), exc
-        except Exception as exc:  # a bug: let the others stop too, then show it
-            if not agreed:
-                agree(exc)
-            raise
+        except Exception as exc:  # this rank's error (before the work: a refusal the others stop on), or a bug
+            start.refuse(exc)
+            if isinstance(exc, DynastError):
+                report, error = BatchReport(errors=[str(exc)]), exc
+            else:
+                report, bug = BatchReport(errors=[f"rank {world.rank}: internal error: {exc!r}"]), exc
         report.shard = str(shard)
         reports = [BatchReport.from_json(data) for data in gather(report.to_json())]
         job = StyleJob(report, parts=world.size, torchrun=True, error=None if isinstance(error, BatchError) else error)
-        if world.main:
-            job.merged = BatchReport.merge(reports)
-            if folder:
-                key = job_key(content, styles, output, opts)
-                text = json.dumps({"job": key, "ranks": world.size, **job.merged.to_json()}, indent=1)
-                job.merged_file = write_text(output_folder(content, output) / MERGED_REPORT, text)
-            if job.error is None and (job.merged.failed or job.merged.errors):
-                job.error = batch_error(job.merged)
-        barrier()
+        try:
+            if world.main:
+                job.merged = BatchReport.merge(reports)
+                if folder:
+                    key = job_key(content, styles, output, opts)
+                    text = json.dumps({"job": key, "ranks": world.size, **job.merged.to_json()}, indent=1)
+                    job.merged_file = write_text(output_folder(content, output) / MERGED_REPORT, text)
+                if job.error is None and (job.merged.failed or job.merged.errors):
+                    job.error = batch_error(job.merged)
+        finally:
+            barrier()  # rank 0 too when its report failed: the others are waiting here
+        if bug is not None:
+            raise bug
         return job
-    finally:
-        destroy_process_group()
 
 
 def check_content_size(path: str | Path, hw: tuple[int, int], opts: StyleOptions) -> None:

@@ -496,11 +496,10 @@ def run_video_job(input: str | Path, style_paths: Sequence[str | Path], output: 
     (``WORLD_SIZE`` > 1) rank ``r`` stylises the span of shard ``r/WORLD_SIZE``; the ranks check their
     outputs and agree before any work (one refusal stops all); then, once every rank is done
     (gathered), rank 0 joins and encodes the video. An error of any rank is raised on rank 0 too
-    (nothing joined; the frames done are kept for ``--resume``).
+    (nothing joined; the frames done are kept for ``--resume``); the other ranks then return: none
+    waits for a join that will not come.
     """
-    from dynast_cli.distributed import (
-        agree, barrier, destroy_process_group, gather, init_process_group, shard_from_env, world_from_env,
-    )
+    from dynast_cli.distributed import barrier, gather, shard_from_env, torchrun_group, world_from_env
 
     world = world_from_env()
     if not world.distributed:
@@ -508,37 +507,32 @@ def run_video_job(input: str | Path, style_paths: Sequence[str | Path], output: 
     if join:
         raise UsageError("--join under torchrun: rank 0 joins by itself once every rank is done")
     shard = shard_from_env(shard)
-    init_process_group(resolve_device(device))
-    try:
-        agreed = []
-
-        def ready() -> None:
-            agreed.append(True)
-            agree(None)
-
+    with torchrun_group(resolve_device(device)) as start:
         error: BaseException | None = None
         try:
-            reports = [run_video(input, style_paths, output, shard=shard, device=device, ready=ready, **options)]
+            reports = [run_video(input, style_paths, output, shard=shard, device=device, ready=start.ready,
+                                 **options)]
         except Exception as exc:
-            if not agreed:
-                agree(exc)
+            start.refuse(exc)
             error, reports = exc, []
         outcomes = gather(None if error is None else (getattr(error, "exit_code", 70), " ".join(str(error).split())))
         if error is not None:
             raise error
         failed = [(rank, outcome) for rank, outcome in enumerate(outcomes) if outcome is not None]
-        if failed and world.main:
-            rank, (code, message) = failed[0]
-            stop = DynastError(f"not joined: rank {rank} of {world.size} failed: {message}")
-            stop.exit_code = code
-            raise stop
-        if world.main:
-            options = {k: v for k, v in options.items() if k not in ("resume", "progress")}
-            reports.append(run_video(input, style_paths, output, join=True, device=device, **options))
-        barrier()
+        if failed:  # every rank knows: none joins, none waits
+            if world.main:
+                rank, (code, message) = failed[0]
+                stop = DynastError(f"not joined: rank {rank} of {world.size} failed: {message}")
+                stop.exit_code = code
+                raise stop
+            return reports
+        try:
+            if world.main:
+                options = {k: v for k, v in options.items() if k not in ("resume", "progress")}
+                reports.append(run_video(input, style_paths, output, join=True, device=device, **options))
+        finally:
+            barrier()  # rank 0 too when its join failed: the others are waiting here
         return reports
-    finally:
-        destroy_process_group()
 
 
 # ---------------------------------------------------------------------------------------------
