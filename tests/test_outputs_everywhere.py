@@ -151,6 +151,48 @@ def test_style_folder_refuses_an_existing_output_file_before_any_work(work):
     assert _listing(work) == files  # img0.png not written either: no partial batch
 
 
+# command -> (its arguments, the output that is also one of its inputs), each with --overwrite
+INPUT_AS_OUTPUT = {
+    "style: the content": (["style", "c.png", "s.png", "-m", "adain", "-o"], "c.png"),
+    "style: the style, by another path": (["style", "c.png", "s.png", "-m", "adain", "-o"], "contents/../s.png"),
+    "style folder: into itself": (["style", "contents", "s.png", "-m", "adain", "-o"], "contents"),
+    "face: the exemplar": (["face", "c.png", "s.png", "-o"], "c.png"),
+    "face --save-edges: the edges": (["face", "c.png", "s.png", "-o", "fine.png", "--save-edges"], "s.png"),
+    "pose: the reference": (["pose", "ref.png", "poses/f1_candidate.txt", "-o"], "ref.png"),
+    "video: its frame folder": (["video", "frames", "s.png", "-m", "adain", "-o"], "frames"),
+    "video: the style": (["video", "frames", "s.png", "-m", "adain", "-o"], "s.png"),
+}
+
+
+@pytest.mark.parametrize("command", INPUT_AS_OUTPUT)
+def test_an_output_that_is_an_input_is_refused_even_with_overwrite(work, command):
+    """--overwrite replaces earlier results, never the sources of the run (a content, a style, a frame folder)."""
+    args, output = INPUT_AS_OUTPUT[command]
+    files = _listing(work)
+    res = runner.invoke(app, [*args, output, "--overwrite"])
+    one_error_line(res, "is an input of this run", "writing it would replace the source")
+    assert _listing(work) == files
+
+
+def test_two_outputs_on_one_file_are_refused(work):
+    """One output would silently replace the other: --save-edges / --save-pose on the output's own path, and
+    two contents of a folder that differ only by their extension (both would write a.png)."""
+    files = _listing(work)
+    res = runner.invoke(app, ["face", "c.png", "s.png", "-o", "out/same.png", "--save-edges", "out/same.png"])
+    one_error_line(res, "out/same.png: would be written twice, for the face and for --save-edges")
+    res = runner.invoke(app, ["pose", "ref.png", "poses/f1_candidate.txt", "-o", "same.png", "--save-pose",
+                              "./same.png"])
+    one_error_line(res, "same.png: would be written twice", "--save-pose")
+    assert _listing(work) == files
+    Image.fromarray(make_image(40, 48, 3)).save("contents/img0.jpg")
+    files = _listing(work)
+    for extra in ([], ["--overwrite"], ["--shard", "1/2"]):
+        res = runner.invoke(app, ["style", "contents", "s.png", "-m", "adain", "-o", "outs", *extra])
+        one_error_line(res, "outs/img0.png: would be written twice, for contents/img0.jpg and for "
+                            "contents/img0.png (rename one of them)")
+    assert _listing(work) == files
+
+
 def test_style_folder_writes_into_a_new_folder_and_overwrites_when_asked(tmp_path, stand_ins, monkeypatch):
     """The real pipeline (stand-in networks): the check lets a new folder and --overwrite through."""
     monkeypatch.chdir(tmp_path)

@@ -126,10 +126,22 @@ def test_cli_bad_input_one_line_no_output(stand_ins, image_file, tmp_path, bad):
     assert not out.exists()
 
 
-def test_cli_debug_shows_traceback(stand_ins, tmp_path, image_file):
+def test_cli_debug_shows_traceback_and_keeps_the_exit_code(stand_ins, tmp_path, image_file, monkeypatch):
+    """--debug adds the traceback; the exit code stays the error's own (scripts see the same codes)."""
     style = image_file(32, 32, "s.png")
     result = runner.invoke(app, ["--debug", "style", str(tmp_path / "nope.png"), str(style), "-m", "adain"])
-    assert result.exit_code != 0 and result.exception is not None
+    assert result.exit_code == 2, result.output
+    assert "Traceback (most recent call last)" in result.output and "InputError" in result.output
+    assert result.output.strip().splitlines()[-1].startswith(f"error: {tmp_path / 'nope.png'}: ")
+    import dynast_cli.pipelines.style as pipeline
+
+    def bug(*args, **kwargs):
+        raise ZeroDivisionError("a bug")
+
+    monkeypatch.setattr(pipeline, "run_style_job", bug)
+    result = runner.invoke(app, ["--debug", "style", str(style), str(style), "-m", "adain"])
+    assert result.exit_code == 70 and "Traceback" in result.output
+    assert result.output.strip().splitlines()[-1] == "error: ZeroDivisionError: a bug"
 
 
 def test_cli_unknown_method(stand_ins, image_file, tmp_path):

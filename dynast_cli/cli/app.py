@@ -13,7 +13,7 @@ Error policy (exit codes: :data:`dynast_cli.errors.EXIT_CODES`, the table of the
   out-of-range option value) prints the usage line and one ``error:`` line and exits 1, like the
   project's own option errors (Click's default would be 2, which the table gives to bad input files);
 - any other exception prints one line naming its type and asks for ``--debug`` (exit 70); Ctrl-C
-  exits 130; ``--debug`` (or ``DYNAST_DEBUG=1``) lets the traceback through.
+  exits 130; ``--debug`` (or ``DYNAST_DEBUG=1``) prints the traceback too, with the same exit code.
 
 Help policy: help text is printed as written (no Rich markup, so ``pip install 'dynast-cli[mediapipe]'``
 keeps its brackets), boolean options show as plain flags, arguments are upper case in usage lines
@@ -301,13 +301,11 @@ class DynastCommand(typer.core.TyperCommand):
         try:
             return super().invoke(ctx)
         except DynastError as exc:
-            if debug_enabled():
-                raise
+            _print_traceback_if_debug()
             _report(str(exc))
             ctx.exit(exc.exit_code)
         except KeyboardInterrupt:
-            if debug_enabled():
-                raise
+            _print_traceback_if_debug()
             _report("interrupted")
             ctx.exit(EXIT_INTERRUPTED)
         except UsageError as exc:  # typer.BadParameter raised by a command
@@ -315,9 +313,13 @@ class DynastCommand(typer.core.TyperCommand):
         except (typer.Exit, typer.Abort):
             raise
         except Exception as exc:  # an internal error: still one line unless --debug
-            if debug_enabled() or type(exc).__module__.startswith(("typer", "click")):
+            if type(exc).__module__.startswith(("typer", "click")):
                 raise
-            _report(f"{type(exc).__name__}: {exc} (run with --debug for the traceback)")
+            if debug_enabled():
+                _print_traceback_if_debug()
+                _report(f"{type(exc).__name__}: {exc}")
+            else:
+                _report(f"{type(exc).__name__}: {exc} (run with --debug for the traceback)")
             ctx.exit(EXIT_INTERNAL)
 
 
@@ -395,13 +397,21 @@ def _root(
     _state["debug"] = debug or _debug_from_env()
 
 
+def _print_traceback_if_debug() -> None:
+    """With ``--debug``: the traceback of the exception being handled, on stderr (the exit code stays the
+    error's own, so that scripts checking it behave the same with and without ``--debug``)."""
+    if debug_enabled():
+        import traceback
+
+        traceback.print_exc(file=sys.stderr)
+
+
 def run(argv: list[str] | None = None) -> None:
     """Entry point of the ``dynast`` console script."""
     try:
         app(args=argv, prog_name="dynast")
     except DynastError as exc:  # raised outside a command (e.g. in a callback)
-        if debug_enabled():
-            raise
+        _print_traceback_if_debug()
         _report(str(exc))
         sys.exit(exc.exit_code)
 

@@ -119,3 +119,25 @@ def save_figure(fig: Any, path: str | Path, **kwargs: Any) -> Path:
     except OSError as exc:
         raise OutputError(f"cannot write ({exc.strerror or exc})", path) from None
     return path
+
+
+def _same_file_key(path: Path) -> str:
+    """``path`` with symlinks and ``..`` resolved (also for a file that does not exist yet), for comparisons."""
+    return os.path.normcase(os.path.realpath(path))
+
+
+def check_distinct(outputs: Iterable[tuple[str | Path, str]], inputs: Iterable[str | Path] = ()) -> None:
+    """Before any work: no output is one of the run's ``inputs`` (writing it would replace the source,
+    even with ``--overwrite``) and no two outputs are one file (one would silently replace the other).
+    ``outputs``: (path, what writes it, e.g. ``"--save-edges"`` or the content file it is made from).
+    Raises :class:`~dynast_cli.errors.OutputError` naming the path."""
+    sources = {_same_file_key(Path(p)): Path(p) for p in inputs}
+    seen: dict[str, str] = {}
+    for path, what in outputs:
+        key = _same_file_key(Path(path))
+        if key in sources:
+            same = "" if Path(path) == sources[key] else f" ({sources[key]})"
+            raise OutputError(f"is an input of this run{same}: writing it would replace the source", path)
+        if key in seen:
+            raise OutputError(f"would be written twice, for {seen[key]} and for {what} (rename one of them)", path)
+        seen[key] = what

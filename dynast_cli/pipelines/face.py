@@ -352,6 +352,7 @@ def run_face(
     8:1 and pose weights are refused before any output is written.
     ``max_memory`` (bytes) / ``compile``: see :func:`dynast_cli.memory.prepare_generator`."""
     from dynast_cli.io.images import check_output_path, save_image
+    from dynast_cli.io.outputs import check_distinct
     from dynast_cli.memory import prepare_generator
     from dynast_cli.runtime import resolve_device
 
@@ -361,6 +362,8 @@ def run_face(
     output = check_output_path(output or f"{edges.stem}_as_{exemplar.stem}.png", overwrite)
     if save_edges is not None:
         save_edges = check_output_path(save_edges, overwrite)
+    check_distinct([(output, "the face"), *([(save_edges, "--save-edges")] if save_edges is not None else [])],
+                   [exemplar, edges])
     photo = load_image(exemplar)
     check_frame(exemplar, tuple(photo.shape[-2:]), MODEL_SIZE)
     edges_hw = read_image_size(edges)  # None: unreadable, reported by fitted_face_input below

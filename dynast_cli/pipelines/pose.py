@@ -52,7 +52,7 @@ from dynast_cli.io.images import (
     to_uint8,
 )
 from dynast_cli.io.keypoints import NUM_KEYPOINTS, Keypoints, load_keypoints, mirror_folder
-from dynast_cli.io.outputs import check_output
+from dynast_cli.io.outputs import check_distinct, check_output
 from dynast_cli.memory import prepare_generator
 from dynast_cli.runtime import resolve_device
 
@@ -425,6 +425,9 @@ def run_pose(
     output = Path(output) if output else Path(f"{reference.stem}_to_{target_pose.stem}{'' if sequence else '.png'}")
     frame_paths = _plan_outputs(output, targets, sequence, overwrite)
     pose_paths = _plan_pose_outputs(save_pose, targets, sequence, overwrite)
+    frame_outputs = [(p, str(t)) for p, t in zip(frame_paths, targets)] if frame_paths else [(output, "the video")]
+    check_distinct([*frame_outputs, *[(p, f"--save-pose of {t}") for p, t in zip(pose_paths, targets)]],
+                   [reference, *targets, *([reference_pose] if reference_pose else [])])
 
     image = load_image(reference)
     check_frame(reference, tuple(image.shape[-2:]))

@@ -29,7 +29,7 @@ from dynast_cli.distributed import Shard
 from dynast_cli.errors import BatchError, DynastError, InputError, OutputError, UsageError
 from dynast_cli.io.atomic import remove_leftovers
 from dynast_cli.io.images import check_image_size, check_output_path, list_images, load_image, read_image_size, save_image
-from dynast_cli.io.outputs import check_output
+from dynast_cli.io.outputs import check_distinct, check_output
 from dynast_cli.ops import fit_size, mix_weights, preserve_color, resize
 from dynast_cli.runtime import resolve_device
 from dynast_cli.styles import DEFAULT_METHOD, build_method, get_spec
@@ -296,6 +296,8 @@ def run_style(
         raise UsageError("--resume keeps the outputs that exist and --overwrite replaces them: use one of them")
     mix_weights(opts.mix, len(style_paths))  # a bad --mix fails before any work (stylize normalises it)
     pairs = output_paths(content, style_paths, Path(output) if output else None)
+    # a.png and a.jpg of a folder would both write a.png; an output that is a content or a style would replace it
+    check_distinct([(dst, str(src)) for src, dst in pairs], [src for src, _ in pairs] + style_paths)
     single = not content.is_dir()
     shard = shard or Shard()
     if single and not shard.whole:

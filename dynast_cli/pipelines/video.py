@@ -42,7 +42,7 @@ import torch
 from dynast_cli.distributed import Shard
 from dynast_cli.errors import DynastError, InputError, OutputError, UsageError
 from dynast_cli.io.images import load_image, to_uint8
-from dynast_cli.io.outputs import check_output, write_text
+from dynast_cli.io.outputs import check_distinct, check_output, write_text
 from dynast_cli.io.video import (
     FOURCC, FRAME_NAME, FRAME_RE, VideoReader, VideoWriter, check_video_output, count_done_frames, even_size, frame_files,
     has_audio, is_frame_folder,
@@ -367,6 +367,7 @@ def run_video(
     normalised_mix = mix_weights(mix, len(styles))  # checked before any work (stylize normalises `mix`)
     style_images = [load_image(s) for s in styles]  # errors name the style file
     output = Path(output) if output else default_output(reader.path, styles[0])
+    check_distinct([(output, "the stylised video")], [reader.path, *styles])
     video = not is_frame_folder(output)
     h, w = fit_size(reader.height, reader.width, max_size)
     if video:
