@@ -12,7 +12,7 @@ from typer.testing import CliRunner
 from dynast_cli.cli import app
 from dynast_cli.errors import UsageError
 from dynast_cli.ops import fit_size, resize
-from dynast_cli.pipelines.style import prepare_styles, stylize, work_size
+from dynast_cli.pipelines.style import prepare_styles, stylize, work_hw, work_size
 from dynast_cli.styles import build_method, list_methods
 
 
@@ -45,6 +45,19 @@ def test_a_larger_content_is_painted_at_the_working_size_and_upsampled():
     method.sizes.clear()
     assert torch.equal(stylize(method, content, states, work_size=96), stylize(method, content, states))
     assert method.sizes == [(96, 64), (96, 64)]
+
+
+def test_a_long_strip_keeps_a_short_side_of_a_quarter_of_the_working_size():
+    """A 1600x40 strip was painted at 512x13 (its features a few positions high) and blurred back; the
+    working size now shrinks a strip only until its short side is work_size / 4 (contents up to 4:1 as before)."""
+    assert work_hw((40, 1600), 512) == (40, 1600)  # shrinking at all would take it under 128 rows
+    assert work_hw((300, 2000), 512) == (128, 853)  # shrunk only to 128 rows
+    assert work_hw((2000, 500), 512) == (512, 128)  # 4:1: the plain working size
+    assert work_hw((1024, 681), 512) == fit_size(1024, 681, max_size=512) == (512, 340)
+    assert work_hw((96, 64), 48) == (48, 32) and work_hw((96, 64), None) == (96, 64) == work_hw((96, 64), 0)
+    method, strip = Recorder(), torch.rand(3, 40, 1600)
+    out = stylize(method, strip, [torch.tensor(0.5)], work_size=512)
+    assert method.sizes == [(40, 1600)] and torch.equal(out, (strip * 0.5 + 0.125).clamp(0, 1))
 
 
 def test_the_default_works_at_512_and_the_others_at_full_size():

