@@ -88,8 +88,11 @@ def mix_weights(mix: Sequence[float] | None, n: int) -> list[float]:
         raise DynastError(f"--mix has {len(mix)} weight(s) for {n} style(s)")
     if any(m < 0 or not math.isfinite(m) for m in mix) or sum(mix) <= 0:
         raise DynastError("--mix weights must be non-negative and not all zero")
-    total = float(sum(mix))
-    return [float(m) / total for m in mix]
+    mix = [float(m) for m in mix]
+    if not math.isfinite(sum(mix)):  # huge weights (1e308, 1e308) overflow the sum: divide by the largest first
+        mix = [m / max(mix) for m in mix]
+    total = sum(mix)
+    return [m / total for m in mix]
 
 
 def blend(features: Sequence[torch.Tensor], weights: Sequence[float]) -> torch.Tensor:

@@ -318,3 +318,14 @@ def test_batch_error_carries_the_written_files():
     assert error.written == []
     error.report = Report()
     assert error.written == [Path("a.png")]
+
+
+@pytest.mark.parametrize("command", [["train", "style"], ["train", "face"], ["train", "pose"]])
+@pytest.mark.parametrize("lr", ["-1", "0", "nan", "inf"])
+def test_a_learning_rate_that_is_not_above_0_is_a_usage_error(command, lr):
+    """--lr -1 trained face and pose models (exit 0) and stopped train style with an internal error (70)."""
+    res = CliRunner().invoke(app, [*command, "--lr", lr])
+    assert res.exit_code == 1, res.output
+    errors = [line for line in res.output.splitlines() if line.startswith("error:")]
+    assert errors == [f"error: Invalid value for '--lr': must be a number above 0, got {float(lr):g} "
+                      f"(see 'dynast {' '.join(command)} -h')"]

@@ -211,6 +211,21 @@ def test_bad_candidate_subset_messages(tmp_path, candidate, subset, message):
     assert str(info.value).startswith(str(tmp_path / message)), str(info.value)
 
 
+@pytest.mark.parametrize("xy", ["nan nan", "-5 -5", "1e9 -1e9", "inf 3"])
+def test_keypoints_all_outside_the_frame_or_not_numbers_are_no_person(tmp_path, xy):
+    """They drew a blank pose map and the tool still wrote a picture (exit 0); one bad point among good
+    ones is only a keypoint not detected."""
+    subset = " ".join(["0", "1"] + ["-1"] * 16 + ["2", "2"])
+    path = _write_pair(tmp_path, f"{xy} 0.9 0\n{xy} 0.9 1\n", subset)
+    with pytest.raises(InputError) as info:
+        load_keypoints(path, default_frame_size=(40, 30))
+    assert str(info.value) == f"{tmp_path / 'x_candidate.txt'}: no person found (no keypoint inside its 30x40 frame)"
+    path = _write_pair(tmp_path, f"{xy} 0.9 0\n10 20 0.9 1\n", subset)
+    kps = load_keypoints(path, default_frame_size=(40, 30))
+    assert kps.points[1].tolist() == [10, 20] and kps.points[0].tolist() == ([-1, -1] if "n" in xy else
+                                                                            [float(v) for v in xy.split()])
+
+
 def test_missing_partner_and_unknown_frame(tmp_path):
     (tmp_path / "x_candidate.txt").write_text("10 20 0.9 0\n")
     with pytest.raises(InputError, match=r"x_subset.txt: no such file"):

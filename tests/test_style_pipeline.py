@@ -43,6 +43,7 @@ def test_preserve_color_keeps_content_chroma():
 def test_mix_weights():
     assert ops.mix_weights(None, 2) == [0.5, 0.5]
     assert ops.mix_weights([3, 1], 2) == [0.75, 0.25]
+    assert ops.mix_weights([1e308, 1e308, 0.0], 3) == [0.5, 0.5, 0.0]  # the sum overflowed to inf: weights 0
     with pytest.raises(DynastError, match="2 style"):
         ops.mix_weights([1.0], 2)
     with pytest.raises(DynastError, match="non-negative"):

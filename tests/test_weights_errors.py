@@ -167,3 +167,20 @@ def test_resume_from_a_malicious_state_is_refused(tmp_path, monkeypatch):
     result = runner.invoke(app, [*args, "--steps", "2", "--resume"])
     assert result.exit_code == WeightsError.exit_code and "unreadable training state" in result.output
     assert len(result.output.strip().splitlines()) == 1
+
+
+def test_weights_with_nan_or_inf_are_refused_naming_the_tensor(tmp_path):
+    """A diverged training's weights painted an all-black image with exit 0; now exit 3 at load."""
+    from safetensors.torch import save_file
+
+    from dynast_cli.weights.io import load_weights
+
+    good = {"a.weight": torch.ones(3, 3), "b.bias": torch.zeros(3), "steps": torch.tensor([5])}
+    save_file(good, tmp_path / "good.safetensors")
+    assert set(load_weights(tmp_path / "good.safetensors")[0]) == set(good)
+    for name, value in [("nan", float("nan")), ("inf", float("inf"))]:
+        bad = dict(good, **{"b.bias": torch.tensor([0.0, value, 0.0])})
+        save_file(bad, tmp_path / f"{name}.safetensors")
+        with pytest.raises(WeightsError, match=r"tensor 'b.bias' holds NaN or infinite values") as info:
+            load_weights(tmp_path / f"{name}.safetensors")
+        assert info.value.exit_code == 3 and f"{name}.safetensors" in str(info.value)

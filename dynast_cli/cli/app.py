@@ -378,6 +378,15 @@ def command(target: typer.Typer = app, name: str | None = None, **kwargs: Any):
     return register
 
 
+def positive_float(value: float) -> float:
+    """Option callback: a finite number above 0 (a learning rate), else a usage error (exit 1)."""
+    import math
+
+    if not (math.isfinite(value) and value > 0):
+        raise typer.BadParameter(f"must be a number above 0, got {value:g}")
+    return value
+
+
 def _version(value: bool) -> None:
     if value:
         from dynast_cli import __version__

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import typer
 
-from dynast_cli.cli.app import command, late_help, main_echo, train_app
+from dynast_cli.cli.app import command, late_help, main_echo, positive_float, train_app
 
 
 def _method_help() -> str:
@@ -27,7 +27,7 @@ def train_style_command(
     steps: int = typer.Option(1000, "--steps", min=1, help="Total steps (a resumed run counts its earlier ones)."),
     batch: int = typer.Option(4, "--batch", min=1, help="Images per step."),
     size: int = typer.Option(192, "--size", min=32, help="Crop size in pixels (a multiple of 16)."),
-    lr: float = typer.Option(1e-4, "--lr", help="Adam learning rate."),
+    lr: float = typer.Option(1e-4, "--lr", callback=positive_float, help="Adam learning rate."),
     out: Path = typer.Option(Path("runs/style"), "--out", help="Output folder (checkpoint/, samples, weights)."),
     resume: bool = typer.Option(False, "--resume", help="Continue from OUT/checkpoint."),
     sample_every: int = typer.Option(100, "--sample-every", min=0, help="Write a sample grid every N steps (0: never)."),

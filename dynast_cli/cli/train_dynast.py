@@ -6,7 +6,7 @@ from pathlib import Path
 
 import typer
 
-from dynast_cli.cli.app import command, main_echo, train_app
+from dynast_cli.cli.app import command, main_echo, positive_float, train_app
 
 SIZES = (128, 256)
 
@@ -48,7 +48,7 @@ def train_face_command(
     batch: int = typer.Option(4, "--batch", min=1, help="Pairs per step."),
     size: int = typer.Option(128, "--size", help="Training resolution: 128 or 256."),
     config: str = typer.Option("compact", "--config", help="Generator size: compact | official."),
-    lr: float = typer.Option(2e-4, "--lr", help="Base learning rate (generator lr/2, discriminator 2*lr)."),
+    lr: float = typer.Option(2e-4, "--lr", callback=positive_float, help="Base learning rate (generator lr/2, discriminator 2*lr)."),
     max_faces: int = typer.Option(0, "--max-faces", min=0, help="Use at most N faces, evenly spread (0: all)."),
     out: Path = typer.Option(Path("runs/face"), "--out", help="Output folder (checkpoint/, samples, weights)."),
     resume: bool = typer.Option(False, "--resume", help="Continue from OUT/checkpoint."),
@@ -79,7 +79,7 @@ def train_pose_command(
     batch: int = typer.Option(4, "--batch", min=1, help="Pairs per step."),
     size: int = typer.Option(256, "--size", help="Training resolution: 128 or 256."),
     config: str = typer.Option("official", "--config", help="Generator size: compact | official."),
-    lr: float = typer.Option(2e-4, "--lr", help="Base learning rate (generator lr/2, discriminator 2*lr)."),
+    lr: float = typer.Option(2e-4, "--lr", callback=positive_float, help="Base learning rate (generator lr/2, discriminator 2*lr)."),
     out: Path = typer.Option(Path("runs/pose"), "--out", help="Output folder (checkpoint/, samples, weights)."),
     resume: bool = typer.Option(False, "--resume", help="Continue from OUT/checkpoint."),
     sample_every: int = typer.Option(100, "--sample-every", min=0, help="Write a sample grid every N steps (0: never)."),

@@ -79,7 +79,13 @@ def load_keypoints(path: str | Path, default_frame_size: tuple[int, int] | None 
         raise InputError(
             "unknown keypoint format (expected OpenPose .json, *_candidate.txt/*_subset.txt or a photo)", path
         )
-    return Keypoints(points, _frame_size(path, default_frame_size))
+    frame = _frame_size(path, default_frame_size)
+    points = np.where(np.isfinite(points).all(axis=1, keepdims=True), points, MISSING)  # NaN / inf: not detected
+    h, w = frame
+    inside = (points[:, 0] >= 0) & (points[:, 0] < w) & (points[:, 1] >= 0) & (points[:, 1] < h)
+    if not inside.any():  # the pose map would be blank: a picture of nobody
+        raise InputError(f"no person found (no keypoint inside its {w}x{h} frame)", path)
+    return Keypoints(points, frame)
 
 
 def read_openpose_json(path: str | Path) -> np.ndarray:

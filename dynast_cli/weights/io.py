@@ -95,6 +95,9 @@ def load_weights(path: str | Path, device: str | torch.device = "cpu") -> tuple[
             tensors = {k: fh.get_tensor(k) for k in fh.keys()}
     except Exception as exc:
         raise WeightsError(f"not a readable safetensors file ({exc})", path) from None
+    for name, tensor in tensors.items():  # a diverged training's weights would paint black or grey images
+        if tensor.is_floating_point() and not bool(torch.isfinite(tensor).all()):
+            raise WeightsError(f"tensor '{name}' holds NaN or infinite values (a diverged training?)", path)
     return tensors, meta
 
 
