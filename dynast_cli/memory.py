@@ -47,6 +47,10 @@ GiB, MiB = 1 << 30, 1 << 20
 #: Resident memory of the process before any image work: interpreter, PyTorch, dynast imported
 #: (``docs/bench/calibrate_memory.py``: intercept of the fit minus the weights).
 BASE = 256 * MiB
+#: Peak bytes per output pixel of the full-size images around a method that paints at a smaller working
+#: size (the content at full size, the upsampled output, the 8-bit copy written): measured 20-21 B/px on
+#: this project's CPU box (peak RSS of `dynast style --size 2000 / 4000` minus `--size 512`), with margin.
+FULL_SIZE_BYTES_PER_PIXEL = 32
 
 #: Bytes per pixel per generator channel (``ngf``) of the DynaST generator (pose, face): measured
 #: 2320 B/px with the face weights (ngf 16, peak RSS 414 MB at 256x256, 849 MB at 512x512), rounded
@@ -189,6 +193,7 @@ def plan_style(
     device: torch.device | str = "cpu",
     batch: int = 1,
     extra_bytes: int = 0,
+    full_hw: tuple[int, int] | None = None,
 ) -> MemoryPlan:
     """Choose the attention tile (and, only when unavoidable and the method allows it, fewer style keys)
     so that stylising a ``content_hw`` content (``batch`` of them at once: video frames) with styles of
@@ -197,15 +202,23 @@ def plan_style(
     ``method``: the built style method (its weights are counted, its spec's memory profile is used);
     ``extra_bytes``: more working memory counted as fixed (``--refine``:
     :func:`dynast_cli.styles.refine.refine_bytes`). Raises :class:`MemoryBudgetError` when even the
-    smallest tile does not fit.
+    smallest tile does not fit. ``full_hw``: the output's (H, W) when the method paints the content at a
+    smaller working size (``content_hw``) and upsamples: its full-size copies count too
+    (:data:`FULL_SIZE_BYTES_PER_PIXEL` each of ``batch``).
     """
     profile = memory_profile(method)
     cuda = torch.device(device).type == "cuda"
     h, w = padded(content_hw)
     activations = profile.bytes_per_pixel * max([h * w * batch] + [a * b for a, b in style_hws])
-    base = (0 if cuda else BASE) + model_bytes(method) + extra_bytes
+    full = 0
+    if full_hw is not None and tuple(full_hw) != tuple(content_hw):
+        full = int(FULL_SIZE_BYTES_PER_PIXEL * full_hw[0] * full_hw[1] * batch)
+    base = (0 if cuda else BASE) + model_bytes(method) + extra_bytes + full
     frames = f"{batch} frames of " if batch > 1 else "a "
     what = f"{frames}{content_hw[1]}x{content_hw[0]} content with {method.name}"
+    if full:
+        what = (f"{frames}{full_hw[1]}x{full_hw[0]} content with {method.name} (painted at "
+                f"{content_hw[1]}x{content_hw[0]}; the full-size images {format_bytes(full)})")
     if extra_bytes:
         note = (f" (activations alone {format_bytes(activations)}, refinement {format_bytes(extra_bytes)}; "
                 "try a smaller --max-size or --refine 0)")

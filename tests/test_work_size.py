@@ -98,3 +98,25 @@ def test_library_default_dynast_paints_at_its_working_size(stand_ins):
     states = prepare_styles(method, [torch.rand(3, 64, 64)], 64, torch.device("cpu"))
     out = style_pipeline.stylize(method, torch.rand(3, 600, 320), states, work_size=work_size("dynast", None))
     assert out.shape == (3, 600, 320) and seen == [(512, 273)]
+
+
+def test_the_memory_plan_counts_the_full_size_output_of_a_smaller_working_size(stand_ins, image_file, tmp_path):
+    """--max-memory planned only the 512 px painting: --size 20000 passed a 1 GB budget and ran out of memory
+    (exit 70). The full-size images now count (FULL_SIZE_BYTES_PER_PIXEL), so it is refused before any work."""
+    from dynast_cli import memory
+
+    method = build_method("adain")
+    painted = memory.plan_style(1 << 40, method, (384, 512), [(64, 64)])
+    same = memory.plan_style(1 << 40, method, (384, 512), [(64, 64)], full_hw=(384, 512))
+    big = memory.plan_style(1 << 40, method, (384, 512), [(64, 64)], full_hw=(15000, 20000))
+    assert same.minimum == painted.minimum
+    assert big.minimum - painted.minimum == memory.FULL_SIZE_BYTES_PER_PIXEL * 15000 * 20000
+    with pytest.raises(memory.MemoryBudgetError, match=r"20000x15000 content with adain \(painted at 512x384; "
+                                                       r"the full-size images 8.9 GB\)"):
+        memory.plan_style(painted.minimum + (1 << 20), method, (384, 512), [(64, 64)], full_hw=(15000, 20000))
+    content, style = image_file(96, 128, "c.png"), image_file(32, 32, "s.png", seed=2)
+    out = tmp_path / "o.png"
+    result = CliRunner().invoke(app, ["style", str(content), str(style), "-o", str(out), "-m", "adain",
+                                      "--work-size", "512", "--size", "20000", "--max-memory", "1G"])
+    assert result.exit_code == 6, result.output
+    assert "painted at 512x384; the full-size images" in result.output and not out.exists()

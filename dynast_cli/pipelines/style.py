@@ -569,14 +569,13 @@ def _plan_memory(
     from dynast_cli.memory import apply_style_plan, plan_style
 
     sizes = [fit_size(*hw, opts.max_size, opts.size) for hw in content_hws]
-    if work:
-        sizes = [work_hw(hw, work) for hw in sizes]
     if not sizes:
         return  # nothing readable: the loop reports the files
-    largest = max(sizes, key=lambda hw: hw[0] * hw[1])
+    full = max(sizes, key=lambda hw: hw[0] * hw[1])  # the largest output, and what it is painted at
+    largest = work_hw(full, work) if work else full
     style_hws = [fit_size(*img.shape[-2:], max_size=opts.style_size) for img in styles]
     extra = refine_bytes(largest) if refine else 0
-    plan = plan_style(opts.max_memory, method, largest, style_hws, device, extra_bytes=extra)
+    plan = plan_style(opts.max_memory, method, largest, style_hws, device, extra_bytes=extra, full_hw=full)
     apply_style_plan(method, plan)
     for note in plan.notes:
         if notify:
