@@ -69,6 +69,30 @@ def test_guard_skips_sizes_expected_over_budget_and_says_so():
     assert big.speed_ratio is None and big.memory_ratio is None
 
 
+def test_a_huge_first_size_is_guarded_by_an_unreported_probe():
+    """--sizes 100000 alone had no smaller size to extrapolate from: its inputs went to the allocator and the
+    command ended in an internal error. A probe at PROBE_SIZE (not reported) now guards it, inputs included."""
+    prepared = []
+    full = bench.CASES["full"]
+    case = bench.BenchCase("full", full.summary, "kernel", lambda n, d: prepared.append(n) or full.prepare(n, d))
+    opts = bench.BenchOptions(warmup=1, repeat=1)
+    (row,) = bench.run_benchmarks([case], [100_000], opts)
+    assert prepared == [bench.PROBE_SIZE] and row.size == 100_000
+    assert not row.fast.ok and row.fast.note.startswith("skipped: ~") and "MB expected > budget 4,096 MB" in row.fast.note
+
+
+def test_inputs_that_cannot_be_allocated_are_a_row_not_a_crash():
+    def prepare(n, device):
+        if n > 8:
+            raise RuntimeError("[enforce fail at alloc_cpu.cpp:127] DefaultCPUAllocator: can't allocate memory")
+        return bench.CASES["full"].prepare(n, device)
+
+    case = bench.BenchCase("full", "", "kernel", prepare)
+    small, big = bench.run_benchmarks([case], [8, 16], bench.BenchOptions(warmup=1, repeat=1))
+    assert small.fast.ok and not big.fast.ok
+    assert big.fast.note == "error: [enforce fail at alloc_cpu.cpp:127] DefaultCPUAllocator: can't allocate memory"
+
+
 def test_extrapolation_fits_the_growth_between_linear_and_quadratic():
     assert bench._extrapolate([(16, 1.0)], 32) == 16.0  # one point: quadratic in positions
     assert bench._extrapolate([(16, 1.0), (32, 4.0)], 64) == pytest.approx(16.0)  # linear in positions
@@ -127,6 +151,7 @@ def test_cli_unknown_kernel_is_one_line_error():
     (["--sizes", "0"], "--sizes needs positive integers"),
     (["--plot", "out.jpg"], "the plot is written as PNG"),
     (["--json", "no/such/dir/b.json"], "folder does not exist"),
+    (["--kernels", ","], "--kernels: names no kernel"),
 ])
 def test_cli_bad_options_fail_before_measuring(args, message):
     res = runner.invoke(app, ["bench", "--kernels", "full", *args])

@@ -146,3 +146,13 @@ def test_the_python_api_defaults_to_the_cli_default(stand_ins, files, tmp_path):
     assert np.array_equal(to_uint8(dynast_cli.stylize(content, style)), _png(tmp_path / "cli.png"))
     tensor = dynast_cli.stylize(load_image(content), load_image(style))  # tensors in place of files
     assert np.array_equal(to_uint8(tensor), _png(tmp_path / "cli.png"))
+
+
+def test_the_optimize_method_refuses_weights_it_would_ignore(stand_ins, tmp_path):
+    """`-m optimize --weights garbage.safetensors` ran and never read the file (exit 0)."""
+    from dynast_cli.errors import UsageError
+    from dynast_cli.styles import build_method
+
+    with pytest.raises(UsageError, match="--weights: the optimize method has no weights"):
+        build_method("optimize", weights=tmp_path / "garbage.safetensors")
+    assert build_method("optimize").name == "optimize"

@@ -86,6 +86,9 @@ def bench(
     from dynast_cli.runtime import set_threads
 
     names = None if kernels.strip() == "all" else [k.strip() for k in kernels.split(",") if k.strip()]
+    if names == []:
+        raise typer.BadParameter("names no kernel (give kernel names separated by commas, or 'all')",
+                                 param_hint="--kernels")
     cases = b.select_cases(names)
     kernel_sizes = _parse_sizes(sizes, "--sizes")
     e2e_cases = b.select_cases([], e2e=True) if e2e else []

@@ -8,6 +8,7 @@ from typing import Any, Sequence
 import torch
 from torch import nn
 
+from dynast_cli.errors import UsageError
 from dynast_cli.models.adaattn import AdaAttNModel
 from dynast_cli.models.vgg import TRANSFORM_LEVELS
 from dynast_cli.nn.norm import calc_mean_std
@@ -43,6 +44,9 @@ class OptimizeMethod(base.StyleMethod):
     @classmethod
     def build(cls, weights: str | Path | None = None, device: torch.device = torch.device("cpu"),
               vgg: str | Path | None = None, steps: int = 200) -> OptimizeMethod:
+        if weights is not None:  # it was silently ignored
+            raise UsageError("--weights: the optimize method has no weights (it optimises the pixels against the "
+                             "VGG16 statistics)")
         return cls(base.vgg16(device, vgg), steps=steps)
 
     def prepare_style(self, style: torch.Tensor):
