@@ -158,6 +158,7 @@ def test_click_usage_errors_exit_1(args, mentions, tmp_path, monkeypatch):
 #: named are c.png and s.png (written by the test) or do not exist.
 OPTION_VALUE_ERRORS = {
     "train style --size": (["train", "style", "--content", "c", "--style", "s", "--size", "100"], "--size"),
+    "train style --size 4096": (["train", "style", "--content", "c", "--style", "s", "--size", "4096"], "--size"),
     "train style --precision": (["train", "style", "--content", "c", "--style", "s", "--precision", "fp8"],
                                 "--precision"),
     "train style --video-weight": (["train", "style", "--content", "c", "--style", "s", "--video-weight", "1"],

@@ -26,7 +26,8 @@ def train_style_command(
     method: str = typer.Option("decoder", "--method", help=late_help(_method_help)),
     steps: int = typer.Option(1000, "--steps", min=1, help="Total steps (a resumed run counts its earlier ones)."),
     batch: int = typer.Option(4, "--batch", min=1, help="Images per step."),
-    size: int = typer.Option(192, "--size", min=32, help="Crop size in pixels (a multiple of 16)."),
+    size: int = typer.Option(192, "--size", min=32, max=1024, help="Crop size in pixels (a multiple of 16, at most 1024: "
+                             "a 4096 px crop of batch 1 used up 24 GB before the first step)."),
     lr: float = typer.Option(1e-4, "--lr", callback=positive_float, help="Adam learning rate."),
     out: Path = typer.Option(Path("runs/style"), "--out", help="Output folder (checkpoint/, samples, weights)."),
     resume: bool = typer.Option(False, "--resume", help="Continue from OUT/checkpoint."),
