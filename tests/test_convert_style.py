@@ -353,7 +353,7 @@ def test_loading_needs_an_encoder_and_the_right_file(official, tmp_path):
     from dynast_cli.weights.io import save_weights
 
     other = save_weights({"x": torch.zeros(1)}, tmp_path / "dec.safetensors", {"architecture": "decoder"})
-    with pytest.raises(WeightsError, match="dec.safetensors: is a 'decoder' file"):
+    with pytest.raises(WeightsError, match="dec.safetensors: holds 'decoder' weights"):
         build_model(other, STYLE_MODELS)
 
 

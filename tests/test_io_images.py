@@ -45,7 +45,8 @@ def test_cmyk_and_grayscale_become_rgb(tmp_path):
 
 @pytest.mark.parametrize(
     "content, message",
-    [(None, "no such file"), (b"not an image", "not an image file"), ("truncated", "corrupt or truncated")],
+    [(None, "no such file"), (b"not an image", "not an image file"), ("truncated", "corrupt or truncated"),
+     (b"", "empty file (0 bytes), not an image")],
 )
 def test_errors_name_file_and_problem(tmp_path, content, message):
     path = tmp_path / "x.jpg"

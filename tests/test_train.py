@@ -269,7 +269,7 @@ def test_attention_training_continues_from_its_own_export(tmp_path, monkeypatch)
 
     a2k = train_style([content], [style], method="a2k", steps=1, batch=1, size=32, out=tmp_path / "c",
                       encoder=TinyEncoder(), sample_every=0)
-    with pytest.raises(WeightsError, match="is a 'stya2k' file, expected 'adaattn'"):
+    with pytest.raises(WeightsError, match="holds 'stya2k' weights, expected 'adaattn'"):
         train_style([content], [style], steps=1, out=tmp_path / "d", init=a2k, **{**common, "lr": 0.0})
     with pytest.raises(UsageError, match="^--init continues a trained adaattn or a2k model, not --method decoder$"):
         train_style([content], [style], method="decoder", init=first, encoder=TinyEncoder())

@@ -85,6 +85,8 @@ def read_image_array(path: str | Path) -> np.ndarray:
                 img = ImageOps.exif_transpose(img)
                 return _to_rgb(img)
     except UnidentifiedImageError:
+        if path.stat().st_size == 0:
+            raise InputError("empty file (0 bytes), not an image", path) from None
         raise InputError("not an image file (unknown or unsupported format)", path) from None
     except (Image.DecompressionBombError, Image.DecompressionBombWarning):
         raise InputError("image is too large (over 200 megapixels)", path) from None

@@ -82,11 +82,11 @@ def build_model(
 
 def _refusal(found: str | None, expected: tuple[str, ...]) -> str:
     if len(expected) > 1:
-        return f"is a '{found or 'unknown'}' file, expected one of {sorted(expected)}"
+        return f"holds '{found or 'unknown'}' weights, expected one of {sorted(expected)}"
     arch = ARCHITECTURES[expected[0]]
     if arch.refusal:
         return arch.refusal.format(found=found or "?")
-    return f"is a '{found or 'unknown'}' file, expected {arch.what}"
+    return f"holds '{found or 'unknown'}' weights, expected {arch.what}"
 
 
 # ---------------------------------------------------------------------------------------------
