@@ -186,6 +186,8 @@ def test_two_outputs_on_one_file_are_refused(work):
     assert _listing(work) == files
     Image.fromarray(make_image(40, 48, 3)).save("contents/img0.jpg")
     files = _listing(work)
+    res = runner.invoke(app, ["style", "contents", "s.png", "-m", "adain", "-o", "out.png"])
+    one_error_line(res, "out.png: is an image file name, but contents is a folder of contents: give an output folder")
     for extra in ([], ["--overwrite"], ["--shard", "1/2"]):
         res = runner.invoke(app, ["style", "contents", "s.png", "-m", "adain", "-o", "outs", *extra])
         one_error_line(res, "outs/img0.png: would be written twice, for contents/img0.jpg and for "

@@ -28,7 +28,9 @@ import torch.nn.functional as F
 from dynast_cli.distributed import Shard
 from dynast_cli.errors import BatchError, DynastError, InputError, OutputError, UsageError
 from dynast_cli.io.atomic import remove_leftovers
-from dynast_cli.io.images import check_image_size, check_output_path, list_images, load_image, read_image_size, save_image
+from dynast_cli.io.images import (
+    WRITE_SUFFIXES, check_image_size, check_output_path, list_images, load_image, read_image_size, save_image,
+)
 from dynast_cli.io.outputs import check_distinct, check_output
 from dynast_cli.ops import fit_size, mix_weights, preserve_color, resize
 from dynast_cli.runtime import resolve_device
@@ -270,6 +272,9 @@ def output_paths(content: Path, styles: Sequence[Path], output: Path | None, ext
         out_dir = output_folder(content, output)
         if out_dir.exists() and not out_dir.is_dir():
             raise OutputError("exists and is not a folder (a folder of contents needs an output folder)", out_dir)
+        if not out_dir.exists() and out_dir.suffix.lower() in WRITE_SUFFIXES:  # it made a folder named x.png
+            raise OutputError(f"is an image file name, but {content} is a folder of contents: give an output "
+                              "folder", out_dir)
         return [(f, out_dir / f"{f.stem}{ext}") for f in files]
     if not content.exists():
         raise InputError("no such file", content)
