@@ -96,6 +96,27 @@ def test_train_decoder_fine_tunes_for_the_shipped_defaults_matching(tmp_path):
     assert prune.model.warp == 0.0
 
 
+def test_train_decoder_matches_the_seeded_content_as_the_default_runs(tmp_path, monkeypatch):
+    """The exported file seeds the content at inference (noise 0.1), so the fine-tuned decoder must learn the
+    features of the seeded content; training matched the plain content before."""
+    from dynast_cli.models.dynast_style import texture_seed
+
+    contents = RandomCrops([_folder(tmp_path, "c", 2)], size=32)
+    styles = RandomCrops([_folder(tmp_path, "s", 2, 48, 40, seed=7)], size=32)
+    task = prune_mask_task(TinyEncoder(), contents, styles, 1, torch.device("cpu"), VGGDecoder(skip=True),
+                           train_decoder=True)
+    assert task.model.noise == 0.1
+    seen = []
+    real = task.model.transform
+    monkeypatch.setattr(task.model, "transform", lambda feats, state, **kw: seen.append(feats) or real(feats, state, **kw))
+    content, style = task.data(torch.Generator().manual_seed(0))
+    task.loss_fn(task.model, (content, style))
+    with torch.no_grad():
+        expected = task.model.encoder(texture_seed(content, 0.1))
+    assert len(seen) == 1 and all(torch.equal(a, b) for a, b in zip(seen[0], expected))
+    assert not torch.equal(seen[0][2], task.model.encoder(content)[2])
+
+
 def test_trained_decoder_exports_with_its_locality_and_round_trips(tmp_path, monkeypatch):
     monkeypatch.setenv("DYNAST_WEIGHTS", str(tmp_path / "no-weights"))  # a fresh decoder to start from
     content, style = _folder(tmp_path, "c", 2, 32, 32), _folder(tmp_path, "s", 2, 32, 40, seed=9)

@@ -184,12 +184,13 @@ def prune_mask_task(encoder: nn.Module, contents: RandomCrops, styles: RandomCro
     :class:`~dynast_cli.models.dynast_style.DynastStyleModel`) and the decoder fine-tuned from ``decoder``
     with :data:`DYNAST_DECODER_LOSS_WEIGHTS`; ``decoder.*`` is exported with the config.
 
-    Each step matches every content crop to its own style crop. Losses on the frozen encoder:
+    Each step matches every content crop (with the model's texture seed, as the style method adds it) to
+    its own style crop. Losses on the frozen encoder:
     ``content`` (normalised relu4_1/relu5_1), ``global`` (mean/std relu1_1..relu5_1) and ``local``
     (relu3_1..relu5_1 against the parameter-free transform, which equals the model at initialisation);
     ``kept`` (logged, not optimised) is the mean attention mass the gate keeps over the three levels.
     """
-    from dynast_cli.models.dynast_style import LEVELS, DynastStyleModel
+    from dynast_cli.models.dynast_style import LEVELS, DynastStyleModel, texture_seed
 
     decoder = (decoder if decoder is not None else VGGDecoder(skip=True)).to(device).requires_grad_(train_decoder)
     matching = DYNAST_DECODER_MATCHING if train_decoder else {}
@@ -206,12 +207,15 @@ def prune_mask_task(encoder: nn.Module, contents: RandomCrops, styles: RandomCro
         content, style = pair
         with torch.no_grad():
             content_feats, style_feats = encoder(content), encoder(style)
+            # the matching sees the content as the style method gives it: with the texture seed (the
+            # fine-tuned decoder then learns the features it will decode); the losses keep the plain content
+            seeded = encoder(texture_seed(content, net.noise)) if net.noise > 0 else content_feats
         with torch.set_grad_enabled(not train_decoder):  # nothing to learn before the decoder then
             state = net.prepare_style(style)
-            transformed = net.transform(content_feats, state)
+            transformed = net.transform(seeded, state)
         with torch.no_grad():
-            targets = transformed if train_decoder else net.transform(content_feats, state, prune=False)
-            matches = None if train_decoder else net.match(content_feats, state)
+            targets = transformed if train_decoder else net.transform(seeded, state, prune=False)
+            matches = None if train_decoder else net.match(seeded, state)
         out_feats = encoder(net.decode(transformed))
         losses = {
             "content": content_loss(out_feats, content_feats),
