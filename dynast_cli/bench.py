@@ -472,11 +472,6 @@ def _measure(fn: Variant, device: torch.device, opts: BenchOptions) -> Measureme
     return Measurement(statistics.median(times), peak, [round(t, 3) for t in times], note)
 
 
-#: Kernel size measured first, unreported, when the smallest requested size is larger: the growth guard
-#: (:func:`_guard`) needs a measurement to extrapolate from.
-PROBE_SIZE = 32
-
-
 def _extrapolate(history: list[tuple[int, float]], size: int) -> float:
     """Value expected at ``size`` from the (size, value) points measured so far (ascending sizes).
 
@@ -535,28 +530,21 @@ def _run_cases(
     """The loop of :func:`run_benchmarks`: appends one row per case and size to ``results``."""
     for case in cases:
         done: dict[str, tuple[list[int], list[Measurement]]] = {}  # variant -> sizes, measurements
-        wanted = sorted(set(sizes))
-        # a first size above the probe's is guarded by a probe run (not reported): --sizes 100000 alone
-        # went straight to the allocator and ended in an internal error
-        probe = [PROBE_SIZE] if case.kind == "kernel" and wanted and wanted[0] > PROBE_SIZE else []
-        for size in probe + wanted:
-            reported = size in wanted
+        for size in sorted(set(sizes)):
             notes = {variant: _guard(past, past_sizes, size, opts) for variant, (past_sizes, past) in done.items()}
             if "fast" in notes and all(notes.values()):  # every variant skipped: not even its inputs are made
-                if reported:
-                    naive = Measurement(note=notes["naive"]) if "naive" in notes else None
-                    results.append(BenchResult(case.name, case.kind, size, Measurement(note=notes["fast"]), naive))
+                naive = Measurement(note=notes["naive"]) if "naive" in notes else None
+                results.append(BenchResult(case.name, case.kind, size, Measurement(note=notes["fast"]), naive))
                 continue
             try:
                 variants = case.prepare(size, device)
             except Unavailable as exc:
-                if reported:
-                    results.append(BenchResult(case.name, case.kind, size, Measurement(note=f"unavailable: {exc}")))
+                results.append(BenchResult(case.name, case.kind, size, Measurement(note=f"unavailable: {exc}")))
                 continue
-            except (MemoryError, RuntimeError) as exc:  # the inputs alone do not fit (the allocator's refusal)
-                if reported:
-                    message = str(exc).splitlines()[0][:120] if str(exc) else type(exc).__name__
-                    results.append(BenchResult(case.name, case.kind, size, Measurement(note=f"error: {message}")))
+            except (MemoryError, RuntimeError) as exc:  # the inputs alone do not fit: the allocator's refusal
+                # (a first size has nothing smaller to extrapolate from: --sizes 100000 ended in exit 70)
+                message = str(exc).splitlines()[0][:120] if str(exc) else type(exc).__name__
+                results.append(BenchResult(case.name, case.kind, size, Measurement(note=f"error: {message}")))
                 continue
             measured: dict[str, Measurement] = {}
             for variant, fn in variants.items():
@@ -565,15 +553,14 @@ def _run_cases(
                 if note:
                     measured[variant] = Measurement(note=note)
                     continue
-                if progress and reported:
+                if progress:
                     progress(f"{case.name} {variant} {size}")
                 m = measured[variant] = _measure(fn, device, opts)
                 if m.ok:
                     past_sizes.append(size)
                     past.append(m)
             del variants
-            if reported:
-                results.append(BenchResult(case.name, case.kind, size, measured["fast"], measured.get("naive")))
+            results.append(BenchResult(case.name, case.kind, size, measured["fast"], measured.get("naive")))
 
 
 def environment(opts: BenchOptions) -> dict[str, Any]:

@@ -166,6 +166,11 @@ def gather(obj: T) -> list[T]:
     return out
 
 
+def outcome(error: BaseException | None) -> tuple[int, str] | None:
+    """What a rank tells the others of how it ended: None, or (exit code, the error on one line)."""
+    return None if error is None else (getattr(error, "exit_code", 70), " ".join(str(error).split()))
+
+
 def agree(error: BaseException | None) -> None:
     """Every rank says whether its checks passed (``error`` None) before any work; on a rank whose
     checks passed, raise when another rank's failed (a :class:`~dynast_cli.errors.DynastError` with that
@@ -173,12 +178,12 @@ def agree(error: BaseException | None) -> None:
     once; without a process group it does nothing."""
     from dynast_cli.errors import DynastError
 
-    outcomes = gather(None if error is None else (getattr(error, "exit_code", 70), " ".join(str(error).split())))
+    outcomes = gather(outcome(error))
     if error is not None:
         return
-    for rank, outcome in enumerate(outcomes):
-        if outcome is not None:
-            code, message = outcome
+    for rank, ended in enumerate(outcomes):
+        if ended is not None:
+            code, message = ended
             stop = DynastError(f"stopped before any work: rank {rank} of {len(outcomes)} refused: {message}")
             stop.exit_code = code
             raise stop

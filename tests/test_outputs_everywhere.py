@@ -174,6 +174,17 @@ def test_an_output_that_is_an_input_is_refused_even_with_overwrite(work, command
     assert _listing(work) == files
 
 
+def test_an_output_hard_linked_to_an_input_is_refused(work):
+    """A hard link (or another case of the name on a case-insensitive disk) is the same file by another path."""
+    import os
+
+    os.link("c.png", "linked.png")
+    files = _listing(work)
+    res = runner.invoke(app, ["style", "c.png", "s.png", "-m", "adain", "-o", "linked.png", "--overwrite"])
+    one_error_line(res, "linked.png: is an input of this run (c.png): writing it would replace the source")
+    assert _listing(work) == files
+
+
 def test_two_outputs_on_one_file_are_refused(work):
     """One output would silently replace the other: --save-edges / --save-pose on the output's own path, and
     two contents of a folder that differ only by their extension (both would write a.png)."""

@@ -559,6 +559,24 @@ def test_join_accepts_a_stream_shorter_than_its_container_says(style, tmp_path, 
     assert _video("whole.avi", "style.png", "-o", "w.mp4", "--batch", "4", "--shard", "0/2").exit_code == 0
     one_error_line(_video("whole.avi", "style.png", "-o", "w.mp4", "--join"), "w.mp4.partial",
                    f"missing frames 13-{N} of {N}", code=2)
+    # without a shard's record the join does not guess (the record is what the last shard found)
+    assert _video("cut.avi", "style.png", "-o", "again.mp4", "--batch", "4", "--shard", "0/2").exit_code == 0
+    assert _video("cut.avi", "style.png", "-o", "again.mp4", "--batch", "4", "--shard", "1/2").exit_code == 0
+    for record in Path("again.mp4.partial").glob(".dynast-video-end-*"):
+        record.unlink()
+    one_error_line(_video("cut.avi", "style.png", "-o", "again.mp4", "--join"), "again.mp4.partial",
+                   f"missing frames {real + 1}-{N} of {N}", code=2)
+    # a stream that ends exactly where the last shard begins: that shard reads nothing, and records it
+    (tmp_path / "cut12.avi").write_bytes(data[: int(len(data) * 0.6)])
+    if sum(1 for _ in VideoReader(tmp_path / "cut12.avi")) == 12:
+        assert _video("cut12.avi", "style.png", "-o", "f12", "--batch", "4", "--shard", "0/2").exit_code == 0
+        last = _video("cut12.avi", "style.png", "-o", "f12", "--batch", "4", "--shard", "1/2")
+        assert last.exit_code == 0 and f"the stream has no frame 13 (its container says {N} frames)" in last.output
+        (tmp_path / "f12" / ".frame_000003.png.k1ll3d.part.png").write_bytes(b"half")
+        joined = _video("cut12.avi", "style.png", "-o", "f12", "--join")
+        assert joined.exit_code == 0 and "joined 12 frames" in joined.output, joined.output
+        assert sorted(p.name for p in (tmp_path / "f12").iterdir() if not p.name.startswith("frame_")) == [
+            SETTINGS_FILE]  # the frame folder keeps its settings (for --resume), not the records or temporaries
 
 
 def test_torchrun_environment_video_a_failed_rank_of_three_leaves_none_waiting(vgg16_cached, tmp_path):

@@ -120,3 +120,23 @@ def test_the_memory_plan_counts_the_full_size_output_of_a_smaller_working_size(s
                                       "--work-size", "512", "--size", "20000", "--max-memory", "1G"])
     assert result.exit_code == 6, result.output
     assert "painted at 512x384; the full-size images" in result.output and not out.exists()
+
+
+def test_the_memory_plan_takes_the_largest_painting_not_the_painting_of_the_largest_content(monkeypatch):
+    """A strip is painted unshrunk (work_hw), so in a folder it can be the largest painting although another
+    content is the largest output: the plan must count both maxima."""
+    from dynast_cli import memory
+    from dynast_cli.pipelines import style as pipeline
+
+    seen = {}
+
+    def record(budget, method, content_hw, style_hws, device, extra_bytes=0, full_hw=None):
+        seen.update(painted=content_hw, full=full_hw)
+        return memory.MemoryPlan(budget, 0, 0, minimum=0)
+
+    monkeypatch.setattr(memory, "plan_style", record)
+    monkeypatch.setattr(memory, "apply_style_plan", lambda method, plan: None)
+    opts = pipeline.StyleOptions(method="adain", max_memory=1 << 30)
+    pipeline._plan_memory(object(), [(1000, 1000), (100, 4000)], [torch.rand(3, 32, 32)], opts,
+                          torch.device("cpu"), None, work=512)
+    assert seen == {"painted": (100, 4000), "full": (1000, 1000)}

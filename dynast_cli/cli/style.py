@@ -49,8 +49,9 @@ def style(
                                          "method (default: 0, off)."),
     work_size: Optional[int] = typer.Option(None, "--work-size", min=0, show_default=False,
                                             help="Long side the method paints at; larger images are stylised at "
-                                            "that size and upsampled, a long strip only down to a short side of a "
-                                            "quarter of it (default: 512 with dynast, full size with the "
+                                            "that size and upsampled; a long strip is shrunk only while its short "
+                                            "side stays at a quarter of it or more (default: 512 with dynast, full "
+                                            "size with the "
                                             "others; 0: always full size)."),
     device: str = typer.Option("auto", "--device", help="auto, cpu or cuda."),
     precision: Optional[str] = typer.Option(None, "--precision", show_default=False,

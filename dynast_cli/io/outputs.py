@@ -126,6 +126,14 @@ def _same_file_key(path: Path) -> str:
     return os.path.normcase(os.path.realpath(path))
 
 
+def _same_existing(a: Path, b: Path) -> bool:
+    """Whether ``a`` and ``b`` both exist and are one file (a hard link, another case on a case-insensitive disk)."""
+    try:
+        return a.exists() and b.exists() and os.path.samefile(a, b)
+    except OSError:
+        return False
+
+
 def check_distinct(outputs: Iterable[tuple[str | Path, str]], inputs: Iterable[str | Path] = ()) -> None:
     """Before any work: no output is one of the run's ``inputs`` (writing it would replace the source,
     even with ``--overwrite``) and no two outputs are one file (one would silently replace the other).
@@ -135,8 +143,9 @@ def check_distinct(outputs: Iterable[tuple[str | Path, str]], inputs: Iterable[s
     seen: dict[str, str] = {}
     for path, what in outputs:
         key = _same_file_key(Path(path))
-        if key in sources:
-            same = "" if Path(path) == sources[key] else f" ({sources[key]})"
+        source = sources.get(key) or next((p for p in sources.values() if _same_existing(Path(path), p)), None)
+        if source is not None:
+            same = "" if Path(path) == source else f" ({source})"
             raise OutputError(f"is an input of this run{same}: writing it would replace the source", path)
         if key in seen:
             raise OutputError(f"would be written twice, for {seen[key]} and for {what} (rename one of them)", path)

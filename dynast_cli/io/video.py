@@ -320,18 +320,6 @@ class VideoReader:
     def __iter__(self) -> Iterator[np.ndarray]:
         return self.frames()
 
-    def has_frame(self, index: int) -> bool:
-        """Whether frame ``index`` (0-based) of the cut can be read: a container may say more frames than
-        its stream holds (a truncated file, an estimated count)."""
-        if self.is_folder:
-            return 0 <= index < len(self._files) - self.start_frame
-        cap = self._open()
-        try:
-            cap.set(cv2.CAP_PROP_POS_FRAMES, self.start_frame + index)
-            return bool(cap.read()[0])
-        finally:
-            cap.release()
-
 
 def check_video_output(path: str | Path, overwrite: bool) -> Path:
     """Validate an output video file or frame folder *before* any work is done: a known format, then

@@ -576,8 +576,11 @@ def _plan_memory(
     sizes = [fit_size(*hw, opts.max_size, opts.size) for hw in content_hws]
     if not sizes:
         return  # nothing readable: the loop reports the files
-    full = max(sizes, key=lambda hw: hw[0] * hw[1])  # the largest output, and what it is painted at
-    largest = work_hw(full, work) if work else full
+    def area(hw: tuple[int, int]) -> int:
+        return hw[0] * hw[1]
+
+    full = max(sizes, key=area)  # the largest output; the largest painting may be another content (a strip)
+    largest = max((work_hw(hw, work) for hw in sizes), key=area) if work else full
     style_hws = [fit_size(*img.shape[-2:], max_size=opts.style_size) for img in styles]
     extra = refine_bytes(largest) if refine else 0
     plan = plan_style(opts.max_memory, method, largest, style_hws, device, extra_bytes=extra, full_hw=full)

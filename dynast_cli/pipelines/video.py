@@ -56,9 +56,14 @@ from dynast_cli.styles.base import StyleMethod
 from dynast_cli.temporal import WarpingError
 
 SETTINGS_FILE = ".dynast-video.json"
-#: :func:`~dynast_cli.io.atomic.atomic_output`'s temporaries of a frame or of the settings file
+#: Where a shard that found the stream shorter than its container says records how many frames the stream
+#: has at most (``--join`` then accepts the missing tail): one file per shard, ``.dynast-video-end-<i>-of-<n>``.
+END_FILE = ".dynast-video-end-{}-of-{}"
+_END_RE = re.compile(r"\.dynast-video-end-\d+-of-\d+")
+#: :func:`~dynast_cli.io.atomic.atomic_output`'s temporaries of a frame, the settings file or an end record
 #: (``.<name>.<random>.part...``), left in a ``.partial`` folder when a run was killed (``-9``, a lost node).
-_TEMPORARY_RE = re.compile(rf"\.(frame_\d{{6}}\.png|{re.escape(SETTINGS_FILE)})\.\w+\.part.*")
+_TEMPORARY_RE = re.compile(rf"\.(frame_\d{{6}}\.png|{re.escape(SETTINGS_FILE)}|\.dynast-video-end-\d+-of-\d+)"
+                           r"\.\w+\.part.*")
 ATTENTIONS = ("cosine", "softmax")
 
 #: ``progress(frames_done, frames_total)``: called once before the first frame (with the frames an
@@ -157,12 +162,31 @@ def _resumable_frames(folder: Path, settings: dict, overwrite: bool, resume: boo
     return 0
 
 
+def _remove_run_files(folder: Path) -> None:
+    """Remove the shards' end records and the temporaries killed runs left in ``folder`` (not the frames)."""
+    for path in folder.iterdir():
+        if (_TEMPORARY_RE.fullmatch(path.name) or _END_RE.fullmatch(path.name)) and path.is_file():
+            path.unlink(missing_ok=True)
+
+
+def _recorded_ends(folder: Path) -> list[int]:
+    """The frame counts the shards recorded in ``folder`` (:data:`END_FILE`; a record cut short is ignored)."""
+    ends = []
+    for path in folder.iterdir() if folder.is_dir() else []:
+        if _END_RE.fullmatch(path.name):
+            try:
+                ends.append(int(path.read_text()))
+            except (OSError, ValueError):
+                continue
+    return ends
+
+
 def _clean_partial(folder: Path, notes: list[str]) -> None:
     """Remove the ``.partial`` frames, the settings file and the folder, once the video is written; also
     the temporaries a killed run left there (:func:`~dynast_cli.io.atomic.leftovers` of those files). A
     folder that still holds other files (not this tool's) is kept, with a note: the video is written."""
-    temporaries = [p for p in folder.iterdir() if _TEMPORARY_RE.fullmatch(p.name) and p.is_file()]
-    for file in [*frame_files(folder), *temporaries, folder / SETTINGS_FILE]:
+    _remove_run_files(folder)
+    for file in [*frame_files(folder), folder / SETTINGS_FILE]:
         file.unlink(missing_ok=True)
     try:
         folder.rmdir()
@@ -269,7 +293,8 @@ def join_frames(reader: VideoReader, output: Path, settings: dict, size: tuple[i
     made with ``settings``; then encode the video as an unsharded run does (audio kept) and remove the
     folder. A missing frame is an :class:`InputError` naming the frames; nothing is written. A missing tail
     that the stream does not have (its container says more frames than it holds: a truncated file) is not
-    missing: the frames there are joined, with a note."""
+    missing when a shard recorded where the stream ends (:data:`END_FILE`): the frames there are joined,
+    with a note."""
     video = not is_frame_folder(output)
     folder = frames_folder(output)
     total = reader.frame_count
@@ -281,19 +306,20 @@ def join_frames(reader: VideoReader, output: Path, settings: dict, size: tuple[i
     if numbers and (changed := _changed_settings(folder, settings)):
         raise OutputError(f"holds frames made with other settings ({', '.join(changed)}); --join takes the "
                           "options of the shards", folder)
-    missing = [n for n in range(1, total + 1) if n not in numbers]
     notes: list[str] = []
-    if missing and missing == list(range(missing[0], total + 1)) and missing[0] > 1 \
-            and not reader.has_frame(missing[0] - 1):
-        # only the tail is missing and the stream has no such frame: it is shorter than its container says
-        notes.append(f"the stream ends after frame {missing[0] - 1} (its container says {total} frames)")
-        total, missing = missing[0] - 1, []
+    ends = _recorded_ends(folder)
+    if ends and min(ends) < total:  # a shard found the stream shorter than its container says
+        notes.append(f"the stream ends after frame {min(ends)} (its container says {total} frames)")
+        total = min(ends)
+    missing = [n for n in range(1, total + 1) if n not in numbers]
     if missing:
         raise InputError(f"--join: missing frames {frame_ranges(missing)} of {total} (run the shards that write "
                          "them; --resume keeps the frames there)", folder)
     if video:
         _encode(folder, output, reader, size, notes)
         _clean_partial(folder, notes)
+    else:
+        _remove_run_files(folder)
     return VideoReport(output, total, 0, reader.fps, size, 0.0, notes, total=total, joined=True)
 
 
@@ -438,6 +464,9 @@ def run_video(
             source = itertools.islice(source, stop - skip if first < stop else 0)
         frames = stylize_frames(model, source, states, (h, w), mix, alpha, batch, dev, work_size=work)
         ended = skip  # after the loop: where the stream ended, if it did before `stop`
+        end_file = folder / END_FILE.format(shard.index, shard.count) if sharded else None
+        if end_file is not None:
+            end_file.unlink(missing_ok=True)  # this run finds out again
         for index, frame in enumerate(frames, skip):
             ended = index + 1
             if index < first:
@@ -446,8 +475,11 @@ def run_video(
             if progress:
                 progress(writer.frames_written - begin, todo)
         seconds = time.perf_counter() - began
-        if stop is not None and skip < ended < stop:
-            notes.append(f"the stream ends after frame {ended} (its container says {total} frames)")
+        if stop is not None and first < stop and ended < stop:  # read to the end of the stream before `stop`
+            notes.append(f"the stream ends after frame {ended} (its container says {total} frames)" if ended > skip
+                         else f"the stream has no frame {ended + 1} (its container says {total} frames)")
+            if end_file is not None:  # at most `ended` frames: what --join needs to accept the missing tail
+                write_text(end_file, str(ended))
         if writer.frames_written == 0 and not sharded:
             raise InputError("has no frames", reader.path)
         if video and not sharded:
@@ -476,6 +508,8 @@ def run_video(
         raise
     if video and not sharded:
         _clean_partial(folder, notes)
+    elif not sharded:
+        _remove_run_files(folder)
     if reader.repeated:
         names = ", ".join(f.name for f in reader.repeated[:5]) + (", ..." if len(reader.repeated) > 5 else "")
         notes.append(f"{len(reader.repeated)} unreadable frame(s) replaced by a neighbour, frame count and timing "
@@ -500,7 +534,7 @@ def run_video_job(input: str | Path, style_paths: Sequence[str | Path], output: 
     (nothing joined; the frames done are kept for ``--resume``); the other ranks then return: none
     waits for a join that will not come.
     """
-    from dynast_cli.distributed import barrier, gather, shard_from_env, torchrun_group, world_from_env
+    from dynast_cli.distributed import barrier, gather, outcome, shard_from_env, torchrun_group, world_from_env
 
     world = world_from_env()
     if not world.distributed:
@@ -516,10 +550,10 @@ def run_video_job(input: str | Path, style_paths: Sequence[str | Path], output: 
         except Exception as exc:
             start.refuse(exc)
             error, reports = exc, []
-        outcomes = gather(None if error is None else (getattr(error, "exit_code", 70), " ".join(str(error).split())))
+        outcomes = gather(outcome(error))
         if error is not None:
             raise error
-        failed = [(rank, outcome) for rank, outcome in enumerate(outcomes) if outcome is not None]
+        failed = [(rank, ended) for rank, ended in enumerate(outcomes) if ended is not None]
         if failed:  # every rank knows: none joins, none waits
             if world.main:
                 rank, (code, message) = failed[0]

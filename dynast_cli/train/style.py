@@ -230,7 +230,7 @@ def prune_mask_task(encoder: nn.Module, contents: RandomCrops, styles: RandomCro
 
     def sample_fn(net: nn.Module) -> torch.Tensor:
         state = net.prepare_style(sample_style)
-        feats = encoder(sample_content)
+        feats = encoder(texture_seed(sample_content, net.noise))  # as the loss and the style method see it
         learned = net.decode(net.transform(feats, state)).clamp(0, 1)
         free = net.decode(net.transform(feats, state, prune=False)).clamp(0, 1)
         return image_grid([list(row) for row in zip(sample_content, sample_style, free, learned)], cell=contents.size)

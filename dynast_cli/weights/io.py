@@ -79,6 +79,10 @@ def tensor_names(path: str | Path) -> set[str]:
         raise WeightsError(f"not a safetensors file ({exc})", path) from None
 
 
+#: Float dtypes whose values :func:`load_weights` checks for NaN / inf (``torch.isfinite`` has no fp8 kernel).
+_CHECKED_FLOATS = (torch.float16, torch.bfloat16, torch.float32, torch.float64)
+
+
 def load_weights(path: str | Path, device: str | torch.device = "cpu") -> tuple[dict[str, torch.Tensor], dict[str, str]]:
     """Read a safetensors file -> (tensors, metadata). Clear errors for missing/corrupt files."""
     from safetensors import safe_open
@@ -96,7 +100,7 @@ def load_weights(path: str | Path, device: str | torch.device = "cpu") -> tuple[
     except Exception as exc:
         raise WeightsError(f"not a readable safetensors file ({exc})", path) from None
     for name, tensor in tensors.items():  # a diverged training's weights would paint black or grey images
-        if tensor.is_floating_point() and not bool(torch.isfinite(tensor).all()):
+        if tensor.dtype in _CHECKED_FLOATS and not bool(torch.isfinite(tensor).all()):
             raise WeightsError(f"tensor '{name}' holds NaN or infinite values (a diverged training?)", path)
     return tensors, meta
 
