@@ -330,3 +330,24 @@ def test_a_learning_rate_that_is_not_above_0_is_a_usage_error(command, lr):
     errors = [line for line in res.output.splitlines() if line.startswith("error:")]
     assert errors == [f"error: Invalid value for '--lr': must be a number above 0, got {float(lr):g} "
                       f"(see 'dynast {' '.join(command)} -h')"]
+
+
+def test_debug_after_the_subcommand_is_taken_too(tmp_path, monkeypatch, capsys):
+    """`dynast style --debug ...` said "No such option: --debug"; the flag now works on either side, the exit
+    code stays the error's own, and a `--debug` after `--` is left alone (an argument)."""
+    import sys
+
+    app_module = sys.modules["dynast_cli.cli.app"]  # the module (dynast_cli.cli.app is also the Typer app's name)
+
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setitem(app_module._state, "debug", False)
+    for args in (["style", "--debug", "nope.png", "s.png"], ["--debug", "style", "nope.png", "s.png"]):
+        with pytest.raises(SystemExit) as info:
+            run(args)
+        err = capsys.readouterr().err
+        assert info.value.code == 2 and "Traceback (most recent call last)" in err
+        assert err.strip().splitlines()[-1] == "error: nope.png: no such file"
+        app_module._state["debug"] = False
+    with pytest.raises(SystemExit) as info:
+        run(["style", "nope.png", "s.png"])
+    assert info.value.code == 2 and "Traceback" not in capsys.readouterr().err

@@ -313,3 +313,15 @@ def test_a_state_missing_a_key_is_one_line_naming_the_file_and_the_key(tmp_path,
     message = str(info.value)
     assert info.value.exit_code == 3 and "\n" not in message
     assert message.startswith(f"{state_path}: ") and f"'{key}'" in message
+
+
+def test_an_output_ending_in_a_slash_is_a_folder_to_write_into(tmp_path, stand_ins, monkeypatch):
+    """`-o out/new/` said "unsupported output format '(none)'" (the slash was dropped on the way)."""
+    monkeypatch.chdir(tmp_path)
+    Image.fromarray(make_image(40, 48, 1)).save("c.png")
+    Image.fromarray(make_image(40, 48, 2)).save("s.png")
+    res = runner.invoke(app, ["style", "c.png", "s.png", "-m", "adain", "--device", "cpu", "-o", "out/new/"])
+    assert res.exit_code == 0, res.output
+    assert res.output.strip() == "wrote out/new/c_s.png" and Path("out/new/c_s.png").is_file()
+    one_error_line(runner.invoke(app, ["style", "c.png", "s.png", "-m", "adain", "-o", "out/new2"]),
+                   "out/new2: unsupported output format '(none)'")

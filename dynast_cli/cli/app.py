@@ -416,9 +416,14 @@ def _print_traceback_if_debug() -> None:
 
 
 def run(argv: list[str] | None = None) -> None:
-    """Entry point of the ``dynast`` console script."""
+    """Entry point of the ``dynast`` console script. ``--debug`` is taken anywhere before a ``--``
+    (``dynast style --debug ...`` as well as ``dynast --debug style ...``)."""
+    args = list(sys.argv[1:] if argv is None else argv)
+    end = args.index("--") if "--" in args else len(args)
+    if "--debug" in args[1:end]:  # after the subcommand: the root option, moved where Click looks for it
+        args = ["--debug", *[a for i, a in enumerate(args) if not (i < end and a == "--debug")]]
     try:
-        app(args=argv, prog_name="dynast")
+        app(args=args, prog_name="dynast")
     except DynastError as exc:  # raised outside a command (e.g. in a callback)
         _print_traceback_if_debug()
         _report(str(exc))

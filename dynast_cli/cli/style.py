@@ -32,7 +32,9 @@ def _method_help() -> str:
 def style(
     content: Path = typer.Argument(..., help="Content image, or a folder of images (batch)."),
     styles: List[Path] = typer.Argument(..., help="One or more style images."),
-    output: Optional[Path] = typer.Option(None, "-o", "--output", help="Output file (or folder for a folder of contents)."),
+    # a str, not a Path: a trailing "/" (a folder to write into) must reach the pipeline
+    output: Optional[str] = typer.Option(None, "-o", "--output", help="Output file, or a folder (an existing one, "
+                                         "or a name ending in /; for a folder of contents always a folder)."),
     method: Optional[str] = typer.Option(None, "-m", "--method", show_default=False, help=late_help(_method_help)),
     weights: Optional[Path] = typer.Option(None, "--weights", help="Weights file (safetensors); default: the bundled ones "
                                            "(dynast: feature warping 0.5 and a texture seed on the universal decoder; --weights none: the AdaAttN transform of every match)."),

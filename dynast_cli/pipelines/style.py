@@ -18,6 +18,7 @@ and crops the result back, so the output has exactly the content's size. :func:`
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Sequence
@@ -263,8 +264,10 @@ def batch_error(report: BatchReport) -> BatchError:
     return error
 
 
-def output_paths(content: Path, styles: Sequence[Path], output: Path | None, ext: str = ".png") -> list[tuple[Path, Path]]:
-    """(content file, output file) pairs for a file or a folder of contents."""
+def output_paths(content: Path, styles: Sequence[Path], output: Path | None, ext: str = ".png",
+                 as_folder: bool = False) -> list[tuple[Path, Path]]:
+    """(content file, output file) pairs for a file or a folder of contents. ``as_folder``: ``output`` is a
+    folder to write into even if it does not exist yet (``-o out/`` with its trailing slash)."""
     if content.is_dir():
         files = list_images(content)
         if not files:
@@ -280,7 +283,7 @@ def output_paths(content: Path, styles: Sequence[Path], output: Path | None, ext
         raise InputError("no such file", content)
     if output is None:
         output = Path(f"{content.stem}_{styles[0].stem}{ext}")
-    elif output.is_dir():
+    elif output.is_dir() or as_folder:
         output = output / f"{content.stem}_{styles[0].stem}{ext}"
     return [(content, output)]
 
@@ -319,7 +322,8 @@ def run_style(
     if resume and overwrite:
         raise UsageError("--resume keeps the outputs that exist and --overwrite replaces them: use one of them")
     mix_weights(opts.mix, len(style_paths))  # a bad --mix fails before any work (stylize normalises it)
-    pairs = output_paths(content, style_paths, Path(output) if output else None)
+    as_folder = isinstance(output, str) and output.endswith(("/", os.sep))
+    pairs = output_paths(content, style_paths, Path(output) if output else None, as_folder=as_folder)
     # a.png and a.jpg of a folder would both write a.png; an output that is a content or a style would replace it
     check_distinct([(dst, str(src)) for src, dst in pairs], [src for src, _ in pairs] + style_paths)
     single = not content.is_dir()
