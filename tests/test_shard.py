@@ -124,6 +124,11 @@ def test_shards_check_only_their_own_outputs_and_resume_what_a_killed_one_left(s
     _assert_same_images(_pngs(out), _pngs(tmp_path / "whole"))
     both = _style(contents, style_png, "-o", out, "--resume", "--overwrite")
     one_error_line(both, "--resume", "--overwrite", code=1)
+    # a run started over (--overwrite, not --resume) removes a killed run's temporaries too; shard 1's stay
+    mine, theirs = out / ".img0.png.k1ll3d.part", out / ".img1.png.k1ll3d.part"
+    mine.write_bytes(b"half"), theirs.write_bytes(b"half")
+    assert _style(contents, style_png, "-o", out, "--shard", "0/2", "--overwrite").exit_code == 0
+    assert not mine.exists() and theirs.exists()
 
 
 def test_a_failing_file_of_one_shard_shows_in_the_merged_report(stand_ins, contents, style_png, tmp_path):

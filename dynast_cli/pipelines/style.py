@@ -340,9 +340,8 @@ def run_style(
                      files=[dst.name for _, dst in pairs if dst not in done])
     report = BatchReport(shard=None if shard.whole else str(shard), planned=len(pairs),
                          skipped=[dst for _, dst in pairs if dst in done])
-    if resume:  # what a killed run left beside this shard's outputs
-        for _, dst in pairs:
-            remove_leftovers(dst)
+    for _, dst in pairs:  # what a killed run left beside this shard's outputs (hidden .<name>.*.part files)
+        remove_leftovers(dst)
     todo = [(src, dst) for src, dst in pairs if dst not in done]
     device = resolve_device(opts.device)
     style_images = load_styles(style_paths, opts)  # errors name the style file
