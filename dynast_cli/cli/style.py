@@ -53,8 +53,7 @@ def style(
                                             help="Long side the method paints at; larger images are stylised at "
                                             "that size and upsampled; a long strip is shrunk only while its short "
                                             "side stays at a quarter of it or more (default: 512 with dynast, full "
-                                            "size with the "
-                                            "others; 0: always full size)."),
+                                            "size with the others; 0: always full size)."),
     device: str = typer.Option("auto", "--device", help="auto, cpu or cuda."),
     precision: Optional[str] = typer.Option(None, "--precision", show_default=False,
                                             help="auto (default: bf16 convolutions on CPUs with native bfloat16, such "

@@ -63,10 +63,9 @@ def video(
     max_size: Optional[int] = typer.Option(None, "--max-size", min=17, help="Cap the frames' long side in pixels."),
     work_size: Optional[int] = typer.Option(None, "--work-size", min=0, show_default=False,
                                             help="Long side the method paints at; larger frames are stylised at that "
-                                            "size and upsampled, as in `dynast style` (a long strip is shrunk only while its short side stays at "
-                                            "a quarter of it or more; "
-                                            "default: 512 with dynast, full "
-                                            "size with the others; 0: always full size)."),
+                                            "size and upsampled, as in `dynast style` (a long strip is shrunk only "
+                                            "while its short side stays at a quarter of it or more; default: 512 "
+                                            "with dynast, full size with the others; 0: always full size)."),
     alpha: float = typer.Option(1.0, "-a", "--alpha", min=0.0, max=1.0, help="Style strength, 0 (content) to 1."),
     mix: Optional[str] = typer.Option(None, "--mix", help="Mixing weights for several styles, e.g. 0.7,0.3."),
     style_size: int = typer.Option(512, "--style-size", min=17, help="Long side the style image is resized to."),

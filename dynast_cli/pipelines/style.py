@@ -114,8 +114,8 @@ def stylize(
     under inference mode. ``mix``: one weight per style state (None: equal), normalised here (the one
     place: :func:`~dynast_cli.ops.mix_weights`) before the method blends the styles with them.
     ``work_size``: when the content's long side exceeds it, the method runs on the content resized to
-    that long side (:func:`work_hw`: a strip keeps a short side of ``work_size / 4``) and its output is upsampled
-    (bicubic) to the content's size."""
+    that long side (:func:`work_hw`: a long strip is shrunk only while its short side stays at ``work_size /
+    4`` or more) and its output is upsampled (bicubic) to the content's size."""
     if not 0.0 <= alpha <= 1.0:
         raise DynastError(f"--alpha must be between 0 and 1, got {alpha}")
     weights = mix_weights(mix, len(states))

@@ -62,8 +62,7 @@ END_FILE = ".dynast-video-end-{}-of-{}"
 _END_RE = re.compile(r"\.dynast-video-end-\d+-of-\d+")
 #: :func:`~dynast_cli.io.atomic.atomic_output`'s temporaries of a frame, the settings file or an end record
 #: (``.<name>.<random>.part...``), left in a ``.partial`` folder when a run was killed (``-9``, a lost node).
-_TEMPORARY_RE = re.compile(rf"\.(frame_\d{{6}}\.png|{re.escape(SETTINGS_FILE)}|\.dynast-video-end-\d+-of-\d+)"
-                           r"\.\w+\.part.*")
+_TEMPORARY_RE = re.compile(rf"\.(frame_\d{{6}}\.png|{re.escape(SETTINGS_FILE)}|{_END_RE.pattern})\.\w+\.part.*")
 ATTENTIONS = ("cosine", "softmax")
 
 #: ``progress(frames_done, frames_total)``: called once before the first frame (with the frames an
