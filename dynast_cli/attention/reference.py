@@ -27,8 +27,9 @@ def adaattn_stats_naive(
         for j in range(nq):
             q = query[i, :, j]  # (Ck,)
             scores = q @ key[i]  # (Nk,)
-            if kind == "softmax":
+            if kind == "softmax":  # subnormal weights flushed to 0, as the fast twin does (see there)
                 weights = torch.softmax(scores, dim=0)
+                weights = weights.masked_fill(weights < torch.finfo(weights.dtype).tiny, 0.0)
             else:  # the video model's cosine scores
                 cos = scores / (q.norm() + 1e-5) / (key[i].norm(dim=0) + 1e-5)
                 weights = torch.relu(cos + 1)
