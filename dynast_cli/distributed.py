@@ -196,10 +196,12 @@ class StartAgreement:
 
     def __init__(self) -> None:
         self.agreed = False
+        self.started = False  # every rank agreed: the job's work began (on all ranks alike)
 
     def ready(self) -> None:
         self.agreed = True
         agree(None)
+        self.started = True
 
     def refuse(self, error: BaseException) -> None:
         if not self.agreed:

@@ -284,6 +284,7 @@ def test_torchrun_environment_rank_0_reports_every_rank_failure(vgg16_cached, tm
     for name in ("img0.png", "img2.png"):  # rank 0's outputs are gone, rank 1's img3.png is there
         (tmp_path / "out" / name).unlink()
     before = _listing(tmp_path)
+    report = (tmp_path / "out" / MERGED_REPORT).read_bytes()  # the first run's: a refusal must not replace it
     ranks = _spawn_ranks(["style", "contents", "s.png", "-o", "out", "-m", "adain", "--device", "cpu",
                           "--overwrite", "--resume"], tmp_path)
     for rank in ranks:  # a usage error on both: every rank refuses it, before any work
@@ -295,7 +296,8 @@ def test_torchrun_environment_rank_0_reports_every_rank_failure(vgg16_cached, tm
     assert ranks[0].stderr.strip().splitlines() == [
         "error: stopped before any work: rank 1 of 2 refused: out/img3.png: already exists (pass --overwrite to "
         "replace it)"]
-    assert _listing(tmp_path) == before
+    assert "all 2 ranks" not in ranks[0].stdout
+    assert _listing(tmp_path) == before and (tmp_path / "out" / MERGED_REPORT).read_bytes() == report
 
 
 #: A fault for _spawn_ranks' prelude: on rank 1, FUNCTION (module:name) agrees to start, then raises ERROR.

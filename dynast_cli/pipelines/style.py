@@ -543,7 +543,7 @@ def _torchrun_style_job(content, styles, output, opts, world, shard, overwrite, 
         reports = [BatchReport.from_json(data) for data in gather(report.to_json())]
         job = StyleJob(report, parts=world.size, torchrun=True, error=None if isinstance(error, BatchError) else error)
         try:
-            if world.main:
+            if world.main and start.started:  # a refusal stops every rank before any work: nothing is written
                 job.merged = BatchReport.merge(reports)
                 if folder:
                     key = job_key(content, styles, output, opts)
