@@ -35,8 +35,8 @@ def stylize(
 
     ``content`` / ``style``: image files, or float tensors ``(3, H, W)`` in [0, 1]. ``method``: a name of
     :func:`dynast_cli.list_methods` (default ``dynast``); ``weights``: a file, ``"none"`` (parameter-free) or
-    None (the method's default); ``refine``: pixel-refinement steps (None: the method's default, 10 for
-    ``dynast``); ``max_memory``: a budget such as ``"4G"`` or bytes; ``options``: the method's own
+    None (the method's default); ``refine``: pixel-refinement steps (None: the method's default, 0 for
+    every shipped method); ``max_memory``: a budget such as ``"4G"`` or bytes; ``options``: the method's own
     (e.g. ``steps`` for ``optimize``, ``attention`` for ``adaattn``). Errors are
     :class:`dynast_cli.errors.DynastError` with a one-line message.
     """

@@ -140,7 +140,7 @@ EXAMPLES: dict[str, list[tuple[str, str]]] = {
          "dynast eval style --content photos/ --style paintings/ --alphas 1,0.9,0.8,0.7,0.6"),
     ],
     "eval video": [
-        ("AdaAttN softmax against cosine attention: warping error and frames/s",
+        ("per-frame dynast against its temporal (cosine) variant and AdaAttN's: warping error, texture, frames/s",
          "dynast eval video clip.mp4 style.jpg"),
         ("", "dynast eval video clip.mp4 style.jpg --methods adaattn:cosine,adain --max-frames 60 -o report.json"),
     ],

@@ -17,7 +17,7 @@ def eval_style_command(
     methods: str = typer.Option("adain,adaattn,a2k", "--methods",
                                 help="Comma-separated style methods, each METHOD[:WEIGHTS][+refineN]: WEIGHTS picks "
                                 "its --weights, N its --refine steps (default: as dynast style), e.g. dynast:none (the "
-                                "parameter-free DynaST), dynast+refine0 (the default without refinement), adain+refine10."),
+                                "parameter-free DynaST), dynast+refine10 (the default with 10 refinement steps), adain+refine10."),
     size: int = typer.Option(512, "--size", min=17, help="Long side of contents and styles, in pixels."),
     out: Path = typer.Option(Path("eval/style"), "--out", help="Folder for the JSON, Markdown table and grid."),
     device: str = typer.Option("auto", "--device", help="auto, cpu, cuda or cuda:N."),
