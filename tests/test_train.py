@@ -141,6 +141,22 @@ def test_an_existing_checkpoint_needs_resume(crops, tmp_path):
         _run(_task(crops), tmp_path / "ck", 2)
 
 
+def test_resume_without_a_checkpoint_starts_at_step_0_and_says_so(crops, tmp_path):
+    """A scheduler may always pass --resume; with nothing to resume the run starts afresh, and says so
+    (it did silently: the README's "--resume continues it" could not be told from a fresh start)."""
+    import io
+
+    from rich.console import Console
+
+    out = io.StringIO()
+    task = _task(crops)
+    optimizer = torch.optim.Adam(task.model.parameters(), lr=1e-3)
+    result = train_loop(task.model, task.loss_fn, task.data, optimizer, 1, tmp_path / "ck", resume=True,
+                        console=Console(file=out, width=200))
+    assert result.step == 1
+    assert f"notice: --resume: no checkpoint in {tmp_path / 'ck'} yet; starting at step 0" in out.getvalue()
+
+
 def test_checkpoint_round_trip(crops, tmp_path):
     task = _task(crops)
     optimizer = torch.optim.Adam(task.model.parameters(), lr=1e-3)

@@ -197,6 +197,8 @@ def train_loop(
             console.print(f"resuming from step {result.step} ({ckpt_dir})", markup=False)
     else:
         result = TrainResult(step=0, wall_s=0.0)
+        if resume and world.main:  # a scheduler's rerun may always pass --resume: go on, but say it starts afresh
+            console.print(f"notice: --resume: no checkpoint in {ckpt_dir} yet; starting at step 0", markup=False)
 
     model.train()
     step_fn = distribute(model, loss_fn, world, device)  # DDP under torchrun
