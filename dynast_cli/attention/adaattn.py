@@ -33,7 +33,9 @@ def _weights(query: torch.Tensor, key: torch.Tensor, key_norm: torch.Tensor | No
         # n_keys * 1.2e-38, so the statistics move by less than that times the largest value (the bundled
         # example's output is the same to the bit; tested against the unflushed softmax).
         weights = torch.softmax(scores, dim=-1)
-        return weights.masked_fill_(weights < torch.finfo(weights.dtype).tiny, 0.0)
+        subnormal = weights < torch.finfo(weights.dtype).tiny
+        # in place at inference (no second attention-sized tensor); training needs the softmax output kept
+        return weights.masked_fill(subnormal, 0.0) if weights.requires_grad else weights.masked_fill_(subnormal, 0.0)
     q_norm = query.pow(2).sum(1).sqrt().unsqueeze(-1)  # (B, n, 1)
     scores = torch.relu(scores / (q_norm + 1e-5) / (key_norm + 1e-5) + 1)
     return scores / (scores.sum(dim=-1, keepdim=True) + 1e-5)
