@@ -126,24 +126,31 @@ def _same_file_key(path: Path) -> str:
     return os.path.normcase(os.path.realpath(path))
 
 
-def _same_existing(a: Path, b: Path) -> bool:
-    """Whether ``a`` and ``b`` both exist and are one file (a hard link, another case on a case-insensitive disk)."""
+def _file_id(path: Path) -> tuple[int, int] | None:
+    """(device, inode) of an existing ``path`` (one file whatever its name: a hard link, another case on a
+    case-insensitive disk), else None."""
     try:
-        return a.exists() and b.exists() and os.path.samefile(a, b)
+        st = path.stat()
     except OSError:
-        return False
+        return None
+    return st.st_dev, st.st_ino
 
 
 def check_distinct(outputs: Iterable[tuple[str | Path, str]], inputs: Iterable[str | Path] = ()) -> None:
     """Before any work: no output is one of the run's ``inputs`` (writing it would replace the source,
     even with ``--overwrite``) and no two outputs are one file (one would silently replace the other).
     ``outputs``: (path, what writes it, e.g. ``"--save-edges"`` or the content file it is made from).
-    Raises :class:`~dynast_cli.errors.OutputError` naming the path."""
-    sources = {_same_file_key(Path(p)): Path(p) for p in inputs}
+    Raises :class:`~dynast_cli.errors.OutputError` naming the path. One stat per path (a folder of many
+    contents is checked in linear time)."""
+    sources: dict[object, Path] = {}
+    for p in map(Path, inputs):
+        sources[_same_file_key(p)] = p
+        if (file_id := _file_id(p)) is not None:
+            sources[file_id] = p
     seen: dict[str, str] = {}
     for path, what in outputs:
         key = _same_file_key(Path(path))
-        source = sources.get(key) or next((p for p in sources.values() if _same_existing(Path(path), p)), None)
+        source = sources.get(key) or sources.get(_file_id(Path(path)))
         if source is not None:
             same = "" if Path(path) == source else f" ({source})"
             raise OutputError(f"is an input of this run{same}: writing it would replace the source", path)
