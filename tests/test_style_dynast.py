@@ -10,7 +10,7 @@ from dynast_cli.ops import finish_image
 from dynast_cli.models.decoder import decode_features
 from dynast_cli.models.dynast_style import LEVELS, DynastStyle, DynastStyleModel, matching_features
 from dynast_cli.nn.decoders import VGGDecoder
-from dynast_cli.nn.norm import mean_variance_norm
+from dynast_cli.nn.norm import calc_mean_std, mean_variance_norm
 from dynast_cli.ops import mix_levels, mix_weights
 from dynast_cli.pipelines import style as style_pipeline
 from dynast_cli.styles import METHODS, build_method
@@ -331,6 +331,59 @@ def test_feature_warping_equals_a_plain_reference(warp):
     assert model.config()["warp"] == warp
 
 
+@pytest.mark.parametrize("renorm", [(1.0, 0.0, 0.0), (0.5, 0.25, 1.0)])
+def test_renormalisation_equals_a_plain_reference(renorm):
+    """``renorm`` r at a level: the warped output ``o`` becomes ``(1 - r) o + r ((o - mean(o)) / std(o) * std(S) + mean(S))``
+    per channel, with the mean and (unbiased + 1e-5) std of the *unpadded* style's features S written out
+    by hand here; the style (30 x 40) is not a multiple of 16, so its padded copy's statistics would differ."""
+    model = make_model(coarse="relu4_1", top_k=4, smooth=0.02, chunk=5, warp=0.5, renorm=renorm).double()
+    raw = torch.rand(1, 3, 30, 40, dtype=torch.float64)
+    style = model.prepare_style(raw)
+    feats = model.encoder(torch.rand(1, 3, 48, 32, dtype=torch.float64))
+    ours = model.transform(feats, style)
+    slow = naive_match(model, feats, style)
+    style_feats = model.encoder(raw)
+    for j, level in enumerate(LEVELS):
+        mean, second = slow[level][0].chunk(2, dim=0)
+        std = torch.sqrt(torch.relu(second - mean * mean))
+        warped = 0.5 * mean + 0.5 * (std * mean_variance_norm(feats[level])[0] + mean)
+        flat, target = warped.flatten(1), style_feats[level][0].flatten(1)
+        n, m = flat.shape[1], target.shape[1]
+        o_mean, t_mean = flat.sum(1) / n, target.sum(1) / m
+        o_std = torch.sqrt(((flat - o_mean[:, None]) ** 2).sum(1) / (n - 1) + 1e-5)
+        t_std = torch.sqrt(((target - t_mean[:, None]) ** 2).sum(1) / (m - 1) + 1e-5)
+        moved = (warped - o_mean[:, None, None]) / o_std[:, None, None] * t_std[:, None, None] + t_mean[:, None, None]
+        expected = (1 - renorm[j]) * warped + renorm[j] * moved
+        torch.testing.assert_close(ours[j][0], expected, atol=1e-7, rtol=0, msg=f"level {level}")
+    assert model.config()["renorm"] == list(renorm)
+    assert style.global_stats[1 if renorm[1] else 0] is not None
+
+
+def test_full_renormalisation_gives_the_styles_channel_statistics_and_only_where_asked():
+    """With renorm 1 at relu3_1 the output's relu3_1 channel mean/std are the whole style's (AdaIN's
+    statistics); the coarser levels are the un-renormalised model's exactly, and none is encoded for them."""
+    plain = make_model(warp=0.5)
+    model = make_model(warp=0.5, renorm=(1.0, 0.0, 0.0))
+    style_image, content = torch.rand(1, 3, 36, 28), torch.rand(1, 3, 32, 48)
+    state = model.prepare_style(style_image)
+    assert state.global_stats[1] is None and state.global_stats[2] is None
+    feats = model.encoder(content)
+    ours, before = model.transform(feats, state), plain.transform(feats, plain.prepare_style(style_image))
+    out_mean, out_std = calc_mean_std(ours[0])
+    s_mean, s_std = calc_mean_std(model.encoder(style_image)[LEVELS[0]])
+    torch.testing.assert_close(out_mean, s_mean, atol=1e-5, rtol=1e-5)
+    # the std carries calc_mean_std's eps (1e-5 on the variance): exact only where the warped output varies
+    varied = calc_mean_std(before[0])[1].flatten() > 0.1
+    assert varied.sum() > 100
+    torch.testing.assert_close(out_std.flatten()[varied], s_std.flatten()[varied], atol=1e-4, rtol=1e-4)
+    assert not torch.allclose(before[0], ours[0])
+    assert torch.equal(before[1], ours[1]) and torch.equal(before[2], ours[2])
+    with pytest.raises(ValueError, match="renorm"):
+        make_model(renorm=(1.5, 0.0, 0.0))
+    with pytest.raises(ValueError, match="renorm"):
+        make_model(renorm=(1.0, 0.0))
+
+
 def test_the_default_dynast_file_is_the_feature_warping_configuration():
     """The shipped default: every match kept, sharper attention, warping 0.5, a texture seed of 0.1, and no
     refinement."""
@@ -342,7 +395,7 @@ def test_the_default_dynast_file_is_the_feature_warping_configuration():
 
     config = json.loads(read_metadata(installed(get_spec("dynast").default_weights))["config"])
     assert config["warp"] == 0.5 and config["smooth"] == 0.02 and config["locality"] == [1.0, 1.0, 1.0]
-    assert config["noise"] == 0.1
+    assert config["noise"] == 0.1 and config["renorm"] == [1.0, 0.0, 0.0]
     assert config["prune_dim"] is None and get_spec("dynast").refine == 0 and get_spec("dynast").work_size == 512
 
 

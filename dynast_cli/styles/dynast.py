@@ -5,8 +5,9 @@ decoded by the project's universal decoder or its own trained decoder; contents 
 painted at 512 px and upsampled (``--work-size``). ``--weights`` chooses:
 
 - default: the model installed in the registry (manifest entry ``dynast_style_vgg16``: a configuration-only
-  file, the matching with every match kept, temperature 0.02, feature warping 0.5 and a texture seed of
-  0.1 on the universal decoder), or the parameter-free model when none is installed;
+  file, the matching with every match kept, temperature 0.02, feature warping 0.5, a texture seed of
+  0.1 and the relu3_1 output re-normalised to the style's channel statistics, on the universal decoder),
+  or the parameter-free model when none is installed;
 - a ``dynast_style`` file: its learned prune mask (``dynast_prune_vgg16``) and/or its own decoder
   (``dynast train style --method dynast --train-decoder``), or its configuration alone;
 - ``none``: the parameter-free model (every match kept);
@@ -17,7 +18,8 @@ runs) or ``cosine``, the temporal variant ``dynast video`` runs by default: the 
 similarities, but a softer softmax over them (temperature :data:`VIDEO_SMOOTH` instead of the weights'
 0.02), more matches carried from level to level (:data:`VIDEO_TOP_K` instead of 4), feature warping
 :data:`VIDEO_WARP` for a model file (the image default's 0.5 flickers more; the parameter-free model keeps
-its 0) and no texture seed, so that a small change of a frame moves the attention a little instead of
+its 0), no re-normalisation (session 10 added it to the image default and did not measure it on video)
+and no texture seed, so that a small change of a frame moves the attention a little instead of
 switching its near-argmax to another style patch (and no seed fixed to the screen that would not move
 with the picture). Nothing is carried from frame to frame: every frame is computed on its own (a video
 split into parts gives the same pixels). Chosen on real clips in ``docs/bench/video_default_s7.md``; ``docs/bench/style_default_s8.md``
@@ -111,8 +113,8 @@ class DynastMethod(base.ModelMethod):
         # a file with its own decoder (the default weights) needs no universal decoder loaded beside it
         own_decoder = any(name.startswith("decoder.") for name in tensor_names(weights))
         decoder = None if own_decoder else base.universal_decoder(device)
-        if video:
-            video_options["warp"] = VIDEO_WARP
+        if video:  # session 7's video settings: its warping, and no re-normalisation (not measured on video)
+            video_options.update(warp=VIDEO_WARP, renorm=(0.0, 0.0, 0.0))
         model = build_model(weights, ARCHITECTURE, device, encoder=encoder, decoder=decoder, top_k=top_k, coarse=coarse,
                             **video_options)
         base.inference_layout(model.decoder, device)  # its own decoder too: channels-last (and bf16 where chosen)

@@ -66,7 +66,7 @@ DYNAST_DECODER_LOSS_WEIGHTS = {"content": 2e5, "global": 1.0, "local": 0.1}
 #: ``dynast_style_vgg16`` in weights/manifest.json; a test keeps the two equal). The texture seed acts on
 #: the image before encoding, outside what the training steps run; it is exported so that the trained file
 #: runs seeded as the default does.
-DYNAST_DECODER_MATCHING = {"smooth": 0.02, "warp": 0.5, "noise": 0.1}
+DYNAST_DECODER_MATCHING = {"smooth": 0.02, "warp": 0.5, "noise": 0.1, "renorm": (1.0, 0.0, 0.0)}
 #: Width of the learned prune embeddings of ``dynast``.
 DYNAST_PRUNE_DIM = 8
 
