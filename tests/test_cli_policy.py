@@ -351,3 +351,14 @@ def test_debug_after_the_subcommand_is_taken_too(tmp_path, monkeypatch, capsys):
     with pytest.raises(SystemExit) as info:
         run(["style", "nope.png", "s.png"])
     assert info.value.code == 2 and "Traceback" not in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("command", ["style", "video"])
+@pytest.mark.parametrize("alpha", ["nan", "inf", "-0.5", "1.5"])
+def test_a_strength_outside_0_to_1_is_a_usage_error_that_says_so(command, alpha):
+    """--alpha nan was refused as "should be less than or equal to 1" (a range check sees no number in nan)."""
+    res = CliRunner().invoke(app, [command, "c.png", "s.png", "--alpha", alpha])
+    assert res.exit_code == 1, res.output
+    errors = [line for line in res.output.splitlines() if line.startswith("error:")]
+    assert errors == [f"error: Invalid value for '-a' / '--alpha': must be a number from 0 to 1, got {float(alpha):g} "
+                      f"(see 'dynast {command} -h')"]

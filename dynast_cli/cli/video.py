@@ -7,7 +7,7 @@ from typing import Callable, List, Optional
 
 import typer
 
-from dynast_cli.cli.app import command, debug_enabled, err_console, eval_app
+from dynast_cli.cli.app import command, debug_enabled, err_console, eval_app, strength
 from dynast_cli.cli.style import parse_mix
 from dynast_cli.errors import DynastError
 
@@ -66,7 +66,7 @@ def video(
                                             "size and upsampled, as in `dynast style` (a long strip is shrunk only "
                                             "while its short side stays at a quarter of it or more; default: 512 "
                                             "with dynast, full size with the others; 0: always full size)."),
-    alpha: float = typer.Option(1.0, "-a", "--alpha", min=0.0, max=1.0, help="Style strength, 0 (content) to 1."),
+    alpha: float = typer.Option(1.0, "-a", "--alpha", callback=strength, help="Style strength, 0 (content) to 1."),
     mix: Optional[str] = typer.Option(None, "--mix", help="Mixing weights for several styles, e.g. 0.7,0.3."),
     style_size: int = typer.Option(512, "--style-size", min=17, help="Long side the style image is resized to."),
     resume: bool = typer.Option(False, "--resume", help="Continue an interrupted run, keeping the frames it wrote."),
