@@ -362,3 +362,14 @@ def test_a_strength_outside_0_to_1_is_a_usage_error_that_says_so(command, alpha)
     errors = [line for line in res.output.splitlines() if line.startswith("error:")]
     assert errors == [f"error: Invalid value for '-a' / '--alpha': must be a number from 0 to 1, got {float(alpha):g} "
                       f"(see 'dynast {command} -h')"]
+
+
+@pytest.mark.parametrize("method", ["a2k", "adain"])
+def test_attention_for_a_method_without_it_is_a_usage_error(method, tmp_path, monkeypatch):
+    """``video -m a2k --attention cosine`` was accepted and ignored; without the option a2k still runs
+    (its help: dynast and adaattn only)."""
+    monkeypatch.chdir(tmp_path)
+    res = CliRunner().invoke(app, ["video", "c.mp4", "s.png", "-m", method, "--attention", "cosine"])
+    assert res.exit_code == 1, res.output
+    assert f"--attention applies to adaattn and dynast only, not to --method {method}" in res.output
+    assert sorted(tmp_path.iterdir()) == []

@@ -54,9 +54,9 @@ def video(
     styles: List[Path] = typer.Argument(..., help="One or more style images."),
     output: Optional[Path] = typer.Option(None, "-o", "--output", help="Output .mp4/.avi, or a folder for PNG frames."),
     method: str = typer.Option("dynast", "-m", "--method", help="Style method (see `dynast style --help`)."),
-    attention: str = typer.Option(
-        "cosine", "--attention", help="dynast and adaattn: cosine (the temporal variant, steadier in video) or softmax "
-        "(the image one)."),
+    attention: Optional[str] = typer.Option(
+        None, "--attention", show_default=False, help="dynast and adaattn only: cosine (default: the temporal variant, "
+        "steadier in video) or softmax (the image one)."),
     batch: int = typer.Option(4, "--batch", min=1, help="Frames stylised together."),
     start: Optional[float] = typer.Option(None, "--start", min=0.0, help="Start of the cut, in seconds."),
     end: Optional[float] = typer.Option(None, "--end", min=0.0, help="End of the cut, in seconds."),
@@ -94,6 +94,13 @@ def video(
     from dynast_cli.pipelines.video import run_video_job
     from dynast_cli.runtime import set_precision, set_threads
 
+    from dynast_cli.errors import UsageError
+    from dynast_cli.styles import METHODS
+
+    if attention is not None and method in METHODS and "attention" not in METHODS[method].options:
+        takers = [name for name, spec in METHODS.items() if "attention" in spec.options]
+        raise UsageError(f"--attention applies to {' and '.join(takers)} only, not to --method {method}")
+    attention = "cosine" if attention is None else attention
     budget = parse_memory(max_memory)
     job_shard = parse_shard(shard)
     set_threads(threads)
