@@ -12,8 +12,9 @@ Variants, beside the harness's own (``peer``, ``default``, ``dynast{...}``):
   moments are Gaussian-blurred (sigma S cells of 4 px) and upsampled; per YCbCr channel the decoded image
   is moved to the matched local mean and standard deviation (ratio clamped to [0.5, 2]).
 
-Both compute the session-9 default's levels by hand (without session 10's re-normalisation, ``renorm``): their
-``default`` rows came from the session-9 default, which the harness now runs as ``dynast{renorm=0:0:0}``.
+Both compute the session-8 default's levels by hand (without session 10's re-normalisation, ``renorm``): their
+``default`` rows came from the session-8 default (unchanged in session 9), which the harness now runs as
+``dynast{renorm=0:0:0}``.
 
 Run as the harness (``docs/bench/style_default_s8.py``), e.g.::
 

@@ -251,16 +251,20 @@ class DynastStyleModel(nn.Module):
         """style (1, 3, h, w) in [0, 1] -> its matching keys and value moments at relu3_1..relu5_1
         (computed on the style reflect-padded to a multiple of 16)."""
         padded = pad_to_multiple(style, PAD_MULTIPLE)[0]
+        wanted = [j for j in range(len(LEVELS)) if self.locality[j] < 1.0 or self.renorm[j] > 0.0]
+        global_stats = None
+        if wanted and padded.shape != style.shape:
+            # AdaIN's statistics of the unpadded style, encoded only as deep as needed and before the padded
+            # style, so that only the (B, C, 1, 1) statistics are held while that one is encoded
+            unpadded = self.encoder(style, upto=LEVELS[wanted[-1]] + 1)
+            global_stats = [calc_mean_std(unpadded[LEVELS[j]]) if j in wanted else None for j in range(len(LEVELS))]
+            del unpadded
         feats = self.encoder(padded)
+        if wanted and global_stats is None:  # padding changed nothing: the same features
+            global_stats = [calc_mean_std(feats[LEVELS[j]]) if j in wanted else None for j in range(len(LEVELS))]
         keys = [matching_features(feats[i]) for i in LEVELS]
         moments = [torch.cat([feats[i], feats[i] * feats[i]], dim=1) for i in LEVELS]
-        state = DynastStyle(keys=keys, moments=moments)
-        wanted = [j for j in range(len(LEVELS)) if self.locality[j] < 1.0 or self.renorm[j] > 0.0]
-        if wanted:  # AdaIN's statistics of the unpadded style, encoded only as deep as needed
-            upto = LEVELS[wanted[-1]] + 1
-            unpadded = feats if padded.shape == style.shape else self.encoder(style, upto=upto)
-            state.global_stats = [calc_mean_std(unpadded[LEVELS[j]]) if j in wanted else None
-                                  for j in range(len(LEVELS))]
+        state = DynastStyle(keys=keys, moments=moments, global_stats=global_stats)
         if self.prune is not None:
             state.key_prune = [embeddings.key(k) for embeddings, k in zip(self.prune, keys)]
             state.global_moments = [m.mean(dim=(2, 3), keepdim=True) for m in moments]

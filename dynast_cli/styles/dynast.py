@@ -18,12 +18,14 @@ runs) or ``cosine``, the temporal variant ``dynast video`` runs by default: the 
 similarities, but a softer softmax over them (temperature :data:`VIDEO_SMOOTH` instead of the weights'
 0.02), more matches carried from level to level (:data:`VIDEO_TOP_K` instead of 4), feature warping
 :data:`VIDEO_WARP` for a model file (the image default's 0.5 flickers more; the parameter-free model keeps
-its 0), no re-normalisation (session 10 added it to the image default and did not measure it on video)
-and no texture seed, so that a small change of a frame moves the attention a little instead of
+its 0) and no texture seed, so that a small change of a frame moves the attention a little instead of
 switching its near-argmax to another style patch (and no seed fixed to the screen that would not move
 with the picture). Nothing is carried from frame to frame: every frame is computed on its own (a video
 split into parts gives the same pixels). Chosen on real clips in ``docs/bench/video_default_s7.md``; ``docs/bench/style_default_s8.md``
 measured the image default's warping 0.5 there (24-37% higher warping error), hence :data:`VIDEO_WARP`.
+The re-normalisation of the default's file (``renorm``, session 10) applies to video too: on the same clips it
+brought the frames 16-28% nearer the style's palette and 0.5-7% nearer its texture for a 15-22% higher
+warping error, still 2.8-4.7x below the peer's (``docs/bench/style_default_s10.md``).
 
 The texture seed (``noise``, :func:`~dynast_cli.models.dynast_style.texture_seed`) is added to the padded
 content in :meth:`DynastMethod.prepare_content`, scaled by ``--alpha`` (alpha 0 encodes the unseeded content).
@@ -66,7 +68,8 @@ def query_cost(method: Any, style_hws: Sequence[tuple[int, int]]) -> int:
 
 @register_method(
     "dynast", "DynaST coarse-to-fine sparse matching (default: the matched style features warped onto the "
-    "content, 0.5, with a texture seed, on the universal decoder, painted at 512 px; --weights none: the "
+    "content, 0.5, with a texture seed and relu3_1 re-normalised to the style, on the universal decoder, painted "
+    "at 512 px; --weights none: the "
     "AdaAttN transform of every match)",
     # no refinement: it optimised the very VGG statistics it was judged by (issue #16); the working size is
     # the one the default's settings were chosen at (docs/bench/style_default_s6.md)
@@ -113,8 +116,8 @@ class DynastMethod(base.ModelMethod):
         # a file with its own decoder (the default weights) needs no universal decoder loaded beside it
         own_decoder = any(name.startswith("decoder.") for name in tensor_names(weights))
         decoder = None if own_decoder else base.universal_decoder(device)
-        if video:  # session 7's video settings: its warping, and no re-normalisation (not measured on video)
-            video_options.update(warp=VIDEO_WARP, renorm=(0.0, 0.0, 0.0))
+        if video:  # session 7's warping; the file's re-normalisation stays (docs/bench/style_default_s10.md)
+            video_options["warp"] = VIDEO_WARP
         model = build_model(weights, ARCHITECTURE, device, encoder=encoder, decoder=decoder, top_k=top_k, coarse=coarse,
                             **video_options)
         base.inference_layout(model.decoder, device)  # its own decoder too: channels-last (and bf16 where chosen)
