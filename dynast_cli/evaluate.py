@@ -39,8 +39,8 @@ from typing import Any, Callable, Mapping, Sequence
 import torch
 
 from dynast_cli.errors import InputError, UsageError
-from dynast_cli.io.images import list_images, load_image, save_image
-from dynast_cli.io.outputs import check_output, save_figure, write_text
+from dynast_cli.io.images import check_image_size, list_images, load_image, save_image
+from dynast_cli.io.outputs import check_distinct, check_output, save_figure, write_text
 from dynast_cli.nn.losses import content_loss, style_loss
 from dynast_cli.ops import fit_size, image_grid, resize
 from dynast_cli.pipelines.style import stylize, work_size
@@ -128,8 +128,14 @@ def image_paths(paths: str | Path | Sequence[str | Path]) -> list[Path]:
 
 
 def _load(path: Path, size: int, device: torch.device) -> torch.Tensor:
+    """The image at ``size`` long side; refused as ``dynast style`` refuses it when either size is under
+    :data:`~dynast_cli.pipelines.style.MIN_SIDE` px (a 1x1 image gave meaningless scores)."""
+    from dynast_cli.pipelines.style import MIN_SIDE
+
     image = load_image(path)[None]
-    return resize(image, fit_size(*image.shape[-2:], size=size)).to(device)
+    hw = fit_size(*image.shape[-2:], size=size)
+    check_image_size(path, tuple(image.shape[-2:]), MIN_SIDE, hw, f"--size {size}")
+    return resize(image, hw).to(device)
 
 
 def _mean(values: Sequence[float | None]) -> float | None:
@@ -315,6 +321,7 @@ def evaluate_style(
     """
     check_alphas(alphas)
     check_outputs(out_dir, alphas, overwrite)
+    check_distinct([(Path(out_dir) / name, name) for name in output_files(alphas)], [*contents, *styles])
     extra_files = {name: extra_outputs(folder, contents, styles) for name, folder in (extras or {}).items()}
     device = torch.device(device)
     content_images = {p: _load(p, size, device) for p in contents}

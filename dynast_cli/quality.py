@@ -114,11 +114,21 @@ def palette_distance(out, style, projections: int = PALETTE_PROJECTIONS, quantil
     ``sqrt(mean over bases of the sum of W2^2 over the basis' 3 directions)``: in Lab units (Delta-E*76);
     exactly the Lab distance of the two colours for two solid images, 0 for identical images, symmetric.
     """
+    return palette_distances([out], style, projections, quantiles, seed)[0]
+
+
+def palette_distances(outs, style, projections: int = PALETTE_PROJECTIONS, quantiles: int = PALETTE_QUANTILES,
+                      seed: int = 0) -> list[float]:
+    """:func:`palette_distance` of each of ``outs`` to one ``style``, the style's quantiles computed once
+    (a video's frames: sorting the style's pixels again for every frame dominated ``dynast eval video``)."""
     directions = _projection_bases(projections, seed)
-    a, b = (srgb_to_lab(as_image(x).flatten(1).T) for x in (out, style))
-    qa, qb = _projected_quantiles(a, directions, quantiles), _projected_quantiles(b, directions, quantiles)
-    w2 = (qa - qb).pow(2).mean(0)  # (3K,) squared 1-D Wasserstein-2 per direction
-    return float(w2.sum().div(directions.shape[0] / 3).sqrt())
+    qb = _projected_quantiles(srgb_to_lab(as_image(style).flatten(1).T), directions, quantiles)
+    distances = []
+    for out in outs:
+        qa = _projected_quantiles(srgb_to_lab(as_image(out).flatten(1).T), directions, quantiles)
+        w2 = (qa - qb).pow(2).mean(0)  # (3K,) squared 1-D Wasserstein-2 per direction
+        distances.append(float(w2.sum().div(directions.shape[0] / 3).sqrt()))
+    return distances
 
 
 def _gray(image, hw: tuple[int, int]) -> np.ndarray:

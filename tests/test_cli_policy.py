@@ -373,3 +373,30 @@ def test_attention_for_a_method_without_it_is_a_usage_error(method, tmp_path, mo
     assert res.exit_code == 1, res.output
     assert f"--attention applies to adaattn and dynast only, not to --method {method}" in res.output
     assert sorted(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize("fps", ["inf", "nan", "1e9", "0.5"])
+def test_a_frame_rate_outside_1_to_1000_is_a_usage_error(fps):
+    """--fps inf hung in OpenCV's writer (Ctrl-C did not stop it); 1e9 failed as "cannot write this format"."""
+    res = CliRunner().invoke(app, ["pose", "ref.png", "poses", "-o", "x.mp4", "--fps", fps])
+    assert res.exit_code == 1, res.output
+    errors = [line for line in res.output.splitlines() if line.startswith("error:")]
+    assert errors == [f"error: Invalid value for '--fps': must be a number from 1 to 1000, got {float(fps):g} "
+                      "(see 'dynast pose -h')"]
+
+
+@pytest.mark.parametrize("flag", [["--train-decoder"], ["--locality", "0.5,0.5,0.5"]])
+def test_dynast_only_training_options_with_another_method_are_a_usage_error(flag):
+    """They were accepted with --method adaattn/decoder and silently ignored."""
+    res = CliRunner().invoke(app, ["train", "style", "--content", "c", "--style", "s", "--method", "adaattn", *flag])
+    assert res.exit_code == 1, res.output
+    assert f"error: {flag[0]} applies to --method dynast only, not 'adaattn'" in res.output
+
+
+def test_eval_video_refuses_an_attention_for_a_method_without_one(tmp_path, monkeypatch):
+    """``eval video --methods adain:cosine`` ran adain and ignored the attention."""
+    monkeypatch.chdir(tmp_path)
+    res = CliRunner().invoke(app, ["eval", "video", "c.mp4", "s.png", "--methods", "adain:cosine"])
+    assert res.exit_code == 1, res.output
+    assert "--attention applies to adaattn and dynast only, not to --method adain" in res.output
+    assert sorted(tmp_path.iterdir()) == []

@@ -428,3 +428,27 @@ def test_our_trained_export_loads_with_the_vgg16_it_names(tmp_path, monkeypatch)
         expected = as_method(model).stylize(content, [model.prepare_style(style)], [1.0])
         got = as_method(loaded).stylize(content, [loaded.prepare_style(style)], [1.0])
     torch.testing.assert_close(got, expected)
+
+
+def test_an_official_file_converted_without_its_vgg19_is_refused_by_the_style_methods(official, tmp_path, monkeypatch):
+    """Without ``encoder.*`` the style method ran the official decoder on the ImageNet VGG16 with no word
+    (other outputs than the official code's); our own trained files (config encoder vgg16) still load."""
+    from dynast_cli.styles import base, build_method
+
+    _, files, _, _, _ = official
+    out = convert_adaattn(files["transformer"], files["adaattn_decoder"], files["adaattn_3"], out=tmp_path / "noenc.safetensors")
+    monkeypatch.setattr(base, "vgg16", lambda device, path=None: pytest.fail("the VGG16 must not be loaded"))
+    with pytest.raises(WeightsError, match=r"noenc.safetensors: holds no encoder: an official checkpoint needs its "
+                                           r"VGG19; convert it again with --vgg vgg_normalised.pth"):
+        build_method("adaattn", weights=str(out))
+
+
+@pytest.mark.parametrize("bad", [float("nan"), float("inf")])
+def test_a_checkpoint_holding_nan_is_refused_when_read(tmp_path, bad):
+    """It was converted (exit 0) and only the run with the converted file failed, naming that file."""
+    from dynast_cli.weights.io import load_torch_checkpoint
+
+    path = tmp_path / "latest_net_decoder.pth"
+    torch.save({"w": torch.tensor([1.0, bad])}, path)
+    with pytest.raises(WeightsError, match=r"latest_net_decoder.pth: tensor 'w' holds NaN or infinite values"):
+        load_torch_checkpoint(path)

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import os
+
 import numpy as np
 import pytest
 import torch
@@ -161,6 +163,9 @@ INPUT_AS_OUTPUT = {
     "pose: the reference": (["pose", "ref.png", "poses/f1_candidate.txt", "-o"], "ref.png"),
     "video: its frame folder": (["video", "frames", "s.png", "-m", "adain", "-o"], "frames"),
     "video: the style": (["video", "frames", "s.png", "-m", "adain", "-o"], "s.png"),
+    "video: one of its frames": (["video", "frames", "s.png", "-m", "adain", "-o"], "frames/img1.png"),
+    "eval video: the style": (["eval", "video", "frames", "s.png", "--methods", "adain", "-o"], "s.png"),
+    "eval video: one of its frames": (["eval", "video", "frames", "s.png", "--methods", "adain", "-o"], "frames/img0.png"),
 }
 
 
@@ -228,6 +233,10 @@ def test_pose_video_into_a_missing_folder_is_written(tmp_path):
     path = write_video(frames, tmp_path / "new" / "deeper" / "x.avi", 5.0)
     assert path.is_file() and path.stat().st_size > 0
     assert [p.name for p in path.parent.iterdir()] == ["x.avi"]
+    # the usual permissions, not mkstemp's private 0600 (it was -rw------- whatever the umask)
+    mask = os.umask(0)
+    os.umask(mask)
+    assert path.stat().st_mode & 0o777 == 0o666 & ~mask
 
 
 def test_the_converters_check_their_output_before_reading(tmp_path):
@@ -325,3 +334,28 @@ def test_an_output_ending_in_a_slash_is_a_folder_to_write_into(tmp_path, stand_i
     assert res.output.strip() == "wrote out/new/c_s.png" and Path("out/new/c_s.png").is_file()
     one_error_line(runner.invoke(app, ["style", "c.png", "s.png", "-m", "adain", "-o", "out/new2"]),
                    "out/new2: unsupported output format '(none)'")
+
+
+def test_eval_style_refuses_a_result_that_would_replace_one_of_its_images(work):
+    """``--content DIR --out DIR`` twice read the first run's grid as a content, then replaced it."""
+    import shutil
+
+    shutil.copy("c.png", "contents/style_eval_grid.png")
+    files = _listing(work)
+    res = runner.invoke(app, ["eval", "style", "--content", "contents", "--style", "s.png", "--methods", "adain",
+                              "--out", "contents", "--overwrite"])
+    one_error_line(res, "style_eval_grid.png: is an input of this run", "writing it would replace the source")
+    assert _listing(work) == files
+
+
+def test_eval_refuses_images_too_small_to_score(work):
+    """A 1x1 content or style gave meaningless scores (palette 0.00, exit 0); ``dynast style`` refuses them."""
+    Image.new("RGB", (1, 1), (90, 90, 90)).save("one.png")
+    files = _listing(work)
+    res = runner.invoke(app, ["eval", "style", "--content", "one.png", "--style", "s.png", "--methods", "adain",
+                              "--out", "ev"])
+    one_error_line(res, "one.png: is 1x1; the smallest side must be at least 17 px", code=2)
+    assert _listing(work) == files
+    res = runner.invoke(app, ["eval", "video", "frames", "one.png", "--methods", "adain", "--no-per-frame"])
+    one_error_line(res, "one.png: is 1x1; the smallest side must be at least 17 px", code=2)
+    assert _listing(work) == files

@@ -202,6 +202,9 @@ def test_candidate_subset_parsing(tmp_path):
         ("10 20 0.9 0\n", "0 -1 1", "x_subset.txt: line 1: expected 20 numbers, found 3"),
         ("10 20 0.9 0\n", "5 " + "-1 " * 17 + "1 1", "x_subset.txt: keypoint 0 refers to candidate 5, but"),
         ("10 20 0.9 0\n", "", "x_subset.txt: no person found"),
+        # a nan/inf index crashed with "ValueError: cannot convert float NaN to integer" (exit 70)
+        ("10 20 0.9 0\n", "nan " + "-1 " * 17 + "1 1", "x_subset.txt: line 1: holds a value that is not a finite number"),
+        ("10 20 0.9 0\n", "0 " + "-1 " * 17 + "inf 1", "x_subset.txt: line 1: holds a value that is not a finite number"),
     ],
 )
 def test_bad_candidate_subset_messages(tmp_path, candidate, subset, message):
@@ -224,6 +227,26 @@ def test_keypoints_all_outside_the_frame_or_not_numbers_are_no_person(tmp_path, 
     kps = load_keypoints(path, default_frame_size=(40, 30))
     assert kps.points[1].tolist() == [10, 20] and kps.points[0].tolist() == ([-1, -1] if "n" in xy else
                                                                             [float(v) for v in xy.split()])
+
+
+def test_an_unreadable_image_beside_the_keypoints_is_named(tmp_path):
+    """The frame size comes from the image beside the keypoint file; a corrupt one ended in exit 70
+    ("UnidentifiedImageError: cannot identify image file")."""
+    path = _write_pair(tmp_path, "10 20 0.9 0\n", "0 " + "-1 " * 17 + "1 1")
+    (tmp_path / "x.jpg").write_bytes(b"junk")
+    with pytest.raises(InputError) as info:
+        load_keypoints(path)
+    assert str(info.value) == f"{tmp_path / 'x.jpg'}: cannot read the image these keypoints refer to (not an image)"
+
+
+def test_a_pair_list_that_is_not_text_is_named(tmp_path):
+    """A binary --pairs file crashed with UnicodeDecodeError (exit 70)."""
+    from dynast_cli.train.pose_data import read_pair_list
+
+    path = tmp_path / "pairs.txt"
+    path.write_bytes(b"\xff\xfe\x00a,b\n")
+    with pytest.raises(InputError, match=r"pairs.txt: not a text file"):
+        read_pair_list(path)
 
 
 def test_missing_partner_and_unknown_frame(tmp_path):

@@ -109,6 +109,16 @@ def test_palette_is_a_distribution_distance():
     assert palette_distance(half, shuffled) == 0.0
 
 
+def test_palette_distances_of_many_outputs_equal_one_at_a_time():
+    """``dynast eval video`` scores every frame against one style with the style's quantiles computed once."""
+    from dynast_cli.quality import palette_distances
+
+    style = torch.rand(3, 20, 30, generator=torch.Generator().manual_seed(1))
+    frames = [torch.rand(3, 12, 16, generator=torch.Generator().manual_seed(s)) for s in range(3)]
+    assert palette_distances(frames, style) == [palette_distance(f, style) for f in frames]
+    assert len(set(palette_distances(frames, style))) == 3
+
+
 # ---- edges ----------------------------------------------------------------------------------------------
 
 

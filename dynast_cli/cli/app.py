@@ -397,6 +397,19 @@ def strength(value: float) -> float:
     return value
 
 
+#: Highest ``--fps`` taken (OpenCV's writers hang or fail on absurd rates such as inf or 1e9).
+MAX_FPS = 1000.0
+
+
+def frame_rate(value: float) -> float:
+    """Option callback: frames per second, a finite number from 1 to :data:`MAX_FPS`, else a usage error."""
+    import math
+
+    if not (math.isfinite(value) and 1.0 <= value <= MAX_FPS):
+        raise typer.BadParameter(f"must be a number from 1 to {MAX_FPS:g}, got {value:g}")
+    return value
+
+
 def _version(value: bool) -> None:
     if value:
         from dynast_cli import __version__

@@ -7,7 +7,7 @@ from typing import Optional
 
 import typer
 
-from dynast_cli.cli.app import command
+from dynast_cli.cli.app import command, frame_rate
 
 
 @command()
@@ -28,7 +28,7 @@ def pose(
     save_pose: Optional[Path] = typer.Option(
         None, "--save-pose", help="Also save the target pose map as a PNG (a folder for a sequence)."
     ),
-    fps: float = typer.Option(25.0, "--fps", min=1.0, help="Frame rate of a video output."),
+    fps: float = typer.Option(25.0, "--fps", callback=frame_rate, help="Frame rate of a video output."),
     device: str = typer.Option("auto", "--device", help="auto, cpu or cuda."),
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace existing output files."),
     max_memory: Optional[str] = typer.Option(

@@ -80,6 +80,12 @@ def train_style_command(
         raise UsageError("--video-weight only applies to --video training")
     if video and content_weight is not None:
         raise UsageError("--content-weight does not apply to --video training")
+    from dynast_cli.styles.registry import methods_with
+
+    for flag, option, given in (("--train-decoder", "train_decoder", train_decoder),
+                                ("--locality", "locality", parse_locality(locality) != (1.0, 1.0, 1.0))):
+        if given and method not in methods_with(option):  # they were silently ignored
+            raise UsageError(f"{flag} applies to --method {' or '.join(methods_with(option))} only, not '{method}'")
     if video:
         from dynast_cli.styles import get_spec
         from dynast_cli.styles.registry import methods_with

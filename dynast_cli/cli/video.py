@@ -94,12 +94,9 @@ def video(
     from dynast_cli.pipelines.video import run_video_job
     from dynast_cli.runtime import set_precision, set_threads
 
-    from dynast_cli.errors import UsageError
-    from dynast_cli.styles import METHODS
+    from dynast_cli.pipelines.video import check_attention
 
-    if attention is not None and method in METHODS and "attention" not in METHODS[method].options:
-        takers = [name for name, spec in METHODS.items() if "attention" in spec.options]
-        raise UsageError(f"--attention applies to {' and '.join(takers)} only, not to --method {method}")
+    check_attention(method, attention)
     attention = "cosine" if attention is None else attention
     budget = parse_memory(max_memory)
     job_shard = parse_shard(shard)

@@ -16,6 +16,11 @@ def _umask() -> int:
     return mask
 
 
+def usual_permissions(path: str | Path) -> None:
+    """Give a file made by ``mkstemp`` (private 0600) the permissions a plain ``open`` would (0666 minus the umask)."""
+    os.chmod(path, 0o666 & ~_umask())
+
+
 @contextmanager
 def atomic_output(path: str | Path, suffix: str = ".part") -> Iterator[Path]:
     """Yield a temporary path in ``path``'s folder; on success it replaces ``path``, else it is removed.
@@ -30,7 +35,7 @@ def atomic_output(path: str | Path, suffix: str = ".part") -> Iterator[Path]:
     os.close(fd)
     try:
         yield Path(tmp)
-        os.chmod(tmp, 0o666 & ~_umask())
+        usual_permissions(tmp)
         os.replace(tmp, path)
     finally:
         if os.path.exists(tmp):

@@ -141,7 +141,7 @@ def read_candidate_subset(path: str | Path) -> np.ndarray:
         if not p.is_file():
             raise InputError("no such file (a _candidate.txt and its _subset.txt must sit together)", p)
     candidate = _read_number_rows(candidate_path, 4)
-    people = _read_number_rows(subset_path, NUM_KEYPOINTS + 2)
+    people = _read_number_rows(subset_path, NUM_KEYPOINTS + 2, finite=True)  # candidate indices: no nan/inf
     if len(people) == 0:
         raise InputError("no person found", subset_path)
     person = people[int(np.argmax(people[:, -1]))]
@@ -158,8 +158,10 @@ def read_candidate_subset(path: str | Path) -> np.ndarray:
     return points
 
 
-def _read_number_rows(path: Path, width: int) -> np.ndarray:
-    """A whitespace-separated text table of ``width`` numbers a line -> ``(rows, width)``."""
+def _read_number_rows(path: Path, width: int, finite: bool = False) -> np.ndarray:
+    """A whitespace-separated text table of ``width`` numbers a line -> ``(rows, width)``; with ``finite``,
+    nan/inf are refused (a candidate's nan position is a keypoint not detected, but a subset's nan index
+    points nowhere)."""
     try:
         lines = path.read_text(encoding="utf-8").splitlines()
     except UnicodeDecodeError:
@@ -172,9 +174,12 @@ def _read_number_rows(path: Path, width: int) -> np.ndarray:
         if len(fields) != width:
             raise InputError(f"line {number}: expected {width} numbers, found {len(fields)}", path)
         try:
-            rows.append([float(f) for f in fields])
+            values = [float(f) for f in fields]
         except ValueError:
             raise InputError(f"line {number}: not a number", path) from None
+        if finite and not all(np.isfinite(values)):
+            raise InputError(f"line {number}: holds a value that is not a finite number", path)
+        rows.append(values)
     return np.asarray(rows, dtype=np.float64).reshape(-1, width)
 
 
@@ -189,10 +194,14 @@ def _frame_size(path: Path, default: tuple[int, int] | None) -> tuple[int, int]:
         for suffix in (".jpg", ".png", ".jpeg", ".JPG", ".PNG", ".JPEG"):
             image = folder / f"{stem}{suffix}"
             if image.is_file():
-                from PIL import Image
+                from PIL import Image, UnidentifiedImageError
 
-                with Image.open(image) as img:
-                    return img.height, img.width
+                try:
+                    with Image.open(image) as img:
+                        return img.height, img.width
+                except (UnidentifiedImageError, OSError) as exc:
+                    reason = "not an image" if isinstance(exc, UnidentifiedImageError) else (exc.strerror or str(exc))
+                    raise InputError(f"cannot read the image these keypoints refer to ({reason})", image) from None
     if default is None:
         raise InputError(
             f"cannot tell the size of the image these keypoints refer to (put {stem}.jpg beside it)", path

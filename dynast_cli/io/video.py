@@ -224,6 +224,11 @@ class VideoReader:
         self.frame_count = None if self.end_frame is None else self.end_frame - self.start_frame
 
     @property
+    def files(self) -> list[Path]:
+        """A folder's frame files (all of them, not only the cut's); [] for a video file."""
+        return list(self._files) if self.is_folder else []
+
+    @property
     def start_seconds(self) -> float:
         return self.start_frame / self.fps
 

@@ -506,6 +506,9 @@ def write_video(frames: Iterable[torch.Tensor], path: Path, fps: float) -> Path:
         if writer is not None:
             writer.release()
             writer = None
+        from dynast_cli.io.atomic import usual_permissions
+
+        usual_permissions(tmp)  # mkstemp's file is private (0600)
         os.replace(tmp, path)
     finally:
         if writer is not None:

@@ -41,7 +41,7 @@ import torch
 
 from dynast_cli.distributed import Shard
 from dynast_cli.errors import DynastError, InputError, OutputError, UsageError
-from dynast_cli.io.images import load_image, to_uint8
+from dynast_cli.io.images import check_image_size, load_image, to_uint8
 from dynast_cli.io.outputs import check_distinct, check_output, write_text
 from dynast_cli.io.video import (
     FOURCC, FRAME_NAME, FRAME_RE, VideoReader, VideoWriter, check_video_output, count_done_frames, even_size, frame_files,
@@ -84,6 +84,16 @@ def video_method(
         raise DynastError(f"unknown attention '{attention}' (choose from {', '.join(ATTENTIONS)})")
     options = method_options(name, attention=attention) if attention is not None else {}
     return build_method(name, weights=weights, device=device, vgg=vgg, **options)
+
+
+def check_attention(name: str, attention: str | None) -> None:
+    """An attention asked for explicitly (``--attention``, ``METHOD:ATTENTION``) for a registered method that
+    has no temporal variant is a usage error (it would be ignored)."""
+    from dynast_cli.styles import METHODS
+
+    if attention is not None and name in METHODS and "attention" not in METHODS[name].options:
+        takers = [n for n, spec in METHODS.items() if "attention" in spec.options]
+        raise UsageError(f"--attention applies to {' and '.join(takers)} only, not to --method {name}")
 
 
 def frames_to_batch(frames: Sequence[np.ndarray], hw: tuple[int, int]) -> torch.Tensor:
@@ -392,7 +402,7 @@ def run_video(
     normalised_mix = mix_weights(mix, len(styles))  # checked before any work (stylize normalises `mix`)
     style_images = [load_image(s) for s in styles]  # errors name the style file
     output = Path(output) if output else default_output(reader.path, styles[0])
-    check_distinct([(output, "the stylised video")], [reader.path, *styles])
+    check_distinct([(output, "the stylised video")], [reader.path, *styles, *reader.files])
     video = not is_frame_folder(output)
     h, w = fit_size(reader.height, reader.width, max_size)
     if video:
@@ -612,13 +622,13 @@ def parse_variant(variant: str) -> tuple[str, str | None]:
 def _style_distances(frames: Sequence[np.ndarray], style: torch.Tensor, net: Any) -> tuple[float | None, float]:
     """(texture, palette): the means over ``frames`` of :mod:`dynast_cli.quality`'s distances to ``style``
     (texture None without ``net``)."""
-    from dynast_cli.quality import NET_SIZE, _features, _texture, palette_distance
+    from dynast_cli.quality import NET_SIZE, _features, _texture, palette_distances
 
     texture = None
     if net is not None:  # texture_distance on each frame, the style's features computed once
         style_feats = _features(net, style, NET_SIZE)
         texture = float(np.mean([_texture(_features(net, f, NET_SIZE), style_feats) for f in frames]))
-    return texture, float(np.mean([palette_distance(f, style) for f in frames]))
+    return texture, float(np.mean(palette_distances(frames, style)))
 
 
 def evaluate_video(
@@ -660,12 +670,21 @@ def evaluate_video(
         _check_report_path(Path(output), overwrite)
     if max_frames < 2:
         raise DynastError(f"--max-frames must be at least 2 (warping compares frame pairs), got {max_frames}")
+    for variant in variants:
+        check_attention(*parse_variant(variant))
     reader = VideoReader(input)
+    if output is not None:  # the report must not replace the video, a frame of it, or the style
+        check_distinct([(output, "the report")], [reader.path, style, *reader.files])
     if reader.frame_count is not None and reader.frame_count < 2:
         raise InputError(f"needs at least 2 frames to measure temporal consistency, has {reader.frame_count}",
                          reader.path)
     style_image = load_image(style)
     h, w = fit_size(reader.height, reader.width, max_size)
+    from dynast_cli.pipelines.style import MIN_SIDE  # as `dynast style` refuses them (1x1 gave meaningless scores)
+
+    check_image_size(reader.path, (reader.height, reader.width), MIN_SIDE, (h, w), f"--max-size {max_size}", frame=True)
+    style_hw = tuple(style_image.shape[-2:])
+    check_image_size(style, style_hw, MIN_SIDE, fit_size(*style_hw, max_size=style_size), f"--style-size {style_size}")
     dev = resolve_device(device)
 
     frames = [to_uint8(frames_to_batch([f], (h, w))) for f in itertools.islice(reader.frames(), max_frames)]

@@ -90,9 +90,10 @@ def learned_or_parameter_free(
     ``dynast train style`` on the ImageNet VGG16), or, for a decoder file or None,
     ``parameter_free(encoder, decoder)`` on the VGG16 with that decoder (default: the universal one)."""
     from dynast_cli.errors import WeightsError
-    from dynast_cli.weights.io import read_metadata, tensor_names
+    from dynast_cli.weights.io import config_from_metadata, read_metadata, tensor_names
 
-    arch = read_metadata(weights).get("architecture") if weights else None
+    meta = read_metadata(weights) if weights else {}
+    arch = meta.get("architecture") if weights else None
     if arch not in (None, "decoder"):
         if arch != architecture:
             raise WeightsError(f"holds '{arch}' weights, but this method needs '{architecture}' (or a decoder)",
@@ -100,6 +101,11 @@ def learned_or_parameter_free(
         from dynast_cli.weights.build import build_model
 
         own_encoder = "encoder.0.weight" in tensor_names(weights)
+        if not own_encoder and config_from_metadata(meta).get("encoder") != "vgg16":
+            # an official checkpoint converted without --vgg: its decoder was trained on the official VGG19,
+            # and the ImageNet VGG16 would give other (wrong) outputs without a word
+            raise WeightsError("holds no encoder: an official checkpoint needs its VGG19; convert it again with "
+                               "--vgg vgg_normalised.pth", weights)
         encoder = None if own_encoder else vgg16(device, vgg)
         return build_model(weights, architecture, device, encoder=encoder, **options)
     return parameter_free(vgg16(device, vgg), universal_decoder(device, weights)).to(device).eval()

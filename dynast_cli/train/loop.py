@@ -93,6 +93,9 @@ def save_checkpoint(
     os.close(fd)
     try:
         torch.save(state, tmp)
+        from dynast_cli.io.atomic import usual_permissions
+
+        usual_permissions(tmp)  # mkstemp's file is private (0600)
         os.replace(tmp, ckpt_dir / STATE_FILE)
     except OSError as exc:
         raise OutputError(f"cannot write checkpoint ({exc.strerror or exc})", ckpt_dir) from None

@@ -28,8 +28,12 @@ def read_pair_list(path: str | Path) -> list[list[str]]:
     path = Path(path)
     if not path.is_file():
         raise InputError("no such pair list", path)
+    try:
+        lines = path.read_text(encoding="utf-8").splitlines()
+    except UnicodeDecodeError:
+        raise InputError("not a text file (a pair list: lines of 'target,reference')", path) from None
     groups = []
-    for number, line in enumerate(path.read_text().splitlines(), 1):
+    for number, line in enumerate(lines, 1):
         if not line.strip():
             continue
         items = [item.strip().replace("\\", "/") for item in line.split(",") if item.strip()]

@@ -23,7 +23,7 @@ import torch
 from dynast_cli.errors import WeightsError
 from dynast_cli.io.outputs import check_output
 from dynast_cli.models.dynast import ARCHITECTURE, DynastConfig, DynastGenerator
-from dynast_cli.weights.io import load_torch_checkpoint, save_weights, sha256_file
+from dynast_cli.weights.io import check_finite, load_torch_checkpoint, save_weights, sha256_file
 
 # convolutions wrapped in spectral norm by the official code (their folded weight is ``<prefix>.weight``)
 SPECTRAL_NORM_WEIGHT = re.compile(r"^(encoder_(q|kv)\.layer[1-4]\.0|embed_\w+\.conv_[01])\.weight$")
@@ -133,6 +133,7 @@ def convert_dynast(
     config = infer_config(state, pth_path, top_k=top_k, smooth=smooth)
     check_layout(state, config, pth_path)
     tensors = convert_dynast_state(state)
+    check_finite(tensors, pth_path, "after folding its spectral norm: a zero or degenerate weight_u/weight_v?")
     metadata = {
         "architecture": ARCHITECTURE,
         "config": config.to_json(),

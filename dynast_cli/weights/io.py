@@ -99,10 +99,15 @@ def load_weights(path: str | Path, device: str | torch.device = "cpu") -> tuple[
             tensors = {k: fh.get_tensor(k) for k in fh.keys()}
     except Exception as exc:
         raise WeightsError(f"not a readable safetensors file ({exc})", path) from None
-    for name, tensor in tensors.items():  # a diverged training's weights would paint black or grey images
-        if tensor.dtype in _CHECKED_FLOATS and not bool(torch.isfinite(tensor).all()):
-            raise WeightsError(f"tensor '{name}' holds NaN or infinite values (a diverged training?)", path)
+    check_finite(tensors, path)  # a diverged training's weights would paint black or grey images
     return tensors, meta
+
+
+def check_finite(tensors: Mapping[str, torch.Tensor], path: str | Path, why: str = "a diverged training?") -> None:
+    """WeightsError naming ``path`` and the first float tensor holding NaN or infinite values."""
+    for name, tensor in tensors.items():
+        if tensor.dtype in _CHECKED_FLOATS and not bool(torch.isfinite(tensor).all()):
+            raise WeightsError(f"tensor '{name}' holds NaN or infinite values ({why})", path)
 
 
 def config_from_metadata(meta: Mapping[str, str]) -> dict[str, Any]:
@@ -235,6 +240,7 @@ def load_torch_checkpoint(path: str | Path) -> dict[str, torch.Tensor]:
     # DataParallel checkpoints prefix every key with 'module.'
     if all(k.startswith("module.") for k in obj):
         obj = {k[len("module."):]: v for k, v in obj.items()}
+    check_finite(obj, path)  # converted, it would paint black images
     return dict(obj)
 
 
