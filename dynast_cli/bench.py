@@ -467,7 +467,7 @@ def _measure(fn: Variant, device: torch.device, opts: BenchOptions) -> Measureme
     except (torch.OutOfMemoryError, MemoryError):
         return Measurement(note="out of memory")
     except RuntimeError as exc:  # a kernel that fails at this size is reported, the others still run
-        return Measurement(note=f"error: {str(exc).splitlines()[0][:120]}")
+        return Measurement(note=f"error: {str(exc).splitlines()[0][:300]}")
     note = f"peak memory not measured: {counter.ops:,} operators (a Python loop)" if too_many else ""
     return Measurement(statistics.median(times), peak, [round(t, 3) for t in times], note)
 
@@ -543,7 +543,7 @@ def _run_cases(
                 continue
             except (MemoryError, RuntimeError) as exc:  # the inputs alone do not fit: the allocator's refusal
                 # (a first size has nothing smaller to extrapolate from: --sizes 100000 ended in exit 70)
-                message = str(exc).splitlines()[0][:120] if str(exc) else type(exc).__name__
+                message = str(exc).splitlines()[0][:300] if str(exc) else type(exc).__name__
                 results.append(BenchResult(case.name, case.kind, size, Measurement(note=f"error: {message}")))
                 continue
             measured: dict[str, Measurement] = {}

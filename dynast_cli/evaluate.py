@@ -385,4 +385,6 @@ def evaluate_style(
         title = (f"{len(content_images)} content x {len(style_images)} style, {size} px "
                  "(labels: alpha; lower-left is better)")
         plot_tradeoff([(title, summaries)], out_dir / TRADEOFF_FILE)
+    elif overwrite:  # an earlier sweep's plot would sit beside results it does not show
+        (out_dir / TRADEOFF_FILE).unlink(missing_ok=True)
     return results

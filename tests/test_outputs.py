@@ -211,6 +211,7 @@ def test_eval_style_overwrite_replaces_earlier_results(tmp_path, eval_args, monk
     out = tmp_path / "out"
     out.mkdir()
     (out / "style_eval.json").write_text("old")
+    (out / "style_eval_tradeoff.png").write_text("an earlier sweep's plot")  # it does not show these results
     res = runner.invoke(app, [*eval_args, "--out", str(out), "--overwrite"])
     assert res.exit_code == 0, res.output
     assert json.loads((out / "style_eval.json").read_text())["pairs"][0]["method"] == "identity"

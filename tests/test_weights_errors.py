@@ -185,3 +185,18 @@ def test_weights_with_nan_or_inf_are_refused_naming_the_tensor(tmp_path):
         with pytest.raises(WeightsError, match=r"tensor 'b.bias' holds NaN or infinite values") as info:
             load_weights(tmp_path / f"{name}.safetensors")
         assert info.value.exit_code == 3 and f"{name}.safetensors" in str(info.value)
+
+
+def test_a_pytorch_checkpoint_given_as_weights_says_convert_it_first(tmp_path):
+    """``face/pose --weights latest_net_G.pth`` said "not a safetensors file (Error while deserializing header:
+    header too large)": the metadata was read before the file kind was checked."""
+    from dynast_cli.weights.io import load_weights, read_metadata, tensor_names
+
+    path = tmp_path / "latest_net_G.pth"
+    torch.save({"w": torch.zeros(2)}, path)
+    for read in (read_metadata, tensor_names, load_weights):
+        with pytest.raises(WeightsError) as info:
+            read(path)
+        assert str(info.value) == (f"{path}: is a PyTorch checkpoint, not safetensors: convert it first with "
+                                   "`dynast convert`")
+    assert load_torch_checkpoint(path)["w"].tolist() == [0.0, 0.0]  # the .pth readers still read it

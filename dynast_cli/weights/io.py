@@ -58,7 +58,7 @@ def read_metadata(path: str | Path) -> dict[str, str]:
     from safetensors import safe_open
 
     path = Path(path)
-    _check_file(path)
+    _check_safetensors(path)
     try:
         with safe_open(str(path), framework="pt") as fh:
             return dict(fh.metadata() or {})
@@ -71,7 +71,7 @@ def tensor_names(path: str | Path) -> set[str]:
     from safetensors import safe_open
 
     path = Path(path)
-    _check_file(path)
+    _check_safetensors(path)
     try:
         with safe_open(str(path), framework="pt") as fh:
             return set(fh.keys())
@@ -88,11 +88,7 @@ def load_weights(path: str | Path, device: str | torch.device = "cpu") -> tuple[
     from safetensors import safe_open
 
     path = Path(path)
-    _check_file(path)
-    if path.suffix in (".pth", ".pt", ".ckpt", ".bin"):
-        raise WeightsError(
-            "is a PyTorch checkpoint, not safetensors: convert it first with `dynast convert`", path
-        )
+    _check_safetensors(path)
     try:
         with safe_open(str(path), framework="pt", device=str(device)) as fh:
             meta = dict(fh.metadata() or {})
@@ -242,6 +238,13 @@ def load_torch_checkpoint(path: str | Path) -> dict[str, torch.Tensor]:
         obj = {k[len("module."):]: v for k, v in obj.items()}
     check_finite(obj, path)  # converted, it would paint black images
     return dict(obj)
+
+
+def _check_safetensors(path: Path) -> None:
+    """:func:`_check_file`, and a PyTorch checkpoint named as such (safetensors would say "header too large")."""
+    _check_file(path)
+    if path.suffix in (".pth", ".pt", ".ckpt", ".bin"):
+        raise WeightsError("is a PyTorch checkpoint, not safetensors: convert it first with `dynast convert`", path)
 
 
 def _check_file(path: Path) -> None:
