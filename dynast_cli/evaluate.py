@@ -39,11 +39,11 @@ from typing import Any, Callable, Mapping, Sequence
 import torch
 
 from dynast_cli.errors import InputError, UsageError
-from dynast_cli.io.images import check_image_size, list_images, load_image, save_image
+from dynast_cli.io.images import check_image_size, list_images, load_image, read_image_size, save_image
 from dynast_cli.io.outputs import check_distinct, check_output, save_figure, write_text
 from dynast_cli.nn.losses import content_loss, style_loss
 from dynast_cli.ops import fit_size, image_grid, resize
-from dynast_cli.pipelines.style import stylize, work_size
+from dynast_cli.pipelines.style import MIN_SIDE, stylize, work_size
 from dynast_cli.quality import COLUMNS as QUALITY_COLUMNS
 from dynast_cli.quality import quality_scores
 from dynast_cli.styles.base import StyleMethod
@@ -69,10 +69,13 @@ def output_files(alphas: Sequence[float] = (1.0,)) -> list[str]:
     return [JSON_FILE, MARKDOWN_FILE, GRID_FILE] + ([TRADEOFF_FILE] if len(alphas) > 1 else [])
 
 
-def check_outputs(out_dir: str | Path, alphas: Sequence[float] = (1.0,), overwrite: bool = False) -> None:
-    """Before any work: ``out_dir`` can hold the results and (unless ``overwrite``) holds none of them
-    yet, or an OutputError naming the path."""
+def check_outputs(out_dir: str | Path, alphas: Sequence[float] = (1.0,), overwrite: bool = False,
+                  inputs: Sequence[Path] = ()) -> None:
+    """Before any work: ``out_dir`` can hold the results, (unless ``overwrite``) holds none of them yet, and
+    no result would replace one of the ``inputs`` (``--content DIR --out DIR`` read an earlier run's grid as
+    a content, then replaced it); else an OutputError naming the path."""
     check_output(out_dir, overwrite, kind="dir", files=output_files(alphas))
+    check_distinct([(Path(out_dir) / name, name) for name in output_files(alphas)], inputs)
 
 
 @dataclass
@@ -128,14 +131,18 @@ def image_paths(paths: str | Path | Sequence[str | Path]) -> list[Path]:
 
 
 def _load(path: Path, size: int, device: torch.device) -> torch.Tensor:
-    """The image at ``size`` long side; refused as ``dynast style`` refuses it when either size is under
-    :data:`~dynast_cli.pipelines.style.MIN_SIDE` px (a 1x1 image gave meaningless scores)."""
-    from dynast_cli.pipelines.style import MIN_SIDE
-
     image = load_image(path)[None]
-    hw = fit_size(*image.shape[-2:], size=size)
-    check_image_size(path, tuple(image.shape[-2:]), MIN_SIDE, hw, f"--size {size}")
-    return resize(image, hw).to(device)
+    return resize(image, fit_size(*image.shape[-2:], size=size)).to(device)
+
+
+def check_images(paths: Sequence[Path], size: int) -> None:
+    """Before any work: no image is, or is resized to, under :data:`~dynast_cli.pipelines.style.MIN_SIDE` px
+    (``dynast style`` refuses them; a 1x1 image gave meaningless scores). Unreadable files are left to
+    :func:`load_image`, which says why."""
+    for path in paths:
+        hw = read_image_size(path)
+        if hw is not None:
+            check_image_size(path, hw, MIN_SIDE, fit_size(*hw, size=size), f"--size {size}")
 
 
 def _mean(values: Sequence[float | None]) -> float | None:
@@ -320,8 +327,8 @@ def evaluate_style(
     beside the methods (see the module docstring), each file checked before any work.
     """
     check_alphas(alphas)
-    check_outputs(out_dir, alphas, overwrite)
-    check_distinct([(Path(out_dir) / name, name) for name in output_files(alphas)], [*contents, *styles])
+    check_outputs(out_dir, alphas, overwrite, [*contents, *styles])
+    check_images([*contents, *styles], size)
     extra_files = {name: extra_outputs(folder, contents, styles) for name, folder in (extras or {}).items()}
     device = torch.device(device)
     content_images = {p: _load(p, size, device) for p in contents}

@@ -41,8 +41,8 @@ def eval_style_command(
     from rich.table import Table
 
     from dynast_cli.errors import UsageError
-    from dynast_cli.evaluate import (check_outputs, evaluate_style, extra_outputs, image_paths, output_files,
-                                     quality_cells, summarise)
+    from dynast_cli.evaluate import (check_images, check_outputs, evaluate_style, extra_outputs, image_paths,
+                                     output_files, quality_cells, summarise)
     from dynast_cli.weights.build import load_vgg16
     from dynast_cli.styles import build_method, method_options, parse_method_spec
     from dynast_cli.styles.refine import refine_steps, with_refinement
@@ -54,7 +54,8 @@ def eval_style_command(
         raise UsageError(f"--methods names no method, got {methods!r}")
     strengths = parse_alphas(alphas)
     contents, styles = image_paths(content), image_paths(style)
-    check_outputs(out, strengths, overwrite)  # before any model is loaded
+    check_outputs(out, strengths, overwrite, [*contents, *styles])  # before any model is loaded
+    check_images([*contents, *styles], size)
     extras = parse_extras(extra, names)
     for folder in extras.values():
         extra_outputs(folder, contents, styles)  # every precomputed output present, before any model is loaded

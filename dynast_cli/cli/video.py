@@ -91,10 +91,8 @@ def video(
     """Stylise the video INPUT with STYLES; the style is encoded once, the audio track kept."""
     from dynast_cli.distributed import parse_shard
     from dynast_cli.memory import parse_memory
-    from dynast_cli.pipelines.video import run_video_job
+    from dynast_cli.pipelines.video import check_attention, run_video_job
     from dynast_cli.runtime import set_precision, set_threads
-
-    from dynast_cli.pipelines.video import check_attention
 
     check_attention(method, attention)
     attention = "cosine" if attention is None else attention

@@ -42,6 +42,7 @@ from PIL import Image
 from torch import nn
 
 from dynast_cli.errors import InputError, OutputError, WeightsError
+from dynast_cli.io.atomic import usual_permissions
 from dynast_cli.io.images import (
     IMAGE_SUFFIXES,
     check_image_size,
@@ -506,8 +507,6 @@ def write_video(frames: Iterable[torch.Tensor], path: Path, fps: float) -> Path:
         if writer is not None:
             writer.release()
             writer = None
-        from dynast_cli.io.atomic import usual_permissions
-
         usual_permissions(tmp)  # mkstemp's file is private (0600)
         os.replace(tmp, path)
     finally:

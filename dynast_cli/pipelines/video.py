@@ -48,7 +48,7 @@ from dynast_cli.io.video import (
     has_audio, is_frame_folder,
 )
 from dynast_cli.ops import fit_size, mix_weights, resize
-from dynast_cli.pipelines.style import prepare_styles, stylize
+from dynast_cli.pipelines.style import MIN_SIDE, prepare_styles, stylize
 from dynast_cli.pipelines.style import work_size as method_work_size
 from dynast_cli.runtime import resolve_device
 from dynast_cli.styles import build_method, method_options
@@ -680,8 +680,7 @@ def evaluate_video(
                          reader.path)
     style_image = load_image(style)
     h, w = fit_size(reader.height, reader.width, max_size)
-    from dynast_cli.pipelines.style import MIN_SIDE  # as `dynast style` refuses them (1x1 gave meaningless scores)
-
+    # too small to score, as `dynast style` refuses them (1x1 gave meaningless scores)
     check_image_size(reader.path, (reader.height, reader.width), MIN_SIDE, (h, w), f"--max-size {max_size}", frame=True)
     style_hw = tuple(style_image.shape[-2:])
     check_image_size(style, style_hw, MIN_SIDE, fit_size(*style_hw, max_size=style_size), f"--style-size {style_size}")

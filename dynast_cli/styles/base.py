@@ -93,7 +93,7 @@ def learned_or_parameter_free(
     from dynast_cli.weights.io import config_from_metadata, read_metadata, tensor_names
 
     meta = read_metadata(weights) if weights else {}
-    arch = meta.get("architecture") if weights else None
+    arch = meta.get("architecture")
     if arch not in (None, "decoder"):
         if arch != architecture:
             raise WeightsError(f"holds '{arch}' weights, but this method needs '{architecture}' (or a decoder)",

@@ -37,6 +37,7 @@ from torch import nn
 
 from dynast_cli.distributed import barrier
 from dynast_cli.errors import OutputError, WeightsError
+from dynast_cli.io.atomic import usual_permissions
 from dynast_cli.io.images import save_image
 from dynast_cli.io.outputs import check_folder
 from dynast_cli.train.ddp import current_world, distribute, mean_over_ranks
@@ -93,8 +94,6 @@ def save_checkpoint(
     os.close(fd)
     try:
         torch.save(state, tmp)
-        from dynast_cli.io.atomic import usual_permissions
-
         usual_permissions(tmp)  # mkstemp's file is private (0600)
         os.replace(tmp, ckpt_dir / STATE_FILE)
     except OSError as exc:
