@@ -23,10 +23,11 @@ keeps its brackets), boolean options show as plain flags, arguments are upper ca
 
 from __future__ import annotations
 
+import math
 import os
 import re
 import sys
-from typing import Any
+from typing import Any, Callable
 
 import typer
 from rich.console import Console
@@ -378,36 +379,31 @@ def command(target: typer.Typer = app, name: str | None = None, **kwargs: Any):
     return register
 
 
-def positive_float(value: float) -> float:
-    """Option callback: a finite number above 0 (a learning rate), else a usage error (exit 1)."""
-    import math
+def finite_number(low: float, high: float = math.inf, low_included: bool = True) -> Callable[[float], float]:
+    """An option callback taking a finite number from ``low`` to ``high`` (above ``low`` when not
+    ``low_included``), else a usage error (exit 1) saying so. A range check alone lets inf through or
+    reports nan as "should be <= 1"."""
+    if math.isinf(high):
+        wanted = f"from {low:g}" if low_included else f"above {low:g}"
+    else:
+        wanted = f"from {low:g} to {high:g}"
 
-    if not (math.isfinite(value) and value > 0):
-        raise typer.BadParameter(f"must be a number above 0, got {value:g}")
-    return value
+    def check(value: float) -> float:
+        if not (math.isfinite(value) and (value >= low if low_included else value > low) and value <= high):
+            raise typer.BadParameter(f"must be a number {wanted}, got {value:g}")
+        return value
 
-
-def strength(value: float) -> float:
-    """Option callback: a style strength, a finite number from 0 to 1, else a usage error (exit 1); a range
-    check alone reports nan as "should be <= 1"."""
-    import math
-
-    if not (math.isfinite(value) and 0.0 <= value <= 1.0):
-        raise typer.BadParameter(f"must be a number from 0 to 1, got {value:g}")
-    return value
+    return check
 
 
 #: Highest ``--fps`` taken (OpenCV's writers hang or fail on absurd rates such as inf or 1e9).
 MAX_FPS = 1000.0
-
-
-def frame_rate(value: float) -> float:
-    """Option callback: frames per second, a finite number from 1 to :data:`MAX_FPS`, else a usage error."""
-    import math
-
-    if not (math.isfinite(value) and 1.0 <= value <= MAX_FPS):
-        raise typer.BadParameter(f"must be a number from 1 to {MAX_FPS:g}, got {value:g}")
-    return value
+#: ``--lr``: a learning rate above 0.
+positive_float = finite_number(0.0, low_included=False)
+#: ``--alpha``: a style strength from 0 to 1.
+strength = finite_number(0.0, 1.0)
+#: ``--fps``: frames per second from 1 to :data:`MAX_FPS`.
+frame_rate = finite_number(1.0, MAX_FPS)
 
 
 def _version(value: bool) -> None:

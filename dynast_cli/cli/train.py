@@ -82,8 +82,9 @@ def train_style_command(
         raise UsageError("--content-weight does not apply to --video training")
     from dynast_cli.styles.registry import methods_with
 
+    localities = parse_locality(locality)
     for flag, option, given in (("--train-decoder", "train_decoder", train_decoder),
-                                ("--locality", "locality", parse_locality(locality) != (1.0, 1.0, 1.0))):
+                                ("--locality", "locality", localities != (1.0, 1.0, 1.0))):
         if given and method not in methods_with(option):  # they were silently ignored
             raise UsageError(f"{flag} applies to --method {' or '.join(methods_with(option))} only, not '{method}'")
     if video:
@@ -109,7 +110,7 @@ def train_style_command(
     path = train_style(content, style, method=method, steps=steps, batch=batch, size=size, lr=lr, out=out,
                        resume=resume, sample_every=sample_every, seed=seed, device=resolve_device(device),
                        max_per_folder=max_per_folder or None, init_decoder=init_decoder,
-                       train_decoder=train_decoder, locality=parse_locality(locality), time_limit_s=time_limit_s,
+                       train_decoder=train_decoder, locality=localities, time_limit_s=time_limit_s,
                        amp=amp, init=init, content_weight=content_weight)
     main_echo(f"wrote {path}")
     destroy_process_group()

@@ -16,11 +16,6 @@ def _umask() -> int:
     return mask
 
 
-def usual_permissions(path: str | Path) -> None:
-    """Give a file made by ``mkstemp`` (private 0600) the permissions a plain ``open`` would (0666 minus the umask)."""
-    os.chmod(path, 0o666 & ~_umask())
-
-
 @contextmanager
 def atomic_output(path: str | Path, suffix: str = ".part") -> Iterator[Path]:
     """Yield a temporary path in ``path``'s folder; on success it replaces ``path``, else it is removed.
@@ -35,7 +30,7 @@ def atomic_output(path: str | Path, suffix: str = ".part") -> Iterator[Path]:
     os.close(fd)
     try:
         yield Path(tmp)
-        usual_permissions(tmp)
+        os.chmod(tmp, 0o666 & ~_umask())
         os.replace(tmp, path)
     finally:
         if os.path.exists(tmp):

@@ -252,16 +252,18 @@ class DynastStyleModel(nn.Module):
         (computed on the style reflect-padded to a multiple of 16)."""
         padded = pad_to_multiple(style, PAD_MULTIPLE)[0]
         wanted = [j for j in range(len(LEVELS)) if self.locality[j] < 1.0 or self.renorm[j] > 0.0]
+
+        def stats(f: Sequence[torch.Tensor]) -> list[tuple[torch.Tensor, torch.Tensor] | None]:
+            return [calc_mean_std(f[level]) if j in wanted else None for j, level in enumerate(LEVELS)]
+
         global_stats = None
         if wanted and padded.shape != style.shape:
             # AdaIN's statistics of the unpadded style, encoded only as deep as needed and before the padded
             # style, so that only the (B, C, 1, 1) statistics are held while that one is encoded
-            unpadded = self.encoder(style, upto=LEVELS[wanted[-1]] + 1)
-            global_stats = [calc_mean_std(unpadded[LEVELS[j]]) if j in wanted else None for j in range(len(LEVELS))]
-            del unpadded
+            global_stats = stats(self.encoder(style, upto=LEVELS[wanted[-1]] + 1))
         feats = self.encoder(padded)
         if wanted and global_stats is None:  # padding changed nothing: the same features
-            global_stats = [calc_mean_std(feats[LEVELS[j]]) if j in wanted else None for j in range(len(LEVELS))]
+            global_stats = stats(feats)
         keys = [matching_features(feats[i]) for i in LEVELS]
         moments = [torch.cat([feats[i], feats[i] * feats[i]], dim=1) for i in LEVELS]
         state = DynastStyle(keys=keys, moments=moments, global_stats=global_stats)

@@ -29,8 +29,6 @@ from __future__ import annotations
 
 import json
 import math
-import os
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterable, Iterator
@@ -42,7 +40,7 @@ from PIL import Image
 from torch import nn
 
 from dynast_cli.errors import InputError, OutputError, WeightsError
-from dynast_cli.io.atomic import usual_permissions
+from dynast_cli.io.atomic import atomic_output
 from dynast_cli.io.images import (
     IMAGE_SUFFIXES,
     check_image_size,
@@ -489,29 +487,23 @@ def _pose_stem(path: Path) -> str:
 def write_video(frames: Iterable[torch.Tensor], path: Path, fps: float) -> Path:
     """Write ``(3, H, W)`` frames in ``[0, 1]`` to an .mp4 (mp4v) or .avi (MJPG) atomically; every frame
     is resized to the first one's size."""
-    path.parent.mkdir(parents=True, exist_ok=True)  # checked before any work (check_output)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=path.suffix, dir=path.parent)
-    os.close(fd)
-    writer, size = None, None
-    try:
-        for frame in frames:
-            bgr = np.ascontiguousarray(to_uint8(frame)[:, :, ::-1])
-            if writer is None:
-                size = (bgr.shape[1], bgr.shape[0])
-                writer = cv2.VideoWriter(tmp, cv2.VideoWriter_fourcc(*VIDEO_SUFFIXES[path.suffix.lower()]), fps, size)
-                if not writer.isOpened():
-                    raise OutputError("OpenCV cannot write this video format here", path)
-            if (bgr.shape[1], bgr.shape[0]) != size:
-                bgr = cv2.resize(bgr, size, interpolation=cv2.INTER_AREA)
-            writer.write(bgr)
-        if writer is not None:
-            writer.release()
-            writer = None
-        usual_permissions(tmp)  # mkstemp's file is private (0600)
-        os.replace(tmp, path)
-    finally:
-        if writer is not None:
-            writer.release()
-        if os.path.exists(tmp):
-            os.unlink(tmp)
+    # atomic_output creates the folder (checked before any work), gives the usual permissions and removes
+    # the temporary on failure; the temporary ends in the video's suffix, which OpenCV picks the format by
+    with atomic_output(path, suffix=f".part{path.suffix}") as tmp:
+        writer, size = None, None
+        try:
+            for frame in frames:
+                bgr = np.ascontiguousarray(to_uint8(frame)[:, :, ::-1])
+                if writer is None:
+                    size = (bgr.shape[1], bgr.shape[0])
+                    fourcc = cv2.VideoWriter_fourcc(*VIDEO_SUFFIXES[path.suffix.lower()])
+                    writer = cv2.VideoWriter(str(tmp), fourcc, fps, size)
+                    if not writer.isOpened():
+                        raise OutputError("OpenCV cannot write this video format here", path)
+                if (bgr.shape[1], bgr.shape[0]) != size:
+                    bgr = cv2.resize(bgr, size, interpolation=cv2.INTER_AREA)
+                writer.write(bgr)
+        finally:
+            if writer is not None:
+                writer.release()  # before atomic_output moves the file into place
     return path

@@ -23,8 +23,6 @@ the global batch's, and rank 0 alone writes checkpoints, samples and logs (see :
 from __future__ import annotations
 
 import math
-import os
-import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -37,7 +35,7 @@ from torch import nn
 
 from dynast_cli.distributed import barrier
 from dynast_cli.errors import OutputError, WeightsError
-from dynast_cli.io.atomic import usual_permissions
+from dynast_cli.io.atomic import atomic_output
 from dynast_cli.io.images import save_image
 from dynast_cli.io.outputs import check_folder
 from dynast_cli.train.ddp import current_world, distribute, mean_over_ranks
@@ -90,17 +88,11 @@ def save_checkpoint(
         "torch_rng": torch.get_rng_state(),
         "cuda_rng": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
     }
-    fd, tmp = tempfile.mkstemp(prefix=".state.", suffix=".part", dir=ckpt_dir)
-    os.close(fd)
     try:
-        torch.save(state, tmp)
-        usual_permissions(tmp)  # mkstemp's file is private (0600)
-        os.replace(tmp, ckpt_dir / STATE_FILE)
+        with atomic_output(ckpt_dir / STATE_FILE) as tmp:  # usual permissions; the temporary removed on failure
+            torch.save(state, tmp)
     except OSError as exc:
         raise OutputError(f"cannot write checkpoint ({exc.strerror or exc})", ckpt_dir) from None
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
 
 
 def load_checkpoint(
