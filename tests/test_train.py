@@ -157,6 +157,20 @@ def test_resume_without_a_checkpoint_starts_at_step_0_and_says_so(crops, tmp_pat
     assert f"notice: --resume: no checkpoint in {tmp_path / 'ck'} yet; starting at step 0" in out.getvalue()
 
 
+def test_a_log_gets_whole_lines_and_the_last_step(crops, tmp_path):
+    """Written to a file (not a terminal), the log had a line every 25 steps and then Rich's final bar, cut to
+    the console's width mid-number; now each logged step is one whole line, the last step included."""
+    import io
+
+    from rich.console import Console
+
+    out = io.StringIO()
+    _run(_task(crops), tmp_path / "ck", 7, ckpt_every=5, console=Console(file=out, width=40))
+    lines = out.getvalue().splitlines()
+    assert [ln.split()[1] for ln in lines] == ["5/7", "7/7"]
+    assert all(ln.startswith("step ") and ln.endswith(" s/step") for ln in lines)
+
+
 def test_checkpoint_round_trip(crops, tmp_path):
     task = _task(crops)
     optimizer = torch.optim.Adam(task.model.parameters(), lr=1e-3)

@@ -200,3 +200,25 @@ def test_a_pytorch_checkpoint_given_as_weights_says_convert_it_first(tmp_path):
         assert str(info.value) == (f"{path}: is a PyTorch checkpoint, not safetensors: convert it first with "
                                    "`dynast convert`")
     assert load_torch_checkpoint(path)["w"].tolist() == [0.0, 0.0]  # the .pth readers still read it
+
+
+def test_a_style_file_given_to_face_or_pose_names_where_their_weights_come_from():
+    """``face --weights decoder_vgg16.safetensors`` suggested `dynast convert dynast`, which makes pose weights:
+    each task now says where its own weights come from."""
+    from dynast_cli.pipelines.face import load_face_generator
+    from dynast_cli.pipelines.pose import load_pose_generator
+
+    path = Path(__file__).resolve().parents[1] / "weights" / "decoder_vgg16.safetensors"
+    for load, hint in ((load_face_generator, "edge-to-face weights come from `dynast train face`"),
+                       (load_pose_generator, "convert the official latest_net_G.pth with `dynast convert dynast`")):
+        with pytest.raises(WeightsError) as info:
+            load(path, torch.device("cpu"))
+        assert str(info.value) == f"{path}: is not a DynaST generator (architecture 'decoder'); {hint}"
+
+
+def test_convert_dynast_refuses_a_top_k_no_input_could_hold(tmp_path):
+    """``--top-k 100000`` was written to the file; the file then failed at run time without naming it."""
+    result = CliRunner().invoke(app, ["convert", "dynast", str(tmp_path / "latest_net_G.pth"), "-o",
+                                      str(tmp_path / "out.safetensors"), "--top-k", "65"])
+    assert result.exit_code == 1 and "'--top-k'" in result.output and "64" in result.output
+    assert not list(tmp_path.iterdir())

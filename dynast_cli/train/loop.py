@@ -200,9 +200,12 @@ def train_loop(
     start_step, session_start = result.step, time.perf_counter()
     wall_before = result.wall_s
     log_every = max(1, min(ckpt_every, 25))
+    # in a log (not a terminal) the bar is replaced by whole lines every ``log_every`` steps and at the last
+    # one: Rich's final render there is cut to the console width
+    lines = world.main and not console.is_terminal
     with Progress(
         TextColumn("step"), MofNCompleteColumn(), BarColumn(), TimeRemainingColumn(),
-        TextColumn("{task.description}"), console=console, transient=False, disable=not world.main,
+        TextColumn("{task.description}"), console=console, transient=False, disable=not world.main or lines,
     ) as progress:
         task = progress.add_task("", total=steps, completed=result.step)
         while result.step < steps:
@@ -226,9 +229,9 @@ def train_loop(
             s_per_step = elapsed / (result.step - start_step)
             description = _describe(result.final_losses(10), s_per_step)
             progress.update(task, completed=result.step, description=description)
-            if world.main and not console.is_terminal and result.step % log_every == 0:
-                console.print(f"step {result.step}/{steps} {description}", markup=False)
             last = result.step == steps or over_time
+            if lines and (result.step % log_every == 0 or last):
+                console.print(f"step {result.step}/{steps} {description}", markup=False, soft_wrap=True)
             if world.main and sample_fn is not None and sample_every > 0 and (result.step % sample_every == 0 or last):
                 write_sample(model, sample_fn, ckpt_dir / SAMPLES_DIR / f"step_{result.step:06d}.png")
             if world.main and (result.step % ckpt_every == 0 or last):

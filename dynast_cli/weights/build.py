@@ -193,7 +193,7 @@ ARCHITECTURES: dict[str, Architecture] = {
     "stya2k": Architecture(partial(_style_model, "stya2k"), "'stya2k'"),
     "dynast_style": Architecture(_dynast_style, "'dynast_style'"),
     "dynast": Architecture(_dynast, "a DynaST generator", finish=_fold, refusal=(
-        "is not a DynaST generator (architecture '{found}'); convert latest_net_G.pth with `dynast convert dynast`")),
+        "is not a DynaST generator (architecture '{found}');")),
 }
 
 
