@@ -89,6 +89,7 @@ class BenchCase:
     summary: str
     kind: str  # "kernel" or "e2e"
     prepare: Callable[[int, torch.device], dict[str, Variant]]
+    twin: bool = False  # prepare gives a "naive" variant too: a row measuring nothing gives it the row's note
 
 
 @dataclass
@@ -237,7 +238,7 @@ def kernel_case(
         extra = {"fast": fast_options(size) if fast_options else {}, "naive": {}}
         return {variant: functools.partial(fn, **inputs, **extra[variant]) for variant, fn in functions.items()}
 
-    return register(BenchCase(name, summary, "kernel", prepare))
+    return register(BenchCase(name, summary, "kernel", prepare, twin=naive is not None))
 
 
 def features(c: int, n: int, device: torch.device, generator: torch.Generator) -> torch.Tensor:
@@ -533,18 +534,17 @@ def _run_cases(
         for size in sorted(set(sizes)):
             notes = {variant: _guard(past, past_sizes, size, opts) for variant, (past_sizes, past) in done.items()}
             if "fast" in notes and all(notes.values()):  # every variant skipped: not even its inputs are made
-                naive = Measurement(note=notes["naive"]) if "naive" in notes else None
-                results.append(BenchResult(case.name, case.kind, size, Measurement(note=notes["fast"]), naive))
+                results.append(_unmeasured(case, size, notes["fast"], notes.get("naive")))
                 continue
             try:
                 variants = case.prepare(size, device)
             except Unavailable as exc:
-                results.append(BenchResult(case.name, case.kind, size, Measurement(note=f"unavailable: {exc}")))
+                results.append(_unmeasured(case, size, f"unavailable: {exc}"))
                 continue
             except (MemoryError, RuntimeError) as exc:  # the inputs alone do not fit: the allocator's refusal
                 # (a first size has nothing smaller to extrapolate from: --sizes 100000 ended in exit 70)
                 message = str(exc).splitlines()[0][:300] if str(exc) else type(exc).__name__
-                results.append(BenchResult(case.name, case.kind, size, Measurement(note=f"error: {message}")))
+                results.append(_unmeasured(case, size, f"error: {message}"))
                 continue
             measured: dict[str, Measurement] = {}
             for variant, fn in variants.items():
@@ -561,6 +561,13 @@ def _run_cases(
                     past.append(m)
             del variants
             results.append(BenchResult(case.name, case.kind, size, measured["fast"], measured.get("naive")))
+
+
+def _unmeasured(case: BenchCase, size: int, note: str, naive_note: str | None = None) -> BenchResult:
+    """A row where nothing ran: a kernel with a naive twin gives the twin ``naive_note`` or the row's note
+    (its JSON said "no naive twin" for a skipped or unavailable kernel)."""
+    naive = Measurement(note=naive_note or note) if case.twin else None
+    return BenchResult(case.name, case.kind, size, Measurement(note=note), naive)
 
 
 def environment(opts: BenchOptions) -> dict[str, Any]:

@@ -76,10 +76,22 @@ def test_inputs_that_cannot_be_allocated_are_a_row_not_a_crash():
             raise RuntimeError("[enforce fail at alloc_cpu.cpp:127] DefaultCPUAllocator: can't allocate memory")
         return bench.CASES["full"].prepare(n, device)
 
-    case = bench.BenchCase("full", "", "kernel", prepare)
+    case = bench.BenchCase("full", "", "kernel", prepare, twin=True)
     small, big = bench.run_benchmarks([case], [8, 16], bench.BenchOptions(warmup=1, repeat=1))
     assert small.fast.ok and not big.fast.ok
     assert big.fast.note == "error: [enforce fail at alloc_cpu.cpp:127] DefaultCPUAllocator: can't allocate memory"
+    assert big.to_dict()["naive_note"] == big.fast.note  # not "no naive twin": the kernel has one
+
+
+def test_a_row_that_measures_nothing_keeps_the_kernels_naive_twin():
+    """A kernel's skipped or unavailable row said "no naive twin" in the JSON; a case without one still does."""
+    assert bench.CASES["full"].twin and bench.CASES["adaattn"].twin and not bench.e2e_case("adain").twin
+    twin = bench.BenchCase("ghost", "", "kernel", lambda n, d: bench._load("dynast_cli.attention.ghost:attend"), twin=True)
+    (r,) = bench.run_benchmarks([twin], [8])
+    assert r.to_dict()["naive_note"] == r.to_dict()["fast_note"] == "unavailable: dynast_cli.attention.ghost is not available (dynast_cli.attention.ghost missing)"
+    opts = bench.BenchOptions(warmup=1, repeat=1, budget_mb=0.05)
+    rows = bench.run_benchmarks([bench.CASES["full"]], [4, 16, 64], opts)
+    assert rows[2].naive is not None and rows[2].naive.note.startswith("skipped")  # every variant skipped
 
 
 def test_extrapolation_fits_the_growth_between_linear_and_quadratic():
