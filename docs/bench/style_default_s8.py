@@ -23,6 +23,9 @@ side of N, ``decoder=FILE`` loads a decoder state dict saved by ``torch.save``),
 trained for the default's matching, ``docs/gpu/train.py dynast-decoder``)::
 
     python docs/bench/style_default_s8.py --set val --peer eval/peer --variants 'peer,default,dynast{warp=0.75,noise=0}'
+
+``--grid FILE`` also draws the by-eye grid of the set (a row per pair: content, style, each variant); the
+photos and paintings cannot be redistributed, so the grid stays on the machine that has ../shared/data.
 """
 
 from __future__ import annotations
@@ -35,7 +38,7 @@ import torch
 import torch.nn.functional as F
 
 from dynast_cli.io.images import load_image, save_image
-from dynast_cli.ops import fit_size, resize
+from dynast_cli.ops import fit_size, image_grid, resize
 from dynast_cli.quality import load_quality_network, quality_scores
 from dynast_cli.styles import base, build_method
 
@@ -100,6 +103,8 @@ def main() -> None:
     parser.add_argument("--variants", default="peer,default")
     parser.add_argument("--peer", type=Path, help="folder of the peer's outputs")
     parser.add_argument("--save", type=Path, help="write each variant's outputs under SAVE/<variant>/")
+    parser.add_argument("--grid", type=Path, help="also write a by-eye grid: a row per pair (content, style, "
+                        "then each variant in order), 320 px cells; the data cannot be committed, so keep it local")
     parser.add_argument("--threads", type=int, default=2)
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
@@ -110,13 +115,16 @@ def main() -> None:
     contents, styles = ([DATA / "content" / c for c in SETS[args.set][0]], [DATA / "style" / s for s in SETS[args.set][1]])
     print(f"| variant ({args.set}, {len(contents) * len(styles)} pairs) | palette ↓ | texture ↓ | patch sim ↑ | "
           "edge F ↑ | content@256 ↓ |\n|---|---:|---:|---:|---:|---:|")
-    for spec in re.split(r",(?![^{]*\})", args.variants):
+    specs = re.split(r",(?![^{]*\})", args.variants)
+    cells: dict[tuple[str, str], list[torch.Tensor]] = {}  # (content, style) -> [content, style, outputs...]
+    for spec in specs:
         fn = variant(spec)
         rows = []
         for style_path in styles:
             style = load(style_path)
             for content_path in contents:
                 content = load(content_path)
+                row = cells.setdefault((content_path.name, style_path.name), [content, style])
                 if fn is None:
                     out = load_image(args.peer / f"{content_path.stem}__{style_path.stem}.png")
                     out = F.interpolate(out[None], size=content.shape[-2:], mode="area")[0]
@@ -128,11 +136,16 @@ def main() -> None:
                     folder = args.save / re.sub(r"[^A-Za-z0-9_.=-]", "_", spec)
                     folder.mkdir(parents=True, exist_ok=True)
                     save_image(out, folder / f"{content_path.stem}__{style_path.stem}.png")
+                if args.grid is not None:
+                    row.append(out)
                 with torch.inference_mode():
                     rows.append(quality_scores(out, content, style, net, encoder))
         mean = {k: sum(r[k] for r in rows) / len(rows) for k in COLUMNS}
         print(f"| {spec} | {mean['palette']:.2f} | {mean['texture']:.3f} | {mean['patch_sim']:.3f} | "
               f"{mean['edge_f']:.3f} | {mean['content_small']:.3f} |", flush=True)
+    if args.grid is not None:
+        save_image(image_grid(list(cells.values()), cell=320), args.grid)
+        print(f"grid: {args.grid} (columns: content, style, {', '.join(specs)})")
 
 
 if __name__ == "__main__":
