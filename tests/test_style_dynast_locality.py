@@ -73,7 +73,43 @@ def test_train_decoder_trains_only_the_decoder_and_lowers_the_loss(tmp_path):
     result = train_loop(task.model, task.loss_fn, task.data, optimizer, 20, tmp_path / "ck", seed=3)
     totals = [h["total"] for h in result.history]
     assert np.mean(totals[-5:]) < np.mean(totals[:5])
-    assert set(result.final_losses()) == {"content", "global", "local", "total"}
+    assert set(result.final_losses()) == {"content", "global", "local", "gram", "fine", "anchor", "total"}
+    assert result.history[0]["anchor"] == 0  # the first step decodes exactly what the frozen reference decodes
+
+
+def test_warp_finer_carries_each_matchs_finer_block():
+    """Against a plain loop: query position (y, x) gets the style's f x f block under its match."""
+    from dynast_cli.models.dynast_style import warp_finer
+
+    gen = torch.Generator().manual_seed(0)
+    for factor, (hs, ws), (hq, wq) in ((2, (3, 4), (2, 5)), (4, (2, 2), (3, 1)), (1, (2, 3), (2, 2))):
+        feat = torch.randn(2, 3, hs * factor, ws * factor, generator=gen)
+        match = torch.randint(0, hs * ws, (2, hq * wq), generator=gen)
+        out = warp_finer(feat, match, (hq, wq), factor)
+        expected = torch.empty(2, 3, hq * factor, wq * factor)
+        for b in range(2):
+            for q in range(hq * wq):
+                y, x = divmod(q, wq)
+                my, mx = divmod(int(match[b, q]), ws)
+                expected[b, :, y * factor:(y + 1) * factor, x * factor:(x + 1) * factor] = \
+                    feat[b, :, my * factor:(my + 1) * factor, mx * factor:(mx + 1) * factor]
+        assert torch.equal(out, expected), factor
+
+
+def test_gram_and_low_pass_losses_against_hand_values():
+    from dynast_cli.nn.losses import gram_loss, gram_matrix, low_pass_loss
+
+    f = torch.tensor([[1.0, 2.0], [3.0, 4.0]]).view(1, 1, 2, 2).repeat(1, 2, 1, 1)
+    f[:, 1] *= -1
+    assert torch.equal(gram_matrix(f), torch.tensor([[[7.5, -7.5], [-7.5, 7.5]]]))  # (1+4+9+16)/4
+    g = [f, f * 2]
+    assert gram_loss(g, g, layers=(0, 1)) == 0
+    # doubling a map multiplies its Gram by 4: MSE of (4 - 1) * 7.5 over the 4 entries
+    assert torch.isclose(gram_loss([f * 2], [f], layers=(0,)), torch.tensor(22.5 ** 2))
+    a = torch.zeros(1, 3, 16, 16)
+    checker = (torch.arange(16)[:, None] + torch.arange(16)[None]) % 2 * 2.0 - 1.0  # +-1, mean 0 per 8x8 cell
+    assert low_pass_loss(a + checker, a) == 0  # detail finer than the cell is free
+    assert torch.isclose(low_pass_loss(a + 0.5, a), torch.tensor(0.25))
 
 
 def test_train_decoder_fine_tunes_for_the_shipped_defaults_matching(tmp_path):

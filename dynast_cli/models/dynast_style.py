@@ -130,6 +130,21 @@ INIT_WEIGHT_NORM = 0.1
 LOST_EPS = 1e-4
 
 
+def warp_finer(feat: torch.Tensor, match: torch.Tensor, grid: tuple[int, int], factor: int) -> torch.Tensor:
+    """A finer level of the style carried by each position's best match (the fine-scale target of the
+    decoder fine-tune, ``dynast train style --method dynast --train-decoder``).
+
+    feat (B, C, Hs*f, Ws*f): the style's features ``factor`` f times finer than the matched level;
+    match (B, Hq*Wq) int64: each query position's style position in the matched level's (Hs, Ws) grid;
+    grid: (Hq, Wq) -> (B, C, Hq*f, Wq*f): the f x f block of query position (y, x) is the style's f x f
+    block under its match.
+    """
+    blocks = F.pixel_unshuffle(feat, factor)  # (B, C f^2, Hs, Ws): each style position's f x f block
+    b, channels = blocks.shape[:2]
+    picked = blocks.flatten(2).gather(2, match[:, None, :].expand(b, channels, match.shape[1]))  # (B, C f^2, Hq*Wq)
+    return F.pixel_shuffle(picked.view(b, channels, *grid), factor)
+
+
 def lost_mass(conf: torch.Tensor) -> torch.Tensor:
     """``1 - conf``, the attention mass of the pruned matches, forward-exactly 0 where it is below
     ``LOST_EPS`` (a softmax sums to 1 only up to rounding); the gradient is that of ``1 - conf`` everywhere."""
@@ -307,7 +322,8 @@ class DynastStyleModel(nn.Module):
             results[level] = res
         return results
 
-    def transform(self, feats: Sequence[torch.Tensor], state: DynastStyle, prune: bool = True) -> list[torch.Tensor]:
+    def transform(self, feats: Sequence[torch.Tensor], state: DynastStyle, prune: bool = True,
+                  matches: dict[int, AttentionResult] | None = None) -> list[torch.Tensor]:
         """Content features [relu1_1 .. relu5_1] (each level twice the next coarser one) and one style ->
         transformed relu3_1, relu4_1, relu5_1 features.
 
@@ -319,10 +335,12 @@ class DynastStyleModel(nn.Module):
         b < 1 at a level, ``b * that + (1 - b) * adain(content, style)`` (AdaIN with the style's global statistics);
         with ``renorm`` r > 0 at a level, last, ``(1 - r) * that + r * adain(that, style)``: the output
         itself moved to the whole style's channel mean and std.
-        ``prune=False``: the parameter-free transform even when a prune mask is learned.
+        ``prune=False``: the parameter-free transform even when a prune mask is learned. ``matches``: what
+        :meth:`match` gave for these features, style and ``prune`` (computed here when None).
         """
         learned = prune and self.prune is not None and state.global_moments is not None
-        matches = self.match(feats, state, prune=prune)
+        if matches is None:
+            matches = self.match(feats, state, prune=prune)
         out = []
         for j, level in enumerate(LEVELS):
             moments = matches[level].output

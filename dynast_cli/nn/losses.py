@@ -12,7 +12,10 @@
 * reconstruction (our universal decoder): pixel L1 + scale-normalised perceptual MSE at
   relu1_1..relu4_1;
 * AdaAttN cross-image similarity (video): two frames and their stylisations keep the same
-  normalised cosine-distance structure between each other at relu3_1, relu4_1.
+  normalised cosine-distance structure between each other at relu3_1, relu4_1;
+* Gram loss (Gatys et al.): MSE of the channel co-activation (Gram) matrices at relu1_1..relu4_1, and a
+  low-pass image loss (MSE of 8x8 average-pooled images), the texture and colour-anchor terms of the
+  default's decoder fine-tune (``dynast train style --method dynast --train-decoder``).
 """
 
 from __future__ import annotations
@@ -78,6 +81,32 @@ def local_feature_loss(
             target = transform(content_feats, style_feats, i)
         total = total + F.mse_loss(out_feats[i], target)
     return total
+
+
+def gram_matrix(feat: torch.Tensor) -> torch.Tensor:
+    """(B, C, H, W) -> (B, C, C): ``F F^T / (H W)`` per item (channel co-activations: the texture), in fp32
+    under autocast too (a sum over every position)."""
+    with torch.autocast(feat.device.type, enabled=False):
+        f = feat.float().flatten(2)
+        return f @ f.transpose(1, 2) / f.shape[-1]
+
+
+def gram_loss(
+    out_feats: Sequence[torch.Tensor], style_feats: Sequence[torch.Tensor], layers: Sequence[int] = (0, 1, 2, 3)
+) -> torch.Tensor:
+    """Sum over ``layers`` (default relu1_1..relu4_1) of MSE(Gram(out), Gram(style)) (Gatys et al.), the
+    texture term of ``dynast --train-decoder``; batches must match (or the style's be 1)."""
+    total = out_feats[0].new_zeros(())
+    for i in layers:
+        g_out, g_style = gram_matrix(out_feats[i]), gram_matrix(style_feats[i])
+        total = total + F.mse_loss(g_out, g_style.expand_as(g_out))
+    return total
+
+
+def low_pass_loss(out: torch.Tensor, target: torch.Tensor, cell: int = 8) -> torch.Tensor:
+    """MSE between ``cell`` x ``cell`` average-pooled images (B, 3, H, W): ties the colours and layout of
+    ``out`` at that scale to ``target`` and leaves the finer detail free."""
+    return F.mse_loss(F.avg_pool2d(out, cell), F.avg_pool2d(target, cell))
 
 
 def batch_mean(stat: torch.Tensor) -> torch.Tensor:
