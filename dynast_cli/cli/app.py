@@ -379,16 +379,18 @@ def command(target: typer.Typer = app, name: str | None = None, **kwargs: Any):
     return register
 
 
-def finite_number(low: float, high: float = math.inf, low_included: bool = True) -> Callable[[float], float]:
+def finite_number(low: float, high: float = math.inf, low_included: bool = True) -> Callable[[float | None], float | None]:
     """An option callback taking a finite number from ``low`` to ``high`` (above ``low`` when not
-    ``low_included``), else a usage error (exit 1) saying so. A range check alone lets inf through or
+    ``low_included``) or None (not given), else a usage error (exit 1) saying so. A range check alone lets inf through or
     reports nan as "should be <= 1"."""
     if math.isinf(high):
         wanted = f"from {low:g}" if low_included else f"above {low:g}"
     else:
         wanted = f"from {low:g} to {high:g}"
 
-    def check(value: float) -> float:
+    def check(value: float | None) -> float | None:
+        if value is None:  # an option without a default, not given
+            return None
         if not (math.isfinite(value) and (value >= low if low_included else value > low) and value <= high):
             raise typer.BadParameter(f"must be a number {wanted}, got {value:g}")
         return value

@@ -28,7 +28,8 @@ def train_style_command(
     batch: int = typer.Option(4, "--batch", min=1, help="Images per step."),
     size: int = typer.Option(192, "--size", min=32, max=1024, help="Crop size in pixels (a multiple of 16, at most 1024: "
                              "a 4096 px crop of batch 1 used up 24 GB before the first step)."),
-    lr: float = typer.Option(1e-4, "--lr", callback=positive_float, help="Adam learning rate."),
+    lr: float = typer.Option(None, "--lr", callback=positive_float, show_default=False,
+                             help="Adam learning rate (default 1e-4; dynast --train-decoder: 1e-5)."),
     out: Path = typer.Option(Path("runs/style"), "--out", help="Output folder (checkpoint/, samples, weights)."),
     resume: bool = typer.Option(False, "--resume", help="Continue from OUT/checkpoint."),
     sample_every: int = typer.Option(100, "--sample-every", min=0, help="Write a sample grid every N steps (0: never)."),
@@ -66,7 +67,7 @@ def train_style_command(
     from dynast_cli.ops import PAD_MULTIPLE
     from dynast_cli.runtime import resolve_device
     from dynast_cli.train.loop import check_run_dir
-    from dynast_cli.train.style import train_style
+    from dynast_cli.train.style import DEFAULT_LR, train_style
 
     if size % PAD_MULTIPLE:
         raise UsageError(f"--size must be a multiple of {PAD_MULTIPLE}, got {size}")
@@ -99,7 +100,8 @@ def train_style_command(
     if video:
         from dynast_cli.train.video_style import VIDEO_LOSS_WEIGHT, train_video_style
 
-        path = train_video_style(content, style, steps=steps, batch=batch, size=size, lr=lr, out=out, resume=resume,
+        path = train_video_style(content, style, steps=steps, batch=batch, size=size, out=out, resume=resume,
+                                 lr=DEFAULT_LR if lr is None else lr,
                                  sample_every=sample_every, seed=seed, device=resolve_device(device),
                                  max_per_folder=max_per_folder or None, init_decoder=init_decoder,
                                  video_weight=VIDEO_LOSS_WEIGHT if video_weight is None else video_weight,

@@ -64,8 +64,12 @@ PRUNE_MASK_LOSS_WEIGHTS = {"content": 3e4, "global": 10.0, "local": 3.0}
 #: at relu1_1..relu4_1 (~6e9; x 1.5e-5), the fine-scale target (~5e4; x 2) and the low-pass anchor to the
 #: starting decoder's output (0 at the start, ~4e-4 after a few steps; x 1e8). Sessions 3 and 8 fine-tuned
 #: without the last three: the decoder satisfied the VGG statistics with colours the style does not have.
-#: The fine-tune wants a small learning rate (``--lr 1e-5``): at 1e-4 one Adam step moved the 1/8-scale
-#: output by 0.2 RMS.
+#: The fine-tune wants a small learning rate (:data:`DYNAST_DECODER_LR`): at 1e-4 one Adam step moved the
+#: 1/8-scale output by 0.2 RMS.
+#: Adam learning rate of ``dynast train style`` unless given.
+DEFAULT_LR = 1e-4
+#: ... and of ``dynast --train-decoder`` (see above).
+DYNAST_DECODER_LR = 1e-5
 DYNAST_DECODER_LOSS_WEIGHTS = {"content": 2e5, "global": 1.0, "local": 0.1, "gram": 1.5e-5, "fine": 2.0, "anchor": 1e8}
 #: The matching ``--train-decoder`` fine-tunes the decoder for: the shipped default's (the config of
 #: ``dynast_style_vgg16`` in weights/manifest.json; a test keeps the two equal). The texture seed acts on
@@ -330,7 +334,7 @@ def train_style(
     steps: int = 1000,
     batch: int = 4,
     size: int = 192,
-    lr: float = 1e-4,
+    lr: float | None = None,
     out: Path = Path("runs/style"),
     resume: bool = False,
     sample_every: int = 100,
@@ -358,6 +362,7 @@ def train_style(
     ``time_limit_s`` / ``amp``: see :func:`~dynast_cli.train.loop.train_loop`. ``init`` (adaattn/a2k): a
     model file this method exported, to continue with a fresh optimiser (its decoder replaces ``init_decoder``).
     ``content_weight`` (adaattn/a2k): the weight of the normalised content loss (default 0, the papers').
+    ``lr``: default :data:`DEFAULT_LR`, or :data:`DYNAST_DECODER_LR` with ``train_decoder``.
     """
     from dynast_cli.styles import get_spec
     from dynast_cli.styles.registry import methods_with
@@ -370,6 +375,8 @@ def train_style(
     if content_weight is not None and method not in methods_with("content_weight"):
         raise UsageError(f"--content-weight weights the {'/'.join(methods_with('content_weight'))} objective's "
                          f"content term, not --method {method}'s")
+    if lr is None:
+        lr = DYNAST_DECODER_LR if train_decoder else DEFAULT_LR
     world, dev, part = setup(device, batch)  # torchrun: this rank's device and share of the batch
     if encoder is None:
         from dynast_cli.weights.build import load_vgg16
