@@ -21,7 +21,7 @@ from dynast_cli.nn.norm import mean_variance_norm
 from dynast_cli.pipelines import video as video_pipeline
 from dynast_cli.pipelines.style import prepare_styles, stylize
 from dynast_cli.pipelines.video import evaluate_video, run_video
-from dynast_cli.styles import build_method, get_spec
+from dynast_cli.styles import base, build_method, get_spec
 from dynast_cli.styles.dynast import VIDEO_SMOOTH, VIDEO_TOP_K
 from stand_ins import TinyEncoder, one_thread  # noqa: F401 (autouse fixture)
 from test_style_dynast import make_model, naive_match
@@ -66,6 +66,10 @@ def test_cosine_builds_the_temporal_variant_and_the_image_default_is_unchanged(s
     assert {k: v for k, v in video.config().items() if k not in changed} == \
         {k: v for k, v in image.config().items() if k not in changed}
     assert build_method("dynast", attention="cosine", top_k=2).model.top_k == 2  # an explicit top_k wins
+    # the default file's own decoder is fine-tuned for the image matching; the temporal variant decodes with the
+    # universal one (the stand-in here), as before session 11 (docs/bench/style_default_s11.md)
+    universal = base.universal_decoder(torch.device("cpu"))
+    assert image.decoder is not universal and video.decoder is universal
     free = build_method("dynast", weights="none", attention="cosine").model
     assert (free.smooth, free.top_k, free.warp, free.noise) == (VIDEO_SMOOTH, VIDEO_TOP_K, 0.0, 0.0)
     assert "attention" in get_spec("dynast").options

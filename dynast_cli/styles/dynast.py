@@ -27,6 +27,11 @@ The re-normalisation of the default's file (``renorm``, session 10) applies to v
 brought the frames 16-28% nearer the style's palette and 0.5-7% nearer its texture for a 15-22% higher
 warping error, still 2.8-4.7x below the peer's (``docs/bench/style_default_s10.md``).
 
+The temporal variant decodes with the universal decoder, also for a file with its own decoder (the default's,
+fine-tuned in session 11 for the image matching): on cutBunny x Starry Night the fine-tuned decoder raised the
+video default's warping error from 1.107e-3 to 1.643e-3 and its texture distance from 0.739 to 0.827
+(``docs/bench/style_default_s11.md``).
+
 The texture seed (``noise``, :func:`~dynast_cli.models.dynast_style.texture_seed`) is added to the padded
 content in :meth:`DynastMethod.prepare_content`, scaled by ``--alpha`` (alpha 0 encodes the unseeded content).
 """
@@ -120,6 +125,10 @@ class DynastMethod(base.ModelMethod):
             video_options["warp"] = VIDEO_WARP
         model = build_model(weights, ARCHITECTURE, device, encoder=encoder, decoder=decoder, top_k=top_k, coarse=coarse,
                             **video_options)
+        if video and own_decoder:
+            # a file's own decoder is fine-tuned for the image matching; on the temporal variant's features the
+            # default's made frames less steady and further from the style's texture (see the module docstring)
+            model.decoder = base.universal_decoder(device)
         base.inference_layout(model.decoder, device)  # its own decoder too: channels-last (and bf16 where chosen)
         return cls(model)
 
