@@ -226,10 +226,10 @@ def prune_mask_task(encoder: nn.Module, contents: RandomCrops, styles: RandomCro
         if train_decoder:
             return decoder_losses(net, content_feats, style_feats, seeded, style)
         state = net.prepare_style(style)
-        transformed = net.transform(seeded, state)
+        matches = net.match(seeded, state)  # once: the transform and the logged kept mass share it
+        transformed = net.transform(seeded, state, matches=matches)
         with torch.no_grad():
             targets = net.transform(seeded, state, prune=False)
-            matches = net.match(seeded, state)
         out_feats = encoder(net.decode(transformed))
         losses = {
             "content": content_loss(out_feats, content_feats),
@@ -238,7 +238,7 @@ def prune_mask_task(encoder: nn.Module, contents: RandomCrops, styles: RandomCro
                                         lambda _c, _s, i: targets[LEVELS.index(i)], layers=LEVELS),
         }
         losses["total"] = sum(w[k] * v for k, v in losses.items())
-        losses["kept"] = torch.stack([m.conf.mean() for m in matches.values()]).mean()
+        losses["kept"] = torch.stack([m.conf.detach().mean() for m in matches.values()]).mean()
         return losses
 
     def decoder_losses(net: nn.Module, content_feats: list[torch.Tensor], style_feats: list[torch.Tensor],
