@@ -83,6 +83,35 @@ def test_inner_scale_matches_naive_odd_sizes():
         _assert_same(inner_scale_sparse_attention(q, k, qp, kp, v, prev, 0.01, True, v2, chunk=chunk), naive)
 
 
+CL = torch.channels_last
+
+
+@pytest.mark.parametrize("variant", ["inter", "inner"])
+@pytest.mark.parametrize("layouts", [(CL, CL, CL), (None, CL, CL), (CL, None, None), (None, CL, None), (None, None, CL)])
+def test_sparse_channels_last_inputs_match_naive(variant, layouts):
+    """The inference encoder gives channels-last features (the style default's matching); each input is read
+    in the layout it comes in, mixed ones too, with the naive twin's results. A position-major value table
+    gives a position-major output (no transposed copy of it was made)."""
+    q, k, qp, kp, v, v2 = _inputs(6, 10, 8, 6, c=7, p=3, cv=9, c2=4, seed=10)
+    q, k = 0.3 * q, 0.3 * k
+    if variant == "inter":
+        prev = torch.randint(0, 12, (2, 15, 3), generator=torch.Generator().manual_seed(11))
+    else:
+        prev = torch.randint(0, 48, (2, 60, 3), generator=torch.Generator().manual_seed(11))
+    fast_fn = inter_scale_sparse_attention if variant == "inter" else inner_scale_sparse_attention
+    naive = getattr(ref, f"{variant}_scale_sparse_attention_naive")(q, k, qp, kp, v, prev, 0.05, True, v2)
+    fmt_q, fmt_k, fmt_v = layouts
+
+    def as_(x, fmt):
+        return x if fmt is None else x.contiguous(memory_format=fmt)
+
+    args = (as_(q, fmt_q), as_(k, fmt_k), as_(qp, fmt_q), as_(kp, fmt_k), as_(v, fmt_v))
+    for chunk in (1, 7, 4096):
+        res = fast_fn(*args, prev, 0.05, True, as_(v2, fmt_v), chunk=chunk)
+        _assert_same(res, naive)
+        assert res.output.is_contiguous(memory_format=CL) == (fmt_v is CL)
+
+
 def test_inner_scale_candidates_brute_force():
     """Own matches, then each 4-neighbour's matches moved back one step (replicate border, clipped)."""
     hq, wq, hk, wk, kk = 3, 4, 5, 3, 2

@@ -213,16 +213,17 @@ def _candidate_attention_lowmem(
     """:func:`_candidate_attention` without autograd, holding no full-size copy of any input.
 
     q (B, C, Nq), q_prune (B, P, Nq), k (B, C, Nk), k_prune (B, P, Nk), v (B, Cv, Nk),
-    v2 (B, C2, Nk) or None: channel-first, positions flattened (views of the (B, C, H, W) inputs);
-    candidates (B, L, M) indices into Nk; positions (L, G) the query position of each of the G
-    queries of each group. -> output (B, Cv, Nq), conf (B, Nq), top-k (B, Nq, K) or None,
-    warped (B, C2, Nq) or None, in raster order.
+    v2 (B, C2, Nk) or None: positions flattened (views of the (B, C, H, W) inputs, channel-first or
+    channels-last, each as it comes); candidates (B, L, M) indices into Nk; positions (L, G) the query
+    position of each of the G queries of each group. -> output (B, Cv, Nq), conf (B, Nq), top-k
+    (B, Nq, K) or None, warped (B, C2, Nq) or None, in raster order (output and warped position-major
+    in memory when their values are).
 
-    Queries are processed ``chunk`` at a time. Scores: the chunk's candidate key columns are
-    gathered from the channel-first table and reduced over all channels in one bmm. Values: for each
-    slice of ``CHANNEL_SLICE`` channels, that slice of the value table is made row-major once,
-    (B, Nk, slice), and each query's weighted sum of its candidates' rows taken from it by
-    ``embedding_bag``; outputs go straight to their positions in the preallocated result.
+    Queries are processed ``chunk`` at a time; scores by ``dot_products``, weighted sums of values by
+    ``weighted_sum``. Each reads the layout its inputs come in: the channels-last features of the
+    inference encoder (:func:`dynast_cli.styles.base.inference_layout`) are row tables already, and
+    reading them column-wise, as channel-first ones are read, made the style default's matching at
+    512 px three times slower (session 12).
     """
     b, _, n_q = q.shape
     n_k = k.shape[-1]
@@ -231,24 +232,38 @@ def _candidate_attention_lowmem(
     rows = candidates + torch.arange(b, device=candidates.device).view(b, 1, 1) * n_k  # (B, L, M)
     flat_pos = positions.reshape(-1)  # (L*G,)
     step = max(1, chunk // g)
+
     def dot_products(queries: torch.Tensor, keys: torch.Tensor) -> torch.Tensor:
         """(B, c, Nq) queries . (B, c, Nk) keys over each group's candidates -> (B, L, G, M).
 
         Each dot product is one reduction over all c channels, never split into channel slices (whose
-        partial sums can flip a prune-mask sign at a near-zero product at the official size); with one
-        query per group it is a product summed over the channels, otherwise a bmm, so its rounding
-        differs from the naive twin's only as two full reductions differ (the tests compare them in
-        float64). Only the chunk's candidate columns and queries are copied.
+        partial sums can flip a prune-mask sign at a near-zero product at the official size), so its
+        rounding differs from the naive twin's only as two full reductions differ (the tests compare them
+        in float64). Keys stored position-major (a channels-last input): the chunk's candidate rows are
+        gathered (contiguous copies) and multiplied in one bmm. Channel-first keys: the chunk's candidate
+        columns are gathered; with one query per group the product is summed over the channels (a bmm of
+        1-row matrices against these strided columns is ~15x slower on a CPU), otherwise a bmm.
+        Only the chunk's candidates and queries are copied.
         """
         c = queries.shape[1]
-        flat_keys = keys.transpose(0, 1).reshape(c, b * n_k)  # (c, B*Nk); a view when B == 1
+        key_rows, query_rows = _position_rows(keys), _position_rows(queries)  # (B, N, c) views or None
+        if key_rows is not None:
+            gather = _RowGather(key_rows.reshape(b * n_k, c))  # a view: no copy of the table
+        else:
+            flat_keys = keys.transpose(0, 1).reshape(c, b * n_k)  # (c, B*Nk); a view when B == 1
         acc = q.new_empty(b, n_groups, g, m)
         for s in range(0, n_groups, step):
             n = min(step, n_groups - s)
+            pos = flat_pos[s * g : (s + n) * g]
+            if key_rows is not None:
+                sel = gather(rows[:, s : s + n].reshape(-1)).view(b * n, m, c)  # (B*n, M, c)
+                qs = query_rows.index_select(1, pos) if query_rows is not None else queries.index_select(2, pos).transpose(1, 2)
+                qs = qs.reshape(b * n, g, c)  # (B*n, G, c)
+                acc[:, s : s + n] = torch.bmm(sel, qs.transpose(1, 2)).view(b, n, m, g).transpose(2, 3)
+                continue
             sel = flat_keys.index_select(1, rows[:, s : s + n].reshape(-1))  # (c, B*n*M)
-            qs = queries.index_select(2, flat_pos[s * g : (s + n) * g])  # (B, c, n*G)
-            if g == 1:  # one query per group: a product summed over the channels (a bmm of 1-row
-                # matrices against these strided columns is ~15x slower on a CPU)
+            qs = queries.index_select(2, pos)  # (B, c, n*G)
+            if g == 1:
                 prod = sel.view(c, b, n, m).mul_(qs.permute(1, 0, 2).unsqueeze(-1))  # (c, B, n, M)
                 acc[:, s : s + n] = prod.sum(0).view(b, n, 1, m)
                 continue
@@ -257,19 +272,37 @@ def _candidate_attention_lowmem(
             acc[:, s : s + n] = torch.bmm(qs, sel).view(b, n, g, m)
         return acc
 
+    def bag_sums(weights: torch.Tensor, table: torch.Tensor, s: int, n: int) -> torch.Tensor:
+        """Groups s..s+n: each query's weighted sum of its candidates' rows of ``table`` (B*Nk, cs) ->
+        (B, n*G, cs), by ``embedding_bag`` (each query a bag of its group's M candidate rows with their
+        weights: no gathered copy of the rows)."""
+        bags = rows[:, s : s + n].unsqueeze(2).expand(b, n, g, m).reshape(b * n * g, m)
+        w = weights[:, s : s + n].reshape(b * n * g, m)
+        return F.embedding_bag(bags, table, per_sample_weights=w, mode="sum").view(b, n * g, -1)
+
     def weighted_sum(weights: torch.Tensor, values: torch.Tensor) -> torch.Tensor:
-        """(B, L, G, M) weights over each group's candidates of (B, c, Nk) values -> (B, c, Nq)."""
-        out = values.new_empty(b, values.shape[1], n_q)
-        for c0 in range(0, values.shape[1], CHANNEL_SLICE):
-            table = values[:, c0 : c0 + CHANNEL_SLICE].transpose(1, 2).contiguous().view(b * n_k, -1)
-            cs = table.shape[1]
+        """(B, L, G, M) weights over each group's candidates of (B, c, Nk) values -> (B, c, Nq).
+
+        Values stored position-major (channels-last) are already the row table, all channels at once,
+        and the result is position-major too; channel-first values are made row-major ``CHANNEL_SLICE``
+        channels at a time (exact: each output channel is independent). Outputs go straight to their
+        positions in the preallocated result."""
+        c = values.shape[1]
+        value_rows = _position_rows(values)  # (B, Nk, c) view or None
+        if value_rows is not None:
+            table = value_rows.reshape(b * n_k, c)  # a view: no copy
+            out_rows = values.new_empty(b, n_q, c)  # (B, Nq, c)
             for s in range(0, n_groups, step):
                 n = min(step, n_groups - s)
-                # each query's bag: its group's M candidate rows, weighted (no gathered copy of the rows)
-                bags = rows[:, s : s + n].unsqueeze(2).expand(b, n, g, m).reshape(b * n * g, m)
-                w = weights[:, s : s + n].reshape(b * n * g, m)
-                res = F.embedding_bag(bags, table, per_sample_weights=w, mode="sum")  # (B*n*G, cs)
-                out[:, c0 : c0 + cs].index_copy_(2, flat_pos[s * g : (s + n) * g], res.view(b, n * g, cs).transpose(1, 2))
+                out_rows.index_copy_(1, flat_pos[s * g : (s + n) * g], bag_sums(weights, table, s, n))
+            return out_rows.transpose(1, 2)
+        out = values.new_empty(b, c, n_q)
+        for c0 in range(0, c, CHANNEL_SLICE):
+            table = values[:, c0 : c0 + CHANNEL_SLICE].transpose(1, 2).contiguous().view(b * n_k, -1)
+            for s in range(0, n_groups, step):
+                n = min(step, n_groups - s)
+                res = bag_sums(weights, table, s, n)  # (B, n*G, cs)
+                out[:, c0 : c0 + table.shape[1]].index_copy_(2, flat_pos[s * g : (s + n) * g], res.transpose(1, 2))
         return out
 
     scores = dot_products(q, k).div_(smooth)  # (B, L, G, M)
@@ -283,6 +316,13 @@ def _candidate_attention_lowmem(
     out = weighted_sum(kept, v)
     warped = None if v2 is None else weighted_sum(warp_weights(scores, mask), v2)
     return out, conf, top, warped
+
+
+def _position_rows(x: torch.Tensor) -> torch.Tensor | None:
+    """(B, C, N) -> its (B, N, C) transpose when that is contiguous (positions are rows in memory: a
+    channels-last (B, C, H, W) flattened, or C == 1), else None."""
+    rows = x.transpose(1, 2)
+    return rows if rows.is_contiguous() else None
 
 
 def _needs_grad(*tensors: torch.Tensor | None) -> bool:
