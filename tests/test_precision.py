@@ -71,3 +71,32 @@ def test_cli_refuses_an_unknown_precision(tmp_path, image_file):
                                    "--precision", "half"])
     one_error_line(res, "--precision", "half", code=1)
     assert not (tmp_path / "o.png").exists()
+
+
+def test_reflection_pad_keeps_bf16_under_autocast_at_inference_with_equal_outputs():
+    """CPU autocast pads in float32; the decoders' pad pads the bf16 tensor itself at inference (it only moves
+    values: the same result, without two casts of each activation). With autograd on it is the standard op."""
+    from dynast_cli.nn.decoders import VGGDecoder
+    from dynast_cli.nn.pad import ReflectionPad2d
+
+    x = torch.randn(1, 4, 5, 6).to(torch.bfloat16)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        standard = nn.ReflectionPad2d(1)(x)
+        with torch.inference_mode():
+            ours = ReflectionPad2d(1)(x)
+        trained = ReflectionPad2d(1)(x.float().requires_grad_())
+    assert standard.dtype == torch.float32 and ours.dtype == torch.bfloat16 and trained.dtype == torch.float32
+    assert torch.equal(ours.float(), standard)
+    decoder = VGGDecoder(skip=True).eval()
+    plain = VGGDecoder(skip=True).eval()
+    plain.load_state_dict(decoder.state_dict())
+    for seq in (plain.decoder_layer_1, plain.decoder_layer_2):
+        for i, layer in enumerate(seq):
+            if isinstance(layer, ReflectionPad2d):
+                seq[i] = nn.ReflectionPad2d(1)
+    assert sum(type(m) is nn.ReflectionPad2d for m in plain.modules()) == 9
+    cs, skip = torch.rand(1, 512, 4, 5), torch.rand(1, 256, 8, 10)
+    for net in (decoder, plain):
+        runtime.run_in_bf16(net, "cpu")
+    with torch.inference_mode():
+        assert torch.equal(decoder(cs, skip=skip), plain(cs, skip=skip))

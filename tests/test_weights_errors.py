@@ -185,6 +185,15 @@ def test_weights_with_nan_or_inf_are_refused_naming_the_tensor(tmp_path):
         with pytest.raises(WeightsError, match=r"tensor 'b.bias' holds NaN or infinite values") as info:
             load_weights(tmp_path / f"{name}.safetensors")
         assert info.value.exit_code == 3 and f"{name}.safetensors" in str(info.value)
+    # the check sums each tensor first: finite values whose sum overflows still load, NaN/inf in any dtype do not
+    huge = dict(good, **{"b.bias": torch.full((4,), 3e38), "h.weight": torch.full((4,), 6e4, dtype=torch.float16)})
+    save_file(huge, tmp_path / "huge.safetensors")
+    assert set(load_weights(tmp_path / "huge.safetensors")[0]) == set(huge)
+    for dtype in (torch.float16, torch.bfloat16, torch.float64):
+        bad = dict(good, **{"h.weight": torch.tensor([1.0, -float("inf")], dtype=dtype)})
+        save_file(bad, tmp_path / "low.safetensors")
+        with pytest.raises(WeightsError, match=r"tensor 'h.weight' holds NaN or infinite values"):
+            load_weights(tmp_path / "low.safetensors")
 
 
 def test_a_pytorch_checkpoint_given_as_weights_says_convert_it_first(tmp_path):

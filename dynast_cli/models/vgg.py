@@ -22,6 +22,7 @@ from typing import Mapping, Sequence
 import torch
 from torch import nn
 
+from dynast_cli.nn.pad import ReflectionPad2d
 from dynast_cli.weights.io import load_state
 
 #: Layer plan up to relu5_1: conv output widths and "M" for a 2x2 max-pool.
@@ -54,7 +55,7 @@ def _build(plan: Sequence[int | str], reflect: bool, stem: Sequence[nn.Module] =
             block_start = True
             continue
         if reflect:
-            layers += [nn.ReflectionPad2d(1), nn.Conv2d(cin, int(item), 3)]
+            layers += [ReflectionPad2d(1), nn.Conv2d(cin, int(item), 3)]
         else:
             layers.append(nn.Conv2d(cin, int(item), 3, padding=1))
         layers.append(nn.ReLU())

@@ -16,9 +16,11 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from dynast_cli.nn.pad import ReflectionPad2d
+
 
 def _conv(cin: int, cout: int, relu: bool = True) -> list[nn.Module]:
-    layers: list[nn.Module] = [nn.ReflectionPad2d(1), nn.Conv2d(cin, cout, 3)]
+    layers: list[nn.Module] = [ReflectionPad2d(1), nn.Conv2d(cin, cout, 3)]
     return layers + [nn.ReLU()] if relu else layers
 
 

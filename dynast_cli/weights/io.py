@@ -100,9 +100,15 @@ def load_weights(path: str | Path, device: str | torch.device = "cpu") -> tuple[
 
 
 def check_finite(tensors: Mapping[str, torch.Tensor], path: str | Path, why: str = "a diverged training?") -> None:
-    """WeightsError naming ``path`` and the first float tensor holding NaN or infinite values."""
+    """WeightsError naming ``path`` and the first float tensor holding NaN or infinite values.
+
+    A tensor whose sum is finite holds neither (a NaN or an infinity anywhere makes the sum NaN or
+    infinite), and summing is ~7x cheaper than ``isfinite(...).all()`` (it ran on every load: 39 ms of
+    the default's start-up); a sum that overflowed is checked element by element."""
     for name, tensor in tensors.items():
-        if tensor.dtype in _CHECKED_FLOATS and not bool(torch.isfinite(tensor).all()):
+        if tensor.dtype not in _CHECKED_FLOATS or bool(torch.isfinite(tensor.sum())):
+            continue
+        if not bool(torch.isfinite(tensor).all()):
             raise WeightsError(f"tensor '{name}' holds NaN or infinite values ({why})", path)
 
 
