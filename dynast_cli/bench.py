@@ -374,6 +374,32 @@ kernel_case(
 )
 
 
+
+def _style_sparse_inputs(n: int, device: torch.device, g: torch.Generator, coarse: bool) -> dict[str, Any]:
+    """The sparse kernels as the style default (:class:`~dynast_cli.models.dynast_style.DynastStyleModel`) calls
+    them at relu3_1: 256-ch keys, constant 1-ch prune embeddings, 512-ch values (the matched features and their
+    squares), temperature 0.02, all channels-last as the inference encoder gives them."""
+    inputs = _dynast_inputs(256, 1, 512, n, device, g)
+    inputs = {k: v.contiguous(memory_format=torch.channels_last) for k, v in inputs.items()}
+    inputs["q_prune"], inputs["k_prune"] = torch.ones_like(inputs["q_prune"]), torch.ones_like(inputs["k_prune"])
+    grid = (n // 2) ** 2 if coarse else n * n
+    prev = torch.randint(0, grid, (1, grid, DYNAST_TOP_K), generator=g).to(device)
+    return inputs | {"prev_top_k": prev, "smooth": 0.02}
+
+
+kernel_case(
+    "inter-style", "inter-scale as the style default calls it (256/1/512 ch, channels-last)",
+    lambda n, device, g: _style_sparse_inputs(n, device, g, coarse=True),
+    fast="dynast_cli.attention.sparse:inter_scale_sparse_attention",
+    naive="dynast_cli.attention.reference:inter_scale_sparse_attention_naive",
+)
+kernel_case(
+    "inner-style", "inner-scale as the style default calls it (256/1/512 ch, channels-last)",
+    lambda n, device, g: _style_sparse_inputs(n, device, g, coarse=False),
+    fast="dynast_cli.attention.sparse:inner_scale_sparse_attention",
+    naive="dynast_cli.attention.reference:inner_scale_sparse_attention_naive",
+)
+
 # ---------------------------------------------------------------------------------------------
 # end-to-end: a style method on a content image of the given side
 # ---------------------------------------------------------------------------------------------

