@@ -88,12 +88,16 @@ CL = torch.channels_last
 
 @pytest.mark.parametrize("variant", ["inter", "inner"])
 @pytest.mark.parametrize("layouts", [(CL, CL, CL), (None, CL, CL), (CL, None, None), (None, CL, None), (None, None, CL)])
-def test_sparse_channels_last_inputs_match_naive(variant, layouts):
+@pytest.mark.parametrize("shared", [False, True])
+def test_sparse_channels_last_inputs_match_naive(variant, layouts, shared):
     """The inference encoder gives channels-last features (the style default's matching); each input is read
     in the layout it comes in, mixed ones too, with the naive twin's results. A position-major value table
-    gives a position-major output (no transposed copy of it was made)."""
+    gives a position-major output (no transposed copy of it was made). ``shared``: one style's keys and values
+    expanded over a batch of contents (batch stride 0), as the model and ``dynast video`` call them."""
     q, k, qp, kp, v, v2 = _inputs(6, 10, 8, 6, c=7, p=3, cv=9, c2=4, seed=10)
     q, k = 0.3 * q, 0.3 * k
+    if shared:
+        k, kp, v, v2 = (x[:1].expand_as(x) for x in (k, kp, v, v2))
     if variant == "inter":
         prev = torch.randint(0, 12, (2, 15, 3), generator=torch.Generator().manual_seed(11))
     else:
@@ -103,6 +107,8 @@ def test_sparse_channels_last_inputs_match_naive(variant, layouts):
     fmt_q, fmt_k, fmt_v = layouts
 
     def as_(x, fmt):
+        if shared and x.stride(0) == 0:  # keep the expansion: lay out the one item, expand it again
+            return (x[:1] if fmt is None else x[:1].contiguous(memory_format=fmt)).expand_as(x)
         return x if fmt is None else x.contiguous(memory_format=fmt)
 
     args = (as_(q, fmt_q), as_(k, fmt_k), as_(qp, fmt_q), as_(kp, fmt_k), as_(v, fmt_v))

@@ -246,17 +246,18 @@ def _candidate_attention_lowmem(
         Only the chunk's candidates and queries are copied.
         """
         c = queries.shape[1]
-        key_rows, query_rows = _position_rows(keys), _position_rows(queries)  # (B, N, c) views or None
-        if key_rows is not None:
-            gather = _RowGather(key_rows.reshape(b * n_k, c))  # a view: no copy of the table
+        key_table, query_rows = _row_table(keys), _position_rows(queries)  # views or None
+        if key_table is not None:
+            gather = _RowGather(key_table[0])  # a view: no copy of the table
+            index = candidates if key_table[1] else rows  # a shared table: no per-item offsets
         else:
             flat_keys = keys.transpose(0, 1).reshape(c, b * n_k)  # (c, B*Nk); a view when B == 1
         acc = q.new_empty(b, n_groups, g, m)
         for s in range(0, n_groups, step):
             n = min(step, n_groups - s)
             pos = flat_pos[s * g : (s + n) * g]
-            if key_rows is not None:
-                sel = gather(rows[:, s : s + n].reshape(-1)).view(b * n, m, c)  # (B*n, M, c)
+            if key_table is not None:
+                sel = gather(index[:, s : s + n].reshape(-1)).view(b * n, m, c)  # (B*n, M, c)
                 qs = query_rows.index_select(1, pos) if query_rows is not None else queries.index_select(2, pos).transpose(1, 2)
                 qs = qs.reshape(b * n, g, c)  # (B*n, G, c)
                 acc[:, s : s + n] = torch.bmm(sel, qs.transpose(1, 2)).view(b, n, m, g).transpose(2, 3)
@@ -272,36 +273,38 @@ def _candidate_attention_lowmem(
             acc[:, s : s + n] = torch.bmm(qs, sel).view(b, n, g, m)
         return acc
 
-    def bag_sums(weights: torch.Tensor, table: torch.Tensor, s: int, n: int) -> torch.Tensor:
-        """Groups s..s+n: each query's weighted sum of its candidates' rows of ``table`` (B*Nk, cs) ->
-        (B, n*G, cs), by ``embedding_bag`` (each query a bag of its group's M candidate rows with their
-        weights: no gathered copy of the rows)."""
-        bags = rows[:, s : s + n].unsqueeze(2).expand(b, n, g, m).reshape(b * n * g, m)
+    def bag_sums(weights: torch.Tensor, table: torch.Tensor, index: torch.Tensor, s: int, n: int) -> torch.Tensor:
+        """Groups s..s+n: each query's weighted sum of its candidates' rows of ``table`` -> (B, n*G, cs), by
+        ``embedding_bag`` (each query a bag of its group's M candidate rows with their weights: no gathered copy
+        of the rows). ``index``: ``rows`` for a (B*Nk, cs) table, ``candidates`` for one (Nk, cs) table shared
+        by the batch."""
+        bags = index[:, s : s + n].unsqueeze(2).expand(b, n, g, m).reshape(b * n * g, m)
         w = weights[:, s : s + n].reshape(b * n * g, m)
         return F.embedding_bag(bags, table, per_sample_weights=w, mode="sum").view(b, n * g, -1)
 
     def weighted_sum(weights: torch.Tensor, values: torch.Tensor) -> torch.Tensor:
         """(B, L, G, M) weights over each group's candidates of (B, c, Nk) values -> (B, c, Nq).
 
-        Values stored position-major (channels-last) are already the row table, all channels at once,
-        and the result is position-major too; channel-first values are made row-major ``CHANNEL_SLICE``
-        channels at a time (exact: each output channel is independent). Outputs go straight to their
-        positions in the preallocated result."""
+        Values stored position-major (channels-last) are already the row table, all channels at once (one
+        table when a style's values are expanded over the batch), and the result is position-major too;
+        channel-first values are made row-major ``CHANNEL_SLICE`` channels at a time (exact: each output
+        channel is independent). Outputs go straight to their positions in the preallocated result."""
         c = values.shape[1]
-        value_rows = _position_rows(values)  # (B, Nk, c) view or None
-        if value_rows is not None:
-            table = value_rows.reshape(b * n_k, c)  # a view: no copy
+        value_table = _row_table(values)
+        if value_table is not None:
+            table, shared = value_table  # a view: no copy
             out_rows = values.new_empty(b, n_q, c)  # (B, Nq, c)
             for s in range(0, n_groups, step):
                 n = min(step, n_groups - s)
-                out_rows.index_copy_(1, flat_pos[s * g : (s + n) * g], bag_sums(weights, table, s, n))
+                sums = bag_sums(weights, table, candidates if shared else rows, s, n)
+                out_rows.index_copy_(1, flat_pos[s * g : (s + n) * g], sums)
             return out_rows.transpose(1, 2)
         out = values.new_empty(b, c, n_q)
         for c0 in range(0, c, CHANNEL_SLICE):
             table = values[:, c0 : c0 + CHANNEL_SLICE].transpose(1, 2).contiguous().view(b * n_k, -1)
             for s in range(0, n_groups, step):
                 n = min(step, n_groups - s)
-                res = bag_sums(weights, table, s, n)  # (B, n*G, cs)
+                res = bag_sums(weights, table, rows, s, n)  # (B, n*G, cs)
                 out[:, c0 : c0 + table.shape[1]].index_copy_(2, flat_pos[s * g : (s + n) * g], res.transpose(1, 2))
         return out
 
@@ -323,6 +326,16 @@ def _position_rows(x: torch.Tensor) -> torch.Tensor | None:
     channels-last (B, C, H, W) flattened, or C == 1), else None."""
     rows = x.transpose(1, 2)
     return rows if rows.is_contiguous() else None
+
+
+def _row_table(x: torch.Tensor) -> tuple[torch.Tensor, bool] | None:
+    """(B, C, N) stored position-major -> (its row table, shared): a (N, C) view of the one table every batch
+    item reads (B == 1, or one style's features expanded over a batch of contents: batch stride 0), or a
+    (B*N, C) view; None when the positions are not rows in memory."""
+    rows = x.transpose(1, 2)  # (B, N, C)
+    if x.shape[0] == 1 or x.stride(0) == 0:
+        return (rows[0], True) if rows[0].is_contiguous() else None
+    return (rows.reshape(-1, rows.shape[-1]), False) if rows.is_contiguous() else None
 
 
 def _needs_grad(*tensors: torch.Tensor | None) -> bool:
