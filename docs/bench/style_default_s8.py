@@ -62,9 +62,9 @@ SETS = {
 COLUMNS = ("palette", "texture", "patch_sim", "edge_f", "content_small")
 
 
-def load(path: Path) -> torch.Tensor:
+def load(path: Path, size: int = SIZE) -> torch.Tensor:
     image = load_image(path)
-    return resize(image[None], fit_size(*image.shape[-2:], max_size=SIZE))[0]
+    return resize(image[None], fit_size(*image.shape[-2:], max_size=size))[0]
 
 
 def decoder_state(path: str) -> dict[str, torch.Tensor]:
@@ -78,12 +78,12 @@ def decoder_state(path: str) -> dict[str, torch.Tensor]:
 
 
 def variant(spec: str):
-    """-> fn(content (1,3,H,W), style (1,3,h,w), names) -> output (1,3,H,W), or None for the peer."""
+    """-> fn(content (1,3,H,W), style (1,3,h,w), style file) -> output (1,3,H,W), or None for the peer."""
     if spec == "peer":
         return None
     if spec.startswith("weights="):  # a dynast_style file, e.g. a decoder trained on a lent GPU (docs/gpu)
         method = build_method("dynast", weights=spec.split("=", 1)[1])
-        return lambda content, style: method.stylize(content, [method.prepare_style(style)])
+        return lambda content, style, _: method.stylize(content, [method.prepare_style(style)])
     method = build_method("dynast")
     found = re.fullmatch(r"dynast\{(.*)\}", spec)
     if spec != "default" and not found:
@@ -102,9 +102,9 @@ def variant(spec: str):
         else:
             setattr(method.model, key, type(getattr(method.model, key))(float(value)))
 
-    def run(content: torch.Tensor, style: torch.Tensor) -> torch.Tensor:
-        if style_size != SIZE:
-            style = resize(style, fit_size(*style.shape[-2:], max_size=style_size))
+    def run(content: torch.Tensor, style: torch.Tensor, style_file: Path) -> torch.Tensor:
+        if style_size != SIZE:  # from the file: a larger style keeps the painting's own detail
+            style = load(style_file, style_size)[None]
         if work is not None:
             from dynast_cli.pipelines.style import stylize
 
@@ -147,7 +147,7 @@ def main() -> None:
                     out = F.interpolate(out[None], size=content.shape[-2:], mode="area")[0]
                 else:
                     with torch.inference_mode():
-                        out = fn(content[None], style[None])[0].clamp(0, 1)
+                        out = fn(content[None], style[None], style_path)[0].clamp(0, 1)
                     out = (out * 255).round() / 255
                 if args.save is not None:
                     folder = args.save / re.sub(r"[^A-Za-z0-9_.=-]", "_", spec)

@@ -44,6 +44,7 @@ from dynast_cli.train.data import RandomCrops
 from dynast_cli.train.ddp import setup
 from dynast_cli.train.style import (
     ATTENTION_LOSS_WEIGHTS,
+    DEFAULT_LR,
     SAMPLE_COUNT,
     Encoder,
     Task,
@@ -178,7 +179,7 @@ def train_video_style(
     steps: int = 1000,
     batch: int = 2,
     size: int = 192,
-    lr: float = 1e-4,
+    lr: float = DEFAULT_LR,
     out: Path = Path("runs/style_video"),
     resume: bool = False,
     sample_every: int = 100,
