@@ -99,6 +99,9 @@ def main() -> None:
     for method in args.methods.split(","):
         mine = [measure(method, s, s) for s in (int(x) for x in args.sizes.split(","))]
         runs += mine
+        if len(mine) < 2:  # one size: nothing to fit
+            print(f"{method}: {mine[0]['h']}x{mine[0]['w']}: peak {mine[0]['peak_mb']:.0f} MB, {mine[0]['seconds']:.1f} s")
+            continue
         xs = [r["pixels"] for r in mine]
         ys = [r["peak_mb"] * 2**20 - r["states"] - tile_bytes(r) for r in mine]
         mx, my = statistics.mean(xs), statistics.mean(ys)
