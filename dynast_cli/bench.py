@@ -347,11 +347,20 @@ def _dynast_inputs(c: int, p: int, cv: int, n: int, device: torch.device, g: tor
     }
 
 
-def _sparse_inputs(n: int, device: torch.device, g: torch.Generator, coarse: bool) -> dict[str, Any]:
-    """Inputs of a sparse kernel at n x n; ``prev_top_k`` indexes the (n/2)^2 grid (inter) or n^2 (inner)."""
+def _sparse_inputs(n: int, device: torch.device, g: torch.Generator, coarse: bool, style: bool) -> dict[str, Any]:
+    """Inputs of a sparse kernel at n x n; ``prev_top_k`` indexes the (n/2)^2 grid (inter) or n^2 (inner).
+
+    ``style``: as the style default (:class:`~dynast_cli.models.dynast_style.DynastStyleModel`) calls the kernels
+    at relu3_1: 256-ch keys, constant 1-ch prune embeddings, 512-ch values (the matched features and their
+    squares), temperature 0.02, all channels-last as the inference encoder gives them; otherwise the DynaST
+    generator's 1/4 level."""
     grid = (n // 2) ** 2 if coarse else n * n
     prev = torch.randint(0, grid, (1, grid, DYNAST_TOP_K), generator=g).to(device)
-    return _dynast_inputs(320, 64, 256, n, device, g) | {"prev_top_k": prev, "smooth": 320**0.5}
+    if not style:
+        return _dynast_inputs(320, 64, 256, n, device, g) | {"prev_top_k": prev, "smooth": 320**0.5}
+    inputs = {k: v.contiguous(memory_format=torch.channels_last) for k, v in _dynast_inputs(256, 1, 512, n, device, g).items()}
+    inputs["q_prune"], inputs["k_prune"] = torch.ones_like(inputs["q_prune"]), torch.ones_like(inputs["k_prune"])
+    return inputs | {"prev_top_k": prev, "smooth": 0.02}
 
 
 kernel_case(
@@ -360,45 +369,20 @@ kernel_case(
     fast="dynast_cli.attention.dense:dense_attention", naive="dynast_cli.attention.reference:dense_attention_naive",
     fast_options=lambda n: {"chunk": _load("dynast_cli.attention.sparse:DEFAULT_CHUNK")},  # as the DynaST model
 )
-kernel_case(
-    "inter", "DynaST inter-scale sparse attention (2x2 children of 4 coarse matches; 320/64/256 ch)",
-    lambda n, device, g: _sparse_inputs(n, device, g, coarse=True),
-    fast="dynast_cli.attention.sparse:inter_scale_sparse_attention",
-    naive="dynast_cli.attention.reference:inter_scale_sparse_attention_naive",
-)
-kernel_case(
-    "inner", "DynaST inner-scale sparse attention (own + 4 neighbours' matches, K=4; 320/64/256 ch)",
-    lambda n, device, g: _sparse_inputs(n, device, g, coarse=False),
-    fast="dynast_cli.attention.sparse:inner_scale_sparse_attention",
-    naive="dynast_cli.attention.reference:inner_scale_sparse_attention_naive",
-)
+# the generator's sparse levels, then the same kernels as the style default calls them
+_SPARSE = {"inter": ("inter_scale_sparse_attention", True, "2x2 children of 4 coarse matches"),
+           "inner": ("inner_scale_sparse_attention", False, "own + 4 neighbours' matches, K=4")}
+for _style in (False, True):
+    for _kind, (_fn, _coarse, _what) in _SPARSE.items():
+        kernel_case(
+            f"{_kind}-style" if _style else _kind,
+            f"{_kind}-scale as the style default calls it (256/1/512 ch, channels-last)" if _style
+            else f"DynaST {_kind}-scale sparse attention ({_what}; 320/64/256 ch)",
+            lambda n, device, g, coarse=_coarse, style=_style: _sparse_inputs(n, device, g, coarse, style),
+            fast=f"dynast_cli.attention.sparse:{_fn}",
+            naive=f"dynast_cli.attention.reference:{_fn}_naive",
+        )
 
-
-
-def _style_sparse_inputs(n: int, device: torch.device, g: torch.Generator, coarse: bool) -> dict[str, Any]:
-    """The sparse kernels as the style default (:class:`~dynast_cli.models.dynast_style.DynastStyleModel`) calls
-    them at relu3_1: 256-ch keys, constant 1-ch prune embeddings, 512-ch values (the matched features and their
-    squares), temperature 0.02, all channels-last as the inference encoder gives them."""
-    inputs = _dynast_inputs(256, 1, 512, n, device, g)
-    inputs = {k: v.contiguous(memory_format=torch.channels_last) for k, v in inputs.items()}
-    inputs["q_prune"], inputs["k_prune"] = torch.ones_like(inputs["q_prune"]), torch.ones_like(inputs["k_prune"])
-    grid = (n // 2) ** 2 if coarse else n * n
-    prev = torch.randint(0, grid, (1, grid, DYNAST_TOP_K), generator=g).to(device)
-    return inputs | {"prev_top_k": prev, "smooth": 0.02}
-
-
-kernel_case(
-    "inter-style", "inter-scale as the style default calls it (256/1/512 ch, channels-last)",
-    lambda n, device, g: _style_sparse_inputs(n, device, g, coarse=True),
-    fast="dynast_cli.attention.sparse:inter_scale_sparse_attention",
-    naive="dynast_cli.attention.reference:inter_scale_sparse_attention_naive",
-)
-kernel_case(
-    "inner-style", "inner-scale as the style default calls it (256/1/512 ch, channels-last)",
-    lambda n, device, g: _style_sparse_inputs(n, device, g, coarse=False),
-    fast="dynast_cli.attention.sparse:inner_scale_sparse_attention",
-    naive="dynast_cli.attention.reference:inner_scale_sparse_attention_naive",
-)
 
 # ---------------------------------------------------------------------------------------------
 # end-to-end: a style method on a content image of the given side
