@@ -45,8 +45,10 @@ FLOAT = 4  # bytes per float32
 GiB, MiB = 1 << 30, 1 << 20
 
 #: Resident memory of the process before any image work: interpreter, PyTorch, dynast imported
-#: (``docs/bench/calibrate_memory.py``: intercept of the fit minus the weights).
-BASE = 256 * MiB
+#: (``docs/bench/calibrate_memory.py``: intercept of the fit minus the weights; session 12, bf16 convolutions:
+#: 145-411 MB across methods and runs, rounded up from the attention methods' so that with their
+#: ``bytes_per_pixel`` every calibrated size is estimated at or above its measured peak).
+BASE = 352 * MiB
 #: Peak bytes per output pixel of the full-size images around a method that paints at a smaller working
 #: size (the content at full size, the upsampled output, the 8-bit copy written): measured 20-21 B/px on
 #: this project's CPU box (peak RSS of `dynast style --size 2000 / 4000` minus `--size 512`), with margin.

@@ -35,8 +35,10 @@ def style_bytes(method: Any, style_hw: tuple[int, int], caps: tuple[int, int] | 
     "adaattn", "AdaAttN attention-weighted mean/std (the project's learned AdaAttN by default; "
     "--weights none: parameter-free with the universal decoder)",
     title="AdaAttN", default_weights="adaattn_vgg16",
-    # measured 934 B/px (docs/bench/calibrate_memory.py), raised above the 3840x2160 peak (980 B/px)
-    memory=MemoryProfile(bytes_per_pixel=1000.0, style_bytes=style_bytes, tile="elements", cut_keys=True),
+    # docs/bench/calibrate_memory.py: 934 B/px in an early fit (980 at 3840x2160); session 12, the learned model,
+    # fp32 and bf16 alike: 1511-1558 B/px (1000 estimated 0.70-0.88x the measured peaks at 512-2048 px); 1600
+    # estimates them at 1.05-1.14x, and 3840x2160 (12.1 GiB) at 1.07x
+    memory=MemoryProfile(bytes_per_pixel=1600.0, style_bytes=style_bytes, tile="elements", cut_keys=True),
     options={"attention": "softmax (the papers') or cosine (the video model's bounded scores)"},
     training=Training("attention", model=AdaAttNModel, export="adaattn_vgg16",
                       options=("init", "content_weight", "video")),
