@@ -35,7 +35,9 @@ left out with a note, rather than measured at the cost of gigabytes of profiler 
 Growth guard: the sizes run in increasing order and, before each call, the time and memory of the
 previous size are extrapolated as if the variant were quadratic in the number of positions (a
 factor ``(n / n_prev) ** 4``). A call expected to exceed ``budget_mb`` or ``max_call_s`` is skipped
-and the result says so (``note``), instead of exhausting a shared machine's memory.
+and the result says so (``note``), instead of exhausting a shared machine's memory. When the smallest size
+asked for is above 16, each kernel is first called, unreported, at 8 and 16 (:data:`PROBE_SIZES`), so that
+the first size is guarded too.
 """
 
 from __future__ import annotations
@@ -541,6 +543,8 @@ def _run_cases(
     """The loop of :func:`run_benchmarks`: appends one row per case and size to ``results``."""
     for case in cases:
         done: dict[str, tuple[list[int], list[Measurement]]] = {}  # variant -> sizes, measurements
+        if case.kind == "kernel" and min(sizes) > PROBE_SIZES[-1]:
+            _probe(case, device, opts, done)
         for size in sorted(set(sizes)):
             notes = {variant: _guard(past, past_sizes, size, opts) for variant, (past_sizes, past) in done.items()}
             if "fast" in notes and all(notes.values()):  # every variant skipped: not even its inputs are made
@@ -571,6 +575,31 @@ def _run_cases(
                     past.append(m)
             del variants
             results.append(BenchResult(case.name, case.kind, size, measured["fast"], measured.get("naive")))
+
+
+#: Sizes a kernel is first called at, unreported, when the smallest size asked for is larger: the growth guard
+#: then has something to extrapolate from (``--sizes 100000`` went straight to the allocator).
+PROBE_SIZES = (8, 16)
+
+
+def _probe(case: BenchCase, device: torch.device, opts: BenchOptions,
+           done: dict[str, tuple[list[int], list[Measurement]]]) -> None:
+    """One call of each variant at each of :data:`PROBE_SIZES` into ``done`` (the guard's history); a probe
+    that fails is left out (the real sizes then run unguarded, as before)."""
+    probe_opts = BenchOptions(warmup=1, repeat=1, budget_mb=opts.budget_mb, max_call_s=opts.max_call_s,
+                              device=opts.device, clock=opts.clock)
+    for size in PROBE_SIZES:
+        try:
+            variants = case.prepare(size, device)
+        except (Unavailable, MemoryError, RuntimeError):
+            return
+        for variant, fn in variants.items():
+            m = _measure(fn, device, probe_opts)
+            if m.ok and m.peak_mb is not None:
+                past_sizes, past = done.setdefault(variant, ([], []))
+                past_sizes.append(size)
+                past.append(m)
+        del variants
 
 
 def _unmeasured(case: BenchCase, size: int, note: str, naive_note: str | None = None) -> BenchResult:

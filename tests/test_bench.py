@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 
 import pytest
 import torch
@@ -67,6 +68,18 @@ def test_guard_skips_sizes_expected_over_budget_and_says_so():
     assert not big.fast.ok and "budget" in big.fast.note
     assert not big.naive.ok and big.naive.note.startswith("skipped")
     assert big.speed_ratio is None and big.memory_ratio is None
+
+
+def test_the_first_size_is_guarded_too():
+    """A first size had nothing smaller to extrapolate from: the kernels are first called, unreported, at 8 and
+    16, so --sizes 4096 with a 100 MB budget skips (and says how much it expected) instead of allocating."""
+    opts = bench.BenchOptions(warmup=1, repeat=1, budget_mb=100)
+    (row,) = bench.run_benchmarks([bench.CASES["full"]], [4096], opts)
+    assert row.size == 4096 and not row.fast.ok and not row.naive.ok
+    assert re.fullmatch(r"skipped: ~[\d,]+ MB expected > budget 100 MB", row.fast.note)
+    assert row.naive.note.startswith("skipped: ~")
+    (small,) = bench.run_benchmarks([bench.CASES["full"]], [24], opts)  # a probed kernel still runs its sizes
+    assert small.size == 24 and small.fast.ok and small.naive.ok
 
 
 def test_inputs_that_cannot_be_allocated_are_a_row_not_a_crash():
