@@ -14,11 +14,18 @@ import torch
 from torch import nn
 
 
+def _autocast_on(device_type: str) -> bool:
+    try:
+        return torch.is_autocast_enabled(device_type)
+    except TypeError:  # torch < 2.4 (the project accepts 2.2): no device argument
+        return torch.is_autocast_cpu_enabled() if device_type == "cpu" else torch.is_autocast_enabled()
+
+
 class ReflectionPad2d(nn.ReflectionPad2d):
     """:class:`torch.nn.ReflectionPad2d` that, without autograd, pads in the input's own dtype under autocast."""
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if torch.is_grad_enabled() or not torch.is_autocast_enabled(x.device.type):
+        if torch.is_grad_enabled() or not _autocast_on(x.device.type):
             return super().forward(x)
         with torch.autocast(x.device.type, enabled=False):
             return super().forward(x)
