@@ -39,18 +39,19 @@ Efficiency: the official code gathers, for every query, copies of all its candid
 multiplies elementwise. Here candidate *indices* are built with integer shifts, candidate rows are
 gathered with index_select into contiguous per-chunk buffers (batched matmuls, no broadcast
 products), and queries are processed ``chunk`` positions at a time. Without autograd
-(:func:`_candidate_attention_lowmem`) no full-size copy of any input is made either: scores are
-computed chunk by chunk from the candidates' key columns gathered out of the channel-first inputs
-(each dot product one reduction over all channels, as in the naive twin, so prune-mask signs agree),
-the weighted sums of values are split by channels (``CHANNEL_SLICE`` at a time, only that slice of
-a value table made row-major; exact, each output channel is independent) and computed by
-``embedding_bag`` (each query a bag of its candidate rows with their attention weights: no gathered
-copy of the rows), and each chunk's output is written straight to its positions in the preallocated
-(B, C, H, W) result. With one query per group (inner-scale), the dot products are a product summed
-over the channels rather than a batched matmul of 1-row matrices, which is many times slower on a
-CPU, worst on a busy one. With autograd on, the
-simpler path that keeps whole row-major copies is used. Results do not depend on ``chunk`` or
-``CHANNEL_SLICE``.
+(:func:`_candidate_attention_lowmem`) no full-size copy of any input is made either, and each input is
+read in the layout it comes in. Channels-last inputs (the inference encoder's features: the style methods)
+are row tables already: the chunk's candidate rows are gathered and multiplied in one bmm, and the
+weighted sums of values are ``embedding_bag``s over all channels (each query a bag of its candidate rows
+with their attention weights: no gathered copy of the rows); one style expanded over a batch is one table.
+Channel-first inputs (the DynaST generator's) give up their candidates' key columns for the scores and
+are made row-major ``CHANNEL_SLICE`` channels at a time for the values (exact, each output channel is
+independent); with one query per group (inner-scale) their dot products are a product summed over the
+channels rather than a batched matmul of 1-row matrices, which is many times slower on a CPU against
+strided columns. Either way each dot product is one reduction over all channels, as in the naive twin, so
+prune-mask signs agree, and each chunk's output is written straight to its positions in the preallocated
+result. With autograd on, the simpler path that keeps whole row-major copies is used. Results do not
+depend on ``chunk``, ``CHANNEL_SLICE`` or the layout (up to float rounding).
 """
 
 from __future__ import annotations
@@ -222,8 +223,8 @@ def _candidate_attention_lowmem(
     Queries are processed ``chunk`` at a time; scores by ``dot_products``, weighted sums of values by
     ``weighted_sum``. Each reads the layout its inputs come in: the channels-last features of the
     inference encoder (:func:`dynast_cli.styles.base.inference_layout`) are row tables already, and
-    reading them column-wise, as channel-first ones are read, made the style default's matching at
-    512 px three times slower (session 12).
+    reading them column-wise, as channel-first ones are read, made the style default's sparse matching
+    at 512 px 3.5-4.7x slower (session 12).
     """
     b, _, n_q = q.shape
     n_k = k.shape[-1]
