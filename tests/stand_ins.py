@@ -23,11 +23,11 @@ class TinyEncoder(nn.Module):
             conv.bias.data = torch.randn(conv.bias.shape, generator=gen) * 0.1
         self.requires_grad_(False)
 
-    def forward(self, x: torch.Tensor, upto: int = 5) -> list[torch.Tensor]:
+    def forward(self, x: torch.Tensor, upto: int = 5, keep=None) -> list[torch.Tensor | None]:
         feats = []
         for level, conv in enumerate(self.convs[:upto]):
             pooled = F.avg_pool2d(x, 2**level, ceil_mode=True) if level else x
-            feats.append(F.relu(conv(pooled)))
+            feats.append(F.relu(conv(pooled)) if keep is None or level in keep else None)
         return feats
 
 

@@ -158,3 +158,47 @@ def test_load_vgg16_from_converted_file(tmp_path, monkeypatch):
     x = torch.rand(1, 3, 10, 10)
     with torch.no_grad():
         torch.testing.assert_close(enc(x)[-1], ref(x)[-1])
+
+
+def test_vgg16_keep_returns_only_the_levels_asked_for():
+    """``keep`` drops the levels a method does not read (the DynaST style default: relu3_1..relu5_1), with the
+    kept ones unchanged."""
+    enc = vgg16_encoder().eval()
+    x = torch.rand(1, 3, 36, 44, generator=torch.Generator().manual_seed(0))
+    with torch.inference_mode():
+        full = enc(x)
+        part = enc(x, keep=(2, 3, 4))
+        short = enc(x, upto=3, keep=(0, 2))
+    assert part[0] is None and part[1] is None and len(part) == 5
+    assert all(torch.equal(part[i], full[i]) for i in (2, 3, 4))
+    assert short[1] is None and len(short) == 3 and torch.equal(short[0], full[0]) and torch.equal(short[2], full[2])
+
+
+def test_the_dynast_method_encodes_the_content_keeping_only_its_levels(monkeypatch):
+    """The style default's content (and style) encoding holds no relu1_1/relu2_1 (100 MB at 512 px); the
+    other methods still get all five levels."""
+    from stand_ins import TinyEncoder
+    from dynast_cli.models.dynast_style import DynastStyleModel
+    from dynast_cli.nn.decoders import VGGDecoder
+    from dynast_cli.styles.adain import AdaINMethod
+    from dynast_cli.styles.dynast import DynastMethod
+
+    calls = []
+
+    class Recording(TinyEncoder):
+        def forward(self, x, upto=5, keep=None):
+            calls.append(keep)
+            return super().forward(x, upto=upto, keep=keep)
+
+    enc, dec = Recording(), VGGDecoder(skip=True).eval()
+    content, style = torch.rand(1, 3, 32, 48), torch.rand(1, 3, 32, 32)
+    dynast = DynastMethod(DynastStyleModel(enc, dec).eval())
+    with torch.inference_mode():
+        dynast.stylize(content, [dynast.prepare_style(style)])
+    assert calls and all(keep == (2, 3, 4) for keep in calls if keep is not None)
+    assert calls[-1] == (2, 3, 4) and calls.count((2, 3, 4)) >= 2  # the content (last) and the padded style
+    calls.clear()
+    adain = AdaINMethod(enc, dec)
+    with torch.inference_mode():
+        adain.stylize(content, [adain.prepare_style(style)])
+    assert calls and all(keep is None for keep in calls)

@@ -276,7 +276,7 @@ class DynastStyleModel(nn.Module):
             # AdaIN's statistics of the unpadded style, encoded only as deep as needed and before the padded
             # style, so that only the (B, C, 1, 1) statistics are held while that one is encoded
             global_stats = stats(self.encoder(style, upto=LEVELS[wanted[-1]] + 1))
-        feats = self.encoder(padded)
+        feats = self.encoder(padded, keep=LEVELS)  # relu1_1/relu2_1 are not read: not kept
         if wanted and global_stats is None:  # padding changed nothing: the same features
             global_stats = stats(feats)
         keys = [matching_features(feats[i]) for i in LEVELS]

@@ -88,7 +88,7 @@ VGG16_KERAS_NAMES: dict[str, str] = _keras_names(_VGG16_PLAN, reflect=False)
 class VGGEncoder(nn.Module):
     """A frozen VGG cut into five slices ending at relu1_1 .. relu5_1.
 
-    forward(x (B,3,H,W) RGB in [0,1], upto=5) -> [relu1_1 (B,64,H,W), relu2_1 (B,128,ceil(H/2),.),
+    forward(x (B,3,H,W) RGB in [0,1], upto=5, keep=None) -> [relu1_1 (B,64,H,W), relu2_1 (B,128,ceil(H/2),.),
     relu3_1 (B,256,ceil(H/4),.), relu4_1 (B,512,ceil(H/8),.), relu5_1 (B,512,ceil(H/16),.)][:upto].
     Parameters never require gradients, but gradients flow to ``x`` (pixel optimisation).
 
@@ -108,7 +108,10 @@ class VGGEncoder(nn.Module):
         self.register_buffer("bgr_mean", torch.tensor(CAFFE_BGR_MEAN).view(1, 3, 1, 1), persistent=False)
         self.requires_grad_(False)
 
-    def forward(self, x: torch.Tensor, upto: int = 5) -> list[torch.Tensor]:
+    def forward(self, x: torch.Tensor, upto: int = 5, keep: Sequence[int] | None = None) -> list[torch.Tensor | None]:
+        """``keep``: the level indices (0 = relu1_1 .. 4 = relu5_1) whose features are returned; the others are
+        None, not held once the next slice has run (the DynaST style transform reads relu3_1..relu5_1 only:
+        relu1_1 and relu2_1 of a 512 px content are 100 MB in float32). None: all of them."""
         if not 1 <= upto <= 5:
             raise ValueError(f"upto must be in 1..5, got {upto}")
         if self.caffe_input:
@@ -120,7 +123,7 @@ class VGGEncoder(nn.Module):
         for end in self.ends[:upto]:
             for layer in layers[start:end]:
                 x = torch.relu_(x) if inplace and isinstance(layer, nn.ReLU) else layer(x)
-            feats.append(x)
+            feats.append(x if keep is None or len(feats) in keep else None)
             start = end
         return feats
 

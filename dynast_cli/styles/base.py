@@ -124,6 +124,9 @@ class StyleMethod:
     encoder: nn.Module
     decoder: nn.Module | None = None
     tile: int | None = None
+    #: The encoder levels (0 = relu1_1 .. 4 = relu5_1) that :meth:`transform` reads of the content; the others
+    #: are not kept (``VGGEncoder(keep=...)``: less memory). None: all five.
+    content_levels: ClassVar[tuple[int, ...] | None] = None
 
     @property
     def name(self) -> str:
@@ -156,7 +159,8 @@ class StyleMethod:
         ``alpha``: the style strength."""
         weights = mix_weights(None, len(states)) if mix is None else mix
         padded, size = pad_to_multiple(content)
-        feats = self.encoder(self.prepare_content(padded, alpha))
+        x = self.prepare_content(padded, alpha)
+        feats = self.encoder(x) if self.content_levels is None else self.encoder(x, keep=self.content_levels)
         levels = mix_levels([self.transform(feats, state) for state in states],
                             [feats[i] for i in TRANSFORM_LEVELS], weights, alpha)
         return finish_image(self.decode(levels), size)

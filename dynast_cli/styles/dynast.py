@@ -46,6 +46,7 @@ import torch
 from dynast_cli.errors import UsageError
 from dynast_cli.memory import FLOAT, level_sizes, padded, query_bytes
 from dynast_cli.models.dynast_style import ARCHITECTURE, DynastStyleModel, texture_seed
+from dynast_cli.models.vgg import TRANSFORM_LEVELS
 from dynast_cli.styles import base
 from dynast_cli.styles.registry import MemoryProfile, Training, register_method
 
@@ -94,6 +95,7 @@ class DynastMethod(base.ModelMethod):
     """DynaST matching through the one style-method path; ``tile``: query positions per attention chunk."""
 
     model: DynastStyleModel
+    content_levels = TRANSFORM_LEVELS  # the matching and the transform read relu3_1..relu5_1 only
 
     @classmethod
     def build(cls, weights: str | Path | None = None, device: torch.device = torch.device("cpu"),
