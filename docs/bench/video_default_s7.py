@@ -47,6 +47,7 @@ from dynast_cli.pipelines.video import frames_to_batch, stylize_frames, video_me
 from dynast_cli.quality import load_quality_network, palette_distance, texture_distance
 from dynast_cli.styles import build_method
 from dynast_cli.temporal import warping_error
+from style_default_s8 import decoder_state  # docs/bench/, beside this script: the one reader of decoder files
 
 STYLE_SIZE = 512
 
@@ -55,16 +56,6 @@ def read_frames(clip: Path, n: int, size: int) -> list[np.ndarray]:
     reader = VideoReader(clip)
     h, w = fit_size(reader.height, reader.width, size)
     return [to_uint8(frames_to_batch([f], (h, w))) for f in itertools.islice(reader.frames(), n)]
-
-
-def decoder_state(path: str) -> dict[str, torch.Tensor]:
-    """A decoder's state dict from ``torch.save`` or from a training checkpoint's / an exported
-    ``model.safetensors`` (its ``decoder.*`` tensors)."""
-    if not path.endswith(".safetensors"):
-        return torch.load(path, map_location="cpu")
-    from safetensors.torch import load_file
-
-    return {k.split(".", 1)[1]: v.float() for k, v in load_file(path).items() if k.startswith("decoder.")}
 
 
 def dynast_variant(spec: str):
