@@ -208,6 +208,25 @@ def test_without_mediapipe_face_and_pose_say_how_to_install(tmp_path, no_mediapi
     assert result.exit_code == 2 and len(lines) == 1 and "pip install 'dynast-cli[mediapipe]'" in lines[0], result.output
 
 
+def test_without_mediapipe_a_folder_of_pose_photos_is_refused_at_once(tmp_path, no_mediapipe):
+    # a setup problem, not each photo's: exit 2 before any frame, not a batch of identical failures
+    from dynast_cli.pipelines import pose as pose_pipeline
+
+    _photo(tmp_path / "ref.png")
+    rng = np.random.default_rng(0)  # the reference's own keypoints, so only the target photos need MediaPipe
+    np.savetxt(tmp_path / "ref_candidate.txt", np.stack([rng.uniform(2, 40, 18), rng.uniform(2, 40, 18),
+                                                         np.ones(18), np.arange(18)], axis=1))
+    (tmp_path / "ref_subset.txt").write_text(" ".join([str(i) for i in range(18)] + ["30", "18"]))
+    (tmp_path / "poses").mkdir()
+    _photo(tmp_path / "poses" / "a.png", seed=1)
+    _photo(tmp_path / "poses" / "b.png", seed=2)
+    calls = []
+    with pytest.raises(InputError, match=rf"a.png: finding keypoints in a photo needs MediaPipe.*{HINT}"):
+        pose_pipeline.run_pose(tmp_path / "ref.png", tmp_path / "poses", tmp_path / "out",
+                               reference_pose=None, generator=calls)
+    assert not (tmp_path / "out").exists()
+
+
 def test_installed_but_broken_mediapipe_is_told_apart(tmp_path, no_mediapipe, monkeypatch):
     monkeypatch.setattr(mediapipe_landmarks.importlib.util, "find_spec", lambda name: object())
     with pytest.raises(InputError, match=rf"installed but does not import .*numpy<2.*{HINT}"):

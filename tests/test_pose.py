@@ -13,7 +13,7 @@ import torch
 from PIL import Image
 from stand_ins import RecordingGenerator
 
-from dynast_cli.errors import InputError
+from dynast_cli.errors import BatchError, InputError
 from dynast_cli.io.keypoints import BODY25_TO_18, Keypoints, load_keypoints, read_candidate_subset
 from dynast_cli.pipelines.pose import (
     PoseTransfer,
@@ -360,6 +360,56 @@ def test_run_pose_sequence_to_frames_video_and_pose_pngs(pose_files):
     count = int(cap.get(cv2.CAP_PROP_FRAME_COUNT))
     cap.release()
     assert count == 3
+
+
+def _break_f2(pose_files):
+    (pose_files / "poses" / "f2_candidate.txt").write_text("1 2 3 4\n5 6 7\n")
+
+
+def test_a_folder_of_frames_goes_on_past_a_bad_pose_file(pose_files):
+    _break_f2(pose_files)
+    gen = RecordingGenerator()
+    with pytest.raises(BatchError) as info:
+        pose_pipeline.run_pose(pose_files / "ref.png", pose_files / "poses", pose_files / "out",
+                               save_pose=pose_files / "maps", generator=gen)
+    message = str(info.value)
+    assert message.startswith("1 of 3 pose file(s) failed: ") and "f2_candidate.txt: line 2: expected 4 numbers" in message
+    assert "\n" not in message and info.value.exit_code == 5
+    names = [p.relative_to(pose_files).as_posix() for p in info.value.written]
+    assert names == ["maps/f1.png", "maps/f10.png", "out/f1.png", "out/f10.png"]
+    assert sorted(p.name for p in (pose_files / "out").iterdir()) == ["f1.png", "f10.png"]
+    assert sorted(p.name for p in (pose_files / "maps").iterdir()) == ["f1.png", "f10.png"]
+    assert len(gen.calls) == 2
+
+
+def test_a_video_of_poses_is_refused_whole_for_a_bad_pose_file(pose_files):
+    _break_f2(pose_files)
+    gen = RecordingGenerator()
+    with pytest.raises(InputError, match="f2_candidate.txt: line 2"):
+        pose_pipeline.run_pose(pose_files / "ref.png", pose_files / "poses", pose_files / "out.avi", generator=gen)
+    assert not gen.calls and not (pose_files / "out.avi").exists()
+
+
+def test_a_folder_of_only_bad_pose_files_writes_nothing(pose_files):
+    for name in ("f1", "f2", "f10"):
+        (pose_files / "poses" / f"{name}_candidate.txt").write_text("x y\n")
+    with pytest.raises(BatchError, match="^3 of 3 pose file"):
+        pose_pipeline.run_pose(pose_files / "ref.png", pose_files / "poses", pose_files / "out",
+                               generator=RecordingGenerator())
+    assert not (pose_files / "out").exists()
+
+
+def test_cli_lists_the_frames_written_then_names_the_bad_pose_file(pose_files, monkeypatch):
+    _break_f2(pose_files)
+    monkeypatch.chdir(pose_files)
+    monkeypatch.setattr(pose_pipeline, "load_pose_generator", lambda weights, device: RecordingGenerator())
+    monkeypatch.setattr(pose_pipeline, "check_generator_task", lambda generator, channels: None)
+    monkeypatch.setattr(pose_pipeline, "prepare_generator", lambda generator, *args: generator)
+    result = CliRunner().invoke(app, ["pose", "ref.png", "poses", "-o", "out"])
+    lines = [ln for ln in result.output.splitlines() if ln.strip()]
+    assert result.exit_code == 5
+    assert lines == ["wrote out/f1.png", "wrote out/f10.png",
+                     "error: 1 of 3 pose file(s) failed: poses/f2_candidate.txt: line 2: expected 4 numbers, found 3"]
 
 
 def test_cli_errors_are_one_line_with_exit_codes(pose_files, monkeypatch):

@@ -14,7 +14,8 @@ from dynast_cli.cli.app import command, frame_rate
 def pose(
     reference: Path = typer.Argument(..., help="Photo of the person (DeepFashion-like: full body, plain background)."),
     target_pose: Path = typer.Argument(
-        ..., help="Target pose: OpenPose .json, *_candidate.txt/*_subset.txt, a photo (MediaPipe), or a folder of them."
+        ..., help="Target pose: OpenPose .json, *_candidate.txt/*_subset.txt, a photo (MediaPipe), or a folder of them "
+        "(written as frames, a bad file is skipped and named at the end, exit 5; as a video, it stops the job first)."
     ),
     output: Optional[Path] = typer.Option(
         None, "-o", "--output", help="Output image; for a folder of poses, a folder of frames or a .mp4/.avi video."
@@ -40,11 +41,18 @@ def pose(
     from dynast_cli.memory import parse_memory
     from dynast_cli.pipelines.pose import run_pose
 
-    written = run_pose(
-        reference, target_pose, output, weights=weights, reference_pose=reference_pose,
-        save_pose=save_pose, device=device, fps=fps, overwrite=overwrite,
-        max_memory=parse_memory(max_memory), compile=compile_,
-        notify=lambda line: err_console.print(line, markup=False, highlight=False),
-    )
+    from dynast_cli.errors import BatchError
+
+    try:
+        written = run_pose(
+            reference, target_pose, output, weights=weights, reference_pose=reference_pose,
+            save_pose=save_pose, device=device, fps=fps, overwrite=overwrite,
+            max_memory=parse_memory(max_memory), compile=compile_,
+            notify=lambda line: err_console.print(line, markup=False, highlight=False),
+        )
+    except BatchError as exc:  # a folder of poses: the frames written, then one line naming the bad files
+        for path in exc.written:
+            typer.echo(f"wrote {path}")
+        raise
     for path in written:
         typer.echo(f"wrote {path}")

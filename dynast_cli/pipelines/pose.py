@@ -39,7 +39,7 @@ import torch
 from PIL import Image
 from torch import nn
 
-from dynast_cli.errors import InputError, OutputError, WeightsError
+from dynast_cli.errors import BatchError, DynastError, InputError, OutputError, WeightsError
 from dynast_cli.io.atomic import atomic_output
 from dynast_cli.io.images import (
     IMAGE_SUFFIXES,
@@ -413,6 +413,10 @@ def run_pose(
     frame's aspect ratio, long side 256 px (see the module docstring). ``save_pose``: the target pose
     map(s) given to the model as PNG, cropped as the output (a folder for a sequence). Images under
     :data:`MIN_SIDE` px, frames beyond 8:1 and weights of another task are refused before any output.
+    A folder of poses written as a folder of frames goes on past a pose file that cannot be used (no
+    person, a bad file): the other frames are written, then :class:`BatchError` (exit 5) names each failed
+    file (``.written`` lists the files written). Written as one video, any bad pose file refuses the job
+    before any output (a video with a frame missing is not the sequence asked for).
     ``generator`` replaces loading ``weights``. ``max_memory`` (bytes) / ``compile``: see
     :func:`dynast_cli.memory.prepare_generator`.
     """
@@ -433,9 +437,31 @@ def run_pose(
     ref_source = Path(reference_pose) if reference_pose else find_reference_pose(reference)
     ref_kps = load_keypoints(ref_source, default_frame_size=tuple(image.shape[-2:]))
     check_frame(ref_source, ref_kps.frame_size, keypoints=ref_source.suffix.lower() not in IMAGE_SUFFIXES)
-    target_kps = [load_keypoints(t, default_frame_size=ref_kps.frame_size) for t in targets]
-    for path, kps in zip(targets, target_kps):
-        check_frame(path, kps.frame_size, keypoints=path.suffix.lower() not in IMAGE_SUFFIXES)
+    as_frames = sequence and bool(frame_paths)
+    if as_frames and any(t.suffix.lower() in IMAGE_SUFFIXES for t in targets):
+        # a missing MediaPipe is the setup's problem, not each photo's: refused at once (exit 2)
+        from dynast_cli.io.mediapipe_landmarks import import_mediapipe
+
+        import_mediapipe(next(t for t in targets if t.suffix.lower() in IMAGE_SUFFIXES))
+    target_kps: list[Keypoints | None] = []
+    failed: list[tuple[Path, str]] = []
+    for path in targets:
+        try:
+            kps = load_keypoints(path, default_frame_size=ref_kps.frame_size)
+            check_frame(path, kps.frame_size, keypoints=path.suffix.lower() not in IMAGE_SUFFIXES)
+        except DynastError as exc:
+            if not as_frames:  # one target, or one video of them all: nothing is written
+                raise
+            kps = None
+            failed.append((path, str(exc)))
+        target_kps.append(kps)
+    if failed:  # a folder of frames goes on past a bad pose file; its frame (and pose map) is not written
+        keep = [kps is not None for kps in target_kps]
+        frame_paths = [p for p, k in zip(frame_paths, keep) if k]
+        pose_paths = [p for p, k in zip(pose_paths, keep) if k] if pose_paths else []
+        target_kps = [kps for kps in target_kps if kps is not None]
+        if not target_kps:
+            raise _pose_batch_error(failed, len(targets), [])
     if generator is None:
         generator = load_pose_generator(weights, resolve_device(device))
     check_generator_task(generator, POSE_CHANNELS)
@@ -451,7 +477,15 @@ def run_pose(
         written.append(write_video(frames, output, fps))
     else:
         written += [save_image(frame, path) for frame, path in zip(frames, frame_paths)]
+    if failed:
+        raise _pose_batch_error(failed, len(targets), written)
     return written
+
+
+def _pose_batch_error(failed: list[tuple[Path, str]], planned: int, written: list[Path]) -> BatchError:
+    """Exit 5: the pose files of a folder that could not be used (each one's own message), after the others."""
+    return BatchError(f"{len(failed)} of {planned} pose file(s) failed: " + "; ".join(m for _, m in failed),
+                      written=written)
 
 
 def _plan_outputs(output: Path, targets: list[Path], sequence: bool, overwrite: bool) -> list[Path]:
