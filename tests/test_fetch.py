@@ -127,6 +127,39 @@ def test_explicit_wheel_is_converted_once_into_the_cache(synthetic, tmp_path, ca
     assert [f.shape[1] for f in load_vgg16(first)(torch.rand(1, 3, 8, 8), upto=2)] == [64, 128]
 
 
+@pytest.mark.parametrize("damage", ["cut", "nan"])
+def test_a_damaged_cached_copy_is_named_with_how_to_replace_it(synthetic, tmp_path, cache, monkeypatch, damage):
+    from safetensors.torch import load_file, save_file
+
+    onnx_path, _ = synthetic
+    cached = fetch.vgg16_weights_path(onnx_path)
+    assert cached.parent == cache
+    if damage == "cut":  # an interrupted copy: the header promises more than the file holds
+        data = cached.read_bytes()
+        cached.write_bytes(data[: len(data) // 2])
+    else:  # a value damaged on disk
+        tensors = load_file(cached)
+        tensors["0.weight"] = tensors["0.weight"].clone()
+        tensors["0.weight"].view(-1)[3] = float("nan")
+        save_file(tensors, cached, metadata={"architecture": "vgg16"})
+    _no_network(monkeypatch)
+    hint = "; this cached copy is damaged: delete it and run again to fetch it anew"
+    with pytest.raises(WeightsError) as info:
+        load_vgg16()
+    message = str(info.value)
+    assert message.startswith(f"{cached}: ") and message.endswith(hint)
+    assert ("NaN or infinite" in message) == (damage == "nan") and "diverged" not in message
+    # the same file given explicitly (not the cache's own copy): the plain error, no hint
+    outside = tmp_path / "mine.safetensors"
+    outside.write_bytes(cached.read_bytes())
+    with pytest.raises(WeightsError) as info:
+        load_vgg16(outside)
+    assert str(info.value).startswith(f"{outside}: ") and hint not in str(info.value)
+    cached.unlink()  # as the message says: deleted, it is fetched (here: converted) anew
+    monkeypatch.setenv("DYNAST_VGG16", str(onnx_path))
+    assert [f.shape[1] for f in load_vgg16()(torch.rand(1, 3, 8, 8), upto=2)] == [64, 128]
+
+
 def test_explicit_safetensors_with_wrong_values_is_refused(tmp_path, cache):
     from dynast_cli.weights.io import save_weights
 

@@ -202,6 +202,19 @@ ARCHITECTURES: dict[str, Architecture] = {
 # ---------------------------------------------------------------------------------------------
 
 
+def _build_fetched(path: Path, architecture: str, device: str | torch.device) -> nn.Module:
+    """:func:`build_model` on a fetched network's file; when that file is the cache's copy and cannot be
+    used (damaged on disk: NaN values, a misshapen tensor), the error says how to get a good one."""
+    from dynast_cli.weights.fetch import cache_dir, damaged_cache_error
+
+    try:
+        return build_model(path, architecture, device)
+    except WeightsError as exc:
+        if Path(path).resolve().parent == cache_dir().resolve():
+            raise damaged_cache_error(exc) from None
+        raise
+
+
 def load_vgg16(path: str | Path | None = None, device: str | torch.device = "cpu") -> nn.Module:
     """The ImageNet VGG16 encoder (:class:`~dynast_cli.models.vgg.VGGEncoder`) in eval mode.
 
@@ -211,7 +224,7 @@ def load_vgg16(path: str | Path | None = None, device: str | torch.device = "cpu
     """
     from dynast_cli.weights.fetch import vgg16_weights_path
 
-    return build_model(vgg16_weights_path(path), "vgg16", device)
+    return _build_fetched(vgg16_weights_path(path), "vgg16", device)
 
 
 def load_hed(path: str | Path | None = None, device: str | torch.device = "cpu") -> nn.Module:
@@ -220,7 +233,7 @@ def load_hed(path: str | Path | None = None, device: str | torch.device = "cpu")
     (:func:`dynast_cli.weights.fetch_hed.hed_weights_path`)."""
     from dynast_cli.weights.fetch_hed import hed_weights_path
 
-    return build_model(hed_weights_path(path), "hed", device)
+    return _build_fetched(hed_weights_path(path), "hed", device)
 
 
 def load_efficientnet_lite0(path: str | Path | None = None, device: str | torch.device = "cpu") -> nn.Module:
@@ -229,7 +242,7 @@ def load_efficientnet_lite0(path: str | Path | None = None, device: str | torch.
     (:func:`dynast_cli.weights.fetch_efficientnet.efficientnet_weights_path`)."""
     from dynast_cli.weights.fetch_efficientnet import efficientnet_weights_path
 
-    return build_model(efficientnet_weights_path(path), "efficientnet_lite0", device)
+    return _build_fetched(efficientnet_weights_path(path), "efficientnet_lite0", device)
 
 
 def load_universal_decoder(path: str | Path | None = None, device: str | torch.device = "cpu") -> nn.Module:

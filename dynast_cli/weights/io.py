@@ -99,7 +99,11 @@ def load_weights(path: str | Path, device: str | torch.device = "cpu") -> tuple[
     return tensors, meta
 
 
-def check_finite(tensors: Mapping[str, torch.Tensor], path: str | Path, why: str = "a diverged training?") -> None:
+#: :func:`check_finite`'s default guess at why a file holds NaN / inf values.
+DIVERGED = "a diverged training?"
+
+
+def check_finite(tensors: Mapping[str, torch.Tensor], path: str | Path, why: str = DIVERGED) -> None:
     """WeightsError naming ``path`` and the first float tensor holding NaN or infinite values.
 
     A tensor whose sum is finite holds neither (a NaN or an infinity anywhere makes the sum NaN or
