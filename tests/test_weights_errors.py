@@ -231,3 +231,44 @@ def test_convert_dynast_refuses_a_top_k_no_input_could_hold(tmp_path):
                                       str(tmp_path / "out.safetensors"), "--top-k", "65"])
     assert result.exit_code == 1 and "'--top-k'" in result.output and "64" in result.output
     assert not list(tmp_path.iterdir())
+
+
+# --- building without random initialisation -----------------------------------------------------
+
+
+def test_random_initialisers_are_skipped_only_inside_the_build_mode():
+    from torch import nn
+
+    from dynast_cli.weights.build import _NoRandomInit
+
+    marker = torch.full((4, 4), 7.0)
+    state = torch.get_rng_state()
+    with _NoRandomInit():
+        for init in (nn.init.kaiming_uniform_, nn.init.normal_, nn.init.xavier_uniform_):
+            assert init(marker) is marker
+        assert marker.uniform_() is marker and torch.equal(marker, torch.full((4, 4), 7.0))
+        assert torch.equal(nn.init.zeros_(torch.ones(2)), torch.zeros(2))  # deterministic fills still run
+        assert torch.equal(torch.ones(2) * 3, torch.full((2,), 3.0))  # other ops untouched
+    assert torch.equal(state, torch.get_rng_state())  # nothing was drawn
+    nn.init.kaiming_uniform_(marker)
+    assert not torch.equal(marker, torch.full((4, 4), 7.0))
+
+
+def test_a_built_model_holds_exactly_the_files_tensors(tmp_path):
+    from dynast_cli.nn.decoders import VGGDecoder
+    from dynast_cli.weights.build import build_model
+    from dynast_cli.weights.io import save_weights
+
+    torch.manual_seed(3)
+    saved = VGGDecoder(skip=True).state_dict()
+    path = save_weights(saved, tmp_path / "dec.safetensors", metadata={"architecture": "decoder",
+                                                                       "config": '{"skip": true}'})
+    state = torch.get_rng_state()
+    built = build_model(path, "decoder").state_dict()
+    assert torch.equal(state, torch.get_rng_state())
+    assert built.keys() == saved.keys() and all(torch.equal(built[k], saved[k]) for k in saved)
+    partial = {k: v for i, (k, v) in enumerate(saved.items()) if i}  # one tensor short: refused, never left unset
+    path = save_weights(partial, tmp_path / "short.safetensors", metadata={"architecture": "decoder",
+                                                                           "config": '{"skip": true}'})
+    with pytest.raises(WeightsError, match="1 missing key"):
+        build_model(path, "decoder")
