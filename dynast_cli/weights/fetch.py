@@ -31,7 +31,7 @@ from rich.console import Console
 
 from dynast_cli.errors import OutputError, WeightsError
 from dynast_cli.io.atomic import atomic_output
-from dynast_cli.weights.io import DIVERGED, load_weights, read_metadata, save_weights, sha256_file
+from dynast_cli.weights.io import DIVERGED, check_finite, load_weights, read_metadata, save_weights, sha256_file
 
 _console = Console(stderr=True, highlight=False, soft_wrap=True)
 
@@ -189,12 +189,16 @@ class PyPIAsset:
 
 
 def damaged_cache_error(error: WeightsError) -> WeightsError:
-    """``error`` on a file of the cache, with how to replace it (the cache is ours: it is fetched anew)."""
-    message = str(error).replace(f" ({DIVERGED})", "")  # nobody trained the cache's copy
-    if error.path is not None and message.startswith(f"{error.path}: "):
-        message = message[len(f"{error.path}: "):]
+    """``error`` on the cache's own copy of a fetched network, with how to replace it (the cache is ours:
+    deleted, the copy is fetched anew)."""
+    message = error.message.replace(f" ({DIVERGED})", "")  # nobody trained the cache's copy
     return WeightsError(f"{message}; this cached copy is damaged: delete it and run again to fetch it anew",
                         error.path)
+
+
+def is_cached_copy(path: str | Path, cached_name: str) -> bool:
+    """Whether ``path`` is the cache's own copy ``cached_name`` (not a user's file that sits in the folder)."""
+    return Path(path).resolve() == (cache_dir() / cached_name).resolve()
 
 
 def resolve_asset(asset: PyPIAsset, explicit: str | Path | None = None, *, install: bool = False) -> Path:
@@ -362,6 +366,7 @@ def convert_vgg16_onnx(onnx_path: str | Path, dest: str | Path, source: str | No
         for layer, key in VGG16_KERAS_NAMES.items()
         for kind in ("kernel", "bias")
     }
+    check_finite(tensors, onnx_path, why="a damaged download?")  # named on the user's file, not the cache's copy
     metadata = {
         "architecture": "vgg16",
         "config": {"layers": "conv1_1..conv5_1", "input": "keras-caffe"},

@@ -57,10 +57,11 @@ def read_hed_h5(path: str | Path) -> dict[str, torch.Tensor]:
 def convert_hed_h5(h5_path: str | Path, dest: str | Path) -> Path:
     """Convert the Keras ``.weights.h5`` to a dynast safetensors (shape-checked against :class:`HED`)."""
     from dynast_cli.models.hed import HED
-    from dynast_cli.weights.io import load_state
+    from dynast_cli.weights.io import check_finite, load_state
 
     tensors = read_hed_h5(h5_path)
     load_state(HED(), tensors, source=h5_path)
+    check_finite(tensors, h5_path, why="a damaged download?")  # named on the user's file, not the cache's copy
     meta = {"architecture": "hed", "config": {}, "source_sha256": sha256_file(h5_path)}
     return save_weights(tensors, dest, meta)
 
