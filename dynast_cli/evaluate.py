@@ -39,7 +39,7 @@ from typing import Any, Callable, Mapping, Sequence
 import torch
 
 from dynast_cli.errors import InputError, UsageError
-from dynast_cli.io.images import check_image_size, list_images, load_image, read_image_size, save_image
+from dynast_cli.io.images import check_image_size, label_columns, list_images, load_image, read_image_size, save_image
 from dynast_cli.io.outputs import check_distinct, check_output, save_figure, write_text
 from dynast_cli.nn.losses import content_loss, style_loss
 from dynast_cli.ops import fit_size, image_grid, resize
@@ -387,7 +387,8 @@ def evaluate_style(
     summaries = summarise(results)
     rows = [[content_images[c].cpu(), style_images[s].cpu(), *(outputs[(c, s, m.method, m.alpha)] for m in summaries)]
             for c in content_images for s in style_images]
-    save_image(image_grid(rows, cell=GRID_CELL), out_dir / GRID_FILE)
+    labels = ["content", "style", *(s.label(is_sweep(results)) for s in summaries)]
+    save_image(label_columns(image_grid(rows, cell=GRID_CELL), labels, cell=GRID_CELL), out_dir / GRID_FILE)
     if is_sweep(results):
         title = (f"{len(content_images)} content x {len(style_images)} style, {size} px "
                  "(labels: alpha; lower-left is better)")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 
+import numpy as np
 import pytest
 import torch.nn.functional as F
 from PIL import Image
@@ -12,6 +13,7 @@ from typer.testing import CliRunner
 from conftest import make_image
 from dynast_cli.cli import app
 from dynast_cli.errors import InputError, UsageError
+from dynast_cli.io.images import LABEL_BAND
 from dynast_cli.evaluate import (GRID_CELL, MethodSummary, evaluate_style, image_paths, markdown_table,
                                  matched_content_lines, style_at_content, summarise)
 from stand_ins import TinyEncoder, one_thread  # noqa: F401 (autouse fixture)
@@ -88,9 +90,14 @@ def test_outputs_json_markdown_and_grid(pairs, tmp_path):
     assert "| identity | 1 | content0.png | style0.png | 0.0000 |" in markdown
     assert "columns: content, style, identity, paste." in markdown
     grid = Image.open(out / "style_eval_grid.png")
-    # 4 rows (content x style) of 4 columns (content, style, identity, paste)
+    # 4 rows (content x style) of 4 columns (content, style, identity, paste), under a band of column labels
     assert grid.size[0] > 4 * GRID_CELL and grid.size[0] < 5 * GRID_CELL
-    assert grid.size[1] > 4 * GRID_CELL and grid.size[1] < 5 * GRID_CELL
+    assert grid.size[1] > 4 * GRID_CELL + LABEL_BAND and grid.size[1] < 5 * GRID_CELL
+    band = np.asarray(grid.convert("L"))[:LABEL_BAND]
+    step = (grid.size[0] - 4) // 4
+    for c in range(4):  # dark text over every column, none in the gaps
+        assert (band[:, 4 + c * step: (c + 1) * step] < 128).sum() > 20
+    assert (np.asarray(grid.convert("L"))[LABEL_BAND:LABEL_BAND + 4] > 250).all()  # the grid's white top pad
 
 
 def test_image_paths_accepts_a_file_and_rejects_an_empty_folder(pairs, tmp_path):

@@ -20,7 +20,7 @@ from typer.testing import CliRunner
 
 import dynast_cli.cli  # noqa: F401  (registers the subcommands)
 from dynast_cli.cli.app import app
-from dynast_cli.errors import InputError, OutputError
+from dynast_cli.errors import InputError, OutputError, UsageError
 from dynast_cli.io import video as video_io
 from dynast_cli.io.video import VideoReader, VideoWriter, has_audio
 from dynast_cli.styles import METHODS, MethodSpec
@@ -144,8 +144,19 @@ def test_reader_reports_fps_size_count_and_cut(clip):
     assert len(list(reader.frames(skip=20))) == 4
     with pytest.raises(InputError, match="past the end"):
         VideoReader(clip, start=5.0)
-    with pytest.raises(InputError, match="leaves no frames"):
+    with pytest.raises(UsageError, match=r"^--end 0.5s is not after --start 1s$"):  # exit 1: the options alone
         VideoReader(clip, start=1.0, end=0.5)
+    with pytest.raises(UsageError, match=r"^--end 0s is not after --start 0s$"):
+        VideoReader(clip, end=0.0)
+    with pytest.raises(InputError, match="leaves no frames"):  # a cut of less than one frame: the file's rate
+        VideoReader(clip, start=1.0, end=1.01)
+
+
+def test_an_image_is_not_taken_for_a_one_frame_video(tmp_path):
+    path = tmp_path / "photo.jpg"
+    Image.fromarray(np.zeros((16, 16, 3), np.uint8)).save(path)
+    with pytest.raises(InputError, match=r"photo.jpg: is an image, not a video: .*`dynast style`"):
+        VideoReader(path)
 
 
 def test_frame_folder_reads_in_natural_order(tmp_path):

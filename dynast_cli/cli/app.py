@@ -84,8 +84,8 @@ EXAMPLES: dict[str, list[tuple[str, str]]] = {
         ("an edge drawing as EDGES", "dynast face exemplar.jpg drawing.png --edges image -o face.png"),
     ],
     "bench": [
-        ("a quick subset: two kernels, small sizes, 3 timed calls",
-         "dynast bench --kernels adaattn,inter --sizes 32,64 --repeat 3"),
+        ("a quick subset (about 15 s on a 2-core CPU): two kernels, one small size, 3 timed calls",
+         "dynast bench --kernels adaattn,inter --sizes 32 --repeat 3"),
         ("the full suite (several minutes on a 2-core CPU), saved and plotted",
          "dynast bench --json bench.json --plot bench.png"),
         ("the style methods end to end on a GPU as well", "dynast bench --e2e --device cuda"),

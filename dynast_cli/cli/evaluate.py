@@ -14,7 +14,7 @@ from dynast_cli.cli.app import command, eval_app
 def eval_style_command(
     content: list[Path] = typer.Option(..., "--content", help="Content image or folder (repeatable)."),
     style: list[Path] = typer.Option(..., "--style", help="Style image or folder (repeatable)."),
-    methods: str = typer.Option("adain,adaattn,a2k", "--methods",
+    methods: str = typer.Option("dynast,adain,adaattn,a2k", "--methods",
                                 help="Comma-separated style methods, each METHOD[:WEIGHTS][+refineN]: WEIGHTS picks "
                                 "its --weights, N its --refine steps (default: as dynast style), e.g. dynast:none (the "
                                 "parameter-free DynaST), dynast+refine10 (the default with 10 refinement steps), adain+refine10."),

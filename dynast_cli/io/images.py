@@ -182,3 +182,27 @@ def save_image(image: torch.Tensor | np.ndarray, path: str | Path, quality: int 
     except OSError as exc:
         raise OutputError(f"cannot write ({exc.strerror or exc})", path) from None
     return path
+
+
+#: Height in pixels of the label band :func:`label_columns` puts above a grid.
+LABEL_BAND = 22
+
+
+def label_columns(grid: torch.Tensor, labels: list[str], cell: int, pad: int = 4) -> torch.Tensor:
+    """A grid of :func:`dynast_cli.ops.image_grid` (3, H, W) with a white band on top naming each column:
+    ``labels[c]`` centred over column c (Pillow's own font, cut with "..." to the cell's width) -> (3, H + band, W)."""
+    from PIL import ImageDraw, ImageFont
+
+    band = Image.new("RGB", (grid.shape[-1], LABEL_BAND), "white")
+    draw = ImageDraw.Draw(band)
+    try:
+        font = ImageFont.load_default(size=13)
+    except TypeError:  # Pillow < 10.1: the fixed bitmap font
+        font = ImageFont.load_default()
+    for c, text in enumerate(labels):
+        while len(text) > 1 and draw.textlength(text, font=font) > cell:
+            text = text[:-2] + "\u2026"
+        left = pad + c * (cell + pad) + (cell - draw.textlength(text, font=font)) / 2
+        draw.text((left, 4), text, fill="black", font=font)
+    header = torch.from_numpy(np.asarray(band, dtype=np.float32) / 255.0).permute(2, 0, 1)
+    return torch.cat([header, grid.float().cpu()], dim=1)

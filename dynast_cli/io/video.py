@@ -27,9 +27,9 @@ from typing import BinaryIO, Callable, Iterator
 import cv2
 import numpy as np
 
-from dynast_cli.errors import InputError, OutputError
+from dynast_cli.errors import InputError, OutputError, UsageError
 from dynast_cli.io.atomic import atomic_output
-from dynast_cli.io.images import list_images, read_image_array, save_image
+from dynast_cli.io.images import IMAGE_SUFFIXES, list_images, read_image_array, save_image
 from dynast_cli.io.outputs import check_folder, check_output
 
 # FFmpeg's own log lines ("moov atom not found") would come before dynast's one-line errors;
@@ -210,6 +210,9 @@ class VideoReader:
             self.start_frame, self.end_frame = self._cut(start, end, len(self._files))
             first = self._first_readable()  # the size every frame must have
         else:
+            if self.path.suffix.lower() in IMAGE_SUFFIXES - {".gif"}:  # OpenCV would make it a 1-frame video
+                raise InputError("is an image, not a video: give a video file or a folder of frames "
+                                 "(`dynast style` stylises one image)", self.path)
             cap = self._open()
             self.fps = float(cap.get(cv2.CAP_PROP_FPS) or 0) or float(fps or DEFAULT_FOLDER_FPS)
             count = int(cap.get(cv2.CAP_PROP_FRAME_COUNT) or 0)
@@ -235,6 +238,8 @@ class VideoReader:
     def _cut(self, start: float | None, end: float | None, total: int | None) -> tuple[int, int | None]:
         if (start is not None and start < 0) or (end is not None and end < 0):
             raise InputError("--start and --end must be positive (seconds)", self.path)
+        if end is not None and end <= (start or 0.0):  # the options contradict each other, whatever the file
+            raise UsageError(f"--end {end:g}s is not after --start {start or 0:g}s")
         first = round((start or 0.0) * self.fps)
         last = total if end is None else round(end * self.fps)
         if total is not None and last is not None:

@@ -285,6 +285,9 @@ def output_paths(content: Path, styles: Sequence[Path], output: Path | None, ext
         output = Path(f"{content.stem}_{styles[0].stem}{ext}")
     elif output.is_dir() or as_folder:
         output = output / f"{content.stem}_{styles[0].stem}{ext}"
+    elif not output.suffix:  # `-o newdir` meant as a folder would be a file without a format
+        raise OutputError(f"has no image suffix (use one of {', '.join(sorted(WRITE_SUFFIXES))}); for a folder "
+                          "that does not exist yet, end its name with /", output)
     return [(content, output)]
 
 
