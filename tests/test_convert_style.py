@@ -377,6 +377,16 @@ def test_cli_converts_a_folder(official, tmp_path):
     (folder / "latest_net_decoder.pth").unlink()
     missing = CliRunner().invoke(app, ["convert", "adaattn", str(folder), "-o", str(tmp_path / "b.safetensors")])
     assert missing.exit_code == 3 and "latest_net_decoder.pth: no such file" in missing.output
+    (folder / "latest_net_transformer.pth").unlink()  # several missing: all named at once, in one line
+    missing = CliRunner().invoke(app, ["convert", "adaattn", str(folder), "-o", str(tmp_path / "b.safetensors")])
+    assert missing.exit_code == 3 and missing.output.strip() == (
+        f"error: {folder}: 2 checkpoint files missing: latest_net_transformer.pth, latest_net_decoder.pth")
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    missing = CliRunner().invoke(app, ["convert", "stya2k", str(empty), "-o", str(tmp_path / "c.safetensors")])
+    assert missing.exit_code == 3 and missing.output.strip() == (
+        f"error: {empty}: 2 checkpoint files missing: latest_net_transform.pth, latest_net_decoder.pth")
+    assert not (tmp_path / "b.safetensors").exists() and not (tmp_path / "c.safetensors").exists()
 
 
 def _reference_layout(name: str) -> dict[str, dict[str, tuple[int, ...]]]:

@@ -8,7 +8,7 @@ from typing import Optional
 import typer
 
 from dynast_cli.cli.app import command, convert_app
-from dynast_cli.errors import InputError, OutputError, UsageError
+from dynast_cli.errors import InputError, OutputError, UsageError, WeightsError
 
 _FOLDER_HELP = "Folder holding the official latest_net_*.pth files (and optionally vgg_normalised.pth)."
 _VGG_HELP = "The official VGG19 vgg_normalised.pth, stored in the output as its encoder."
@@ -21,6 +21,20 @@ def _pick(explicit: Optional[Path], folder: Optional[Path], name: str, option: s
     if folder is None:
         raise UsageError(f"give the checkpoint folder or {option} FILE")
     return folder / name
+
+
+def _present(*paths: Path) -> tuple[Path, ...]:
+    """The checkpoint files, all of them there: a missing one is named with every other one missing
+    (one line, exit 3), so that a user who has to fetch them learns the whole list at once."""
+    missing = [p for p in paths if not p.exists()]
+    if len(missing) == 1:
+        raise WeightsError("no such file", missing[0])
+    if missing:
+        folders = {p.parent for p in missing}
+        where = f"{folders.pop()}: " if len(folders) == 1 else ""
+        names = [p.name if where else str(p) for p in missing]
+        raise WeightsError(f"{where}{len(missing)} checkpoint files missing: {', '.join(names)}")
+    return paths
 
 
 def _vgg(explicit: Optional[Path], folder: Optional[Path]) -> Optional[Path]:
@@ -66,9 +80,9 @@ def convert_adaattn_command(
     _check_paths(folder, output, overwrite)
     vgg = _vgg(vgg, folder)
     path = convert_adaattn(
-        _pick(transformer, folder, ADAATTN_FILES["transformer"], "--transformer"),
-        _pick(decoder, folder, ADAATTN_FILES["decoder"], "--decoder"),
-        _pick(adaattn_3, folder, ADAATTN_FILES["adaattn_3"], "--adaattn3"),
+        *_present(_pick(transformer, folder, ADAATTN_FILES["transformer"], "--transformer"),
+                  _pick(decoder, folder, ADAATTN_FILES["decoder"], "--decoder"),
+                  _pick(adaattn_3, folder, ADAATTN_FILES["adaattn_3"], "--adaattn3")),
         vgg,
         out=output,
     )
@@ -94,8 +108,8 @@ def convert_stya2k_command(
         a2k = folder / STYA2K_FILES["a2k"]
     path = convert_stya2k(
         a2k,
-        _pick(transform, folder, STYA2K_FILES["transform"], "--transform"),
-        _pick(decoder, folder, STYA2K_FILES["decoder"], "--decoder"),
+        *_present(_pick(transform, folder, STYA2K_FILES["transform"], "--transform"),
+                  _pick(decoder, folder, STYA2K_FILES["decoder"], "--decoder")),
         vgg,
         out=output,
     )
