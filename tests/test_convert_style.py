@@ -387,6 +387,12 @@ def test_cli_converts_a_folder(official, tmp_path):
     assert missing.exit_code == 3 and missing.output.strip() == (
         f"error: {empty}: 2 checkpoint files missing: latest_net_transform.pth, latest_net_decoder.pth")
     assert not (tmp_path / "b.safetensors").exists() and not (tmp_path / "c.safetensors").exists()
+    # files given one by one, an explicit --vgg among them: full paths, no folder prefix
+    missing = CliRunner().invoke(app, ["convert", "adaattn", "--transformer", str(tmp_path / "t.pth"), "--decoder",
+                                       str(files["adaattn_decoder"]), "--adaattn3", str(files["adaattn_3"]),
+                                       "--vgg", str(tmp_path / "v.pth"), "-o", str(tmp_path / "d.safetensors")])
+    assert missing.exit_code == 3 and missing.output.strip() == (
+        f"error: 2 checkpoint files missing: {tmp_path / 't.pth'}, {tmp_path / 'v.pth'}")
 
 
 def _reference_layout(name: str) -> dict[str, dict[str, tuple[int, ...]]]:

@@ -6,6 +6,7 @@ import json
 
 import numpy as np
 import pytest
+import torch
 import torch.nn.functional as F
 from PIL import Image
 from typer.testing import CliRunner
@@ -209,3 +210,31 @@ def test_cli_rejects_bad_alphas(pairs, tmp_path, alphas):
     assert len(lines) == 1 and lines[0].startswith("error: --alphas takes ") and f"got '{alphas}'" in lines[0], lines
     assert "Traceback" not in result.output
     assert not (tmp_path / "o").exists()
+
+
+@pytest.mark.parametrize("old_pillow", [False, True])
+def test_column_labels_fit_their_cells_on_any_pillow(monkeypatch, old_pillow):
+    from PIL import ImageFont
+
+    from dynast_cli.io import images
+
+    if old_pillow:  # Pillow 10.0: load_default() takes no size and gives a Latin-1 bitmap font
+        if not hasattr(ImageFont, "load_default_imagefont"):
+            pytest.skip("this Pillow has no separate bitmap-font loader")
+
+        def load_default(size=None):
+            if size is not None:
+                raise TypeError("load_default() got an unexpected keyword argument 'size'")
+            return ImageFont.load_default_imagefont()
+
+        monkeypatch.setattr(ImageFont, "load_default", load_default)
+    labels = ["content", "adaattn:/a/very/long/folder/of/checkpoints/run-2026-12-07/first.safetensors",
+              "adaattn:/a/very/long/folder/of/checkpoints/run-2026-12-07/second.safetensors", "dynast \u2603", "x"]
+    grid = torch.ones(3, 40, 4 + 5 * 36)
+    out = images.label_columns(grid, labels, cell=32)
+    assert out.shape == (3, 40 + images.LABEL_BAND, 4 + 5 * 36)
+    assert torch.equal(out[:, images.LABEL_BAND:], grid)
+    band = (out[0, : images.LABEL_BAND] < 0.5).numpy()
+    for c in range(5):  # every label drawn, within its own cell (the 4 px gaps stay white)
+        assert band[:, 4 + c * 36: 4 + c * 36 + 32].any()
+        assert not band[:, c * 36: c * 36 + 4].any()

@@ -334,6 +334,8 @@ def test_an_output_ending_in_a_slash_is_a_folder_to_write_into(tmp_path, stand_i
     assert res.output.strip() == "wrote out/new/c_s.png" and Path("out/new/c_s.png").is_file()
     one_error_line(runner.invoke(app, ["style", "c.png", "s.png", "-m", "adain", "-o", "out/new2"]),
                    "out/new2: has no image suffix (use one of", "end its name with /")
+    one_error_line(runner.invoke(app, ["style", "c.png", "s.png", "-m", "adain", "-o", "v1.2"]),
+                   "v1.2: '.2' is not an image format (use one of", "end its name with /")
 
 
 def test_eval_style_refuses_a_result_that_would_replace_one_of_its_images(work):

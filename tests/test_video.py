@@ -157,6 +157,20 @@ def test_an_image_is_not_taken_for_a_one_frame_video(tmp_path):
     Image.fromarray(np.zeros((16, 16, 3), np.uint8)).save(path)
     with pytest.raises(InputError, match=r"photo.jpg: is an image, not a video: .*`dynast style`"):
         VideoReader(path)
+    still = tmp_path / "still.gif"
+    Image.fromarray(np.zeros((16, 16, 3), np.uint8)).save(still)
+    with pytest.raises(InputError, match="is an image, not a video"):
+        VideoReader(still)
+    # an animation is a video: not refused for its suffix
+    frames = [Image.fromarray(np.full((16, 16, 3), v, np.uint8)) for v in (0, 120, 240)]
+    for name in ("anim.gif", "anim.png"):
+        frames[0].save(tmp_path / name, save_all=True, append_images=frames[1:], duration=100)
+        try:
+            reader = VideoReader(tmp_path / name)
+        except InputError as exc:
+            assert "is an image" not in str(exc), exc
+        else:
+            assert reader.frame_count in (None, 3)
 
 
 def test_frame_folder_reads_in_natural_order(tmp_path):

@@ -23,17 +23,17 @@ def _pick(explicit: Optional[Path], folder: Optional[Path], name: str, option: s
     return folder / name
 
 
-def _present(*paths: Path) -> tuple[Path, ...]:
-    """The checkpoint files, all of them there: a missing one is named with every other one missing
-    (one line, exit 3), so that a user who has to fetch them learns the whole list at once."""
-    missing = [p for p in paths if not p.exists()]
+def _present(folder: Optional[Path], *paths: Path, optional: tuple[Optional[Path], ...] = ()) -> tuple[Path, ...]:
+    """``paths``, all of them there: a missing one is named with every other one missing, the files given
+    explicitly in ``optional`` (--a2k, --vgg) included (one line, exit 3), so that a user who has to fetch
+    them learns the whole list at once. Named within ``folder`` when they all lie in it, else by full path."""
+    missing = [p for p in (*paths, *(p for p in optional if p is not None)) if not p.exists()]
     if len(missing) == 1:
         raise WeightsError("no such file", missing[0])
     if missing:
-        folders = {p.parent for p in missing}
-        where = f"{folders.pop()}: " if len(folders) == 1 else ""
-        names = [p.name if where else str(p) for p in missing]
-        raise WeightsError(f"{where}{len(missing)} checkpoint files missing: {', '.join(names)}")
+        inside = folder is not None and all(p.parent == folder for p in missing)
+        names = ", ".join(p.name if inside else str(p) for p in missing)
+        raise WeightsError(f"{len(missing)} checkpoint files missing: {names}", folder if inside else None)
     return paths
 
 
@@ -80,9 +80,9 @@ def convert_adaattn_command(
     _check_paths(folder, output, overwrite)
     vgg = _vgg(vgg, folder)
     path = convert_adaattn(
-        *_present(_pick(transformer, folder, ADAATTN_FILES["transformer"], "--transformer"),
+        *_present(folder, _pick(transformer, folder, ADAATTN_FILES["transformer"], "--transformer"),
                   _pick(decoder, folder, ADAATTN_FILES["decoder"], "--decoder"),
-                  _pick(adaattn_3, folder, ADAATTN_FILES["adaattn_3"], "--adaattn3")),
+                  _pick(adaattn_3, folder, ADAATTN_FILES["adaattn_3"], "--adaattn3"), optional=(vgg,)),
         vgg,
         out=output,
     )
@@ -104,12 +104,13 @@ def convert_stya2k_command(
 
     _check_paths(folder, output, overwrite)
     vgg = _vgg(vgg, folder)
+    explicit_a2k = a2k
     if a2k is None and folder is not None and (folder / STYA2K_FILES["a2k"]).is_file():
         a2k = folder / STYA2K_FILES["a2k"]
     path = convert_stya2k(
         a2k,
-        *_present(_pick(transform, folder, STYA2K_FILES["transform"], "--transform"),
-                  _pick(decoder, folder, STYA2K_FILES["decoder"], "--decoder")),
+        *_present(folder, _pick(transform, folder, STYA2K_FILES["transform"], "--transform"),
+                  _pick(decoder, folder, STYA2K_FILES["decoder"], "--decoder"), optional=(explicit_a2k, vgg)),
         vgg,
         out=output,
     )

@@ -190,7 +190,8 @@ LABEL_BAND = 22
 
 def label_columns(grid: torch.Tensor, labels: list[str], cell: int, pad: int = 4) -> torch.Tensor:
     """A grid of :func:`dynast_cli.ops.image_grid` (3, H, W) with a white band on top naming each column:
-    ``labels[c]`` centred over column c (Pillow's own font, cut with "..." to the cell's width) -> (3, H + band, W)."""
+    ``labels[c]`` centred over column c (Pillow's own font; a label wider than the cell loses its middle to
+    "...") -> (3, H + band, W)."""
     from PIL import ImageDraw, ImageFont
 
     band = Image.new("RGB", (grid.shape[-1], LABEL_BAND), "white")
@@ -200,8 +201,12 @@ def label_columns(grid: torch.Tensor, labels: list[str], cell: int, pad: int = 4
     except TypeError:  # Pillow < 10.1: the fixed bitmap font
         font = ImageFont.load_default()
     for c, text in enumerate(labels):
-        while len(text) > 1 and draw.textlength(text, font=font) > cell:
-            text = text[:-2] + "\u2026"
+        if not isinstance(font, ImageFont.FreeTypeFont):  # Pillow < 10.1's bitmap font draws Latin-1 only
+            text = text.encode("latin-1", "replace").decode("latin-1")
+        full, kept = text, len(text)
+        while kept > 1 and draw.textlength(text, font=font) > cell:  # cut in the middle: the ends stay apart
+            kept -= 1
+            text = full[: (kept + 1) // 2] + "..." + full[len(full) - kept // 2:]
         left = pad + c * (cell + pad) + (cell - draw.textlength(text, font=font)) / 2
         draw.text((left, 4), text, fill="black", font=font)
     header = torch.from_numpy(np.asarray(band, dtype=np.float32) / 255.0).permute(2, 0, 1)

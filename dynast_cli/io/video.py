@@ -176,6 +176,17 @@ def count_done_frames(folder: str | Path) -> int:
     return done
 
 
+def _still_image(path: Path) -> bool:
+    """Whether an image file holds one frame (an animated GIF, WebP or PNG is a video to OpenCV)."""
+    from PIL import Image, UnidentifiedImageError
+
+    try:
+        with Image.open(path) as image:
+            return getattr(image, "n_frames", 1) == 1
+    except (OSError, UnidentifiedImageError):  # not readable as an image: left to OpenCV's own verdict
+        return False
+
+
 class VideoReader:
     """Frames of a video file or a frame folder, cut to ``[start, end)`` seconds.
 
@@ -210,7 +221,7 @@ class VideoReader:
             self.start_frame, self.end_frame = self._cut(start, end, len(self._files))
             first = self._first_readable()  # the size every frame must have
         else:
-            if self.path.suffix.lower() in IMAGE_SUFFIXES - {".gif"}:  # OpenCV would make it a 1-frame video
+            if self.path.suffix.lower() in IMAGE_SUFFIXES and _still_image(self.path):  # OpenCV: a 1-frame video
                 raise InputError("is an image, not a video: give a video file or a folder of frames "
                                  "(`dynast style` stylises one image)", self.path)
             cap = self._open()

@@ -285,9 +285,10 @@ def output_paths(content: Path, styles: Sequence[Path], output: Path | None, ext
         output = Path(f"{content.stem}_{styles[0].stem}{ext}")
     elif output.is_dir() or as_folder:
         output = output / f"{content.stem}_{styles[0].stem}{ext}"
-    elif not output.suffix:  # `-o newdir` meant as a folder would be a file without a format
-        raise OutputError(f"has no image suffix (use one of {', '.join(sorted(WRITE_SUFFIXES))}); for a folder "
-                          "that does not exist yet, end its name with /", output)
+    elif output.suffix.lower() not in WRITE_SUFFIXES:  # `-o newdir` (or `-o v1.2`) meant as a new folder
+        what = f"'{output.suffix}' is not an image format" if output.suffix else "has no image suffix"
+        raise OutputError(f"{what} (use one of {', '.join(sorted(WRITE_SUFFIXES))}); for a folder that does not "
+                          "exist yet, end its name with /", output)
     return [(content, output)]
 
 
