@@ -92,7 +92,7 @@ class BatchError(DynastError):
 
     ``written``: the files that were written before the error was raised, so that the CLI can list
     them. Give them to the constructor, or set ``report`` to an object with a ``written`` list (the
-    style pipeline attaches its :class:`~dynast_cli.pipelines.style.BatchReport`).
+    batch pipelines attach their :class:`~dynast_cli.pipelines.batch.BatchReport`).
     """
 
     exit_code = EXIT_BATCH

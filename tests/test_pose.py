@@ -373,7 +373,7 @@ def test_a_folder_of_frames_goes_on_past_a_bad_pose_file(pose_files):
         pose_pipeline.run_pose(pose_files / "ref.png", pose_files / "poses", pose_files / "out",
                                save_pose=pose_files / "maps", generator=gen)
     message = str(info.value)
-    assert message.startswith("1 of 3 pose file(s) failed: ") and "f2_candidate.txt: line 2: expected 4 numbers" in message
+    assert message.startswith("1 of 3 file(s) failed: ") and "f2_candidate.txt: line 2: expected 4 numbers" in message
     assert "\n" not in message and info.value.exit_code == 5
     names = [p.relative_to(pose_files).as_posix() for p in info.value.written]
     assert names == ["maps/f1.png", "maps/f10.png", "out/f1.png", "out/f10.png"]
@@ -393,7 +393,7 @@ def test_a_video_of_poses_is_refused_whole_for_a_bad_pose_file(pose_files):
 def test_a_folder_of_only_bad_pose_files_writes_nothing(pose_files):
     for name in ("f1", "f2", "f10"):
         (pose_files / "poses" / f"{name}_candidate.txt").write_text("x y\n")
-    with pytest.raises(BatchError, match="^3 of 3 pose file"):
+    with pytest.raises(BatchError, match="^3 of 3 file"):
         pose_pipeline.run_pose(pose_files / "ref.png", pose_files / "poses", pose_files / "out",
                                generator=RecordingGenerator())
     assert not (pose_files / "out").exists()
@@ -409,7 +409,7 @@ def test_cli_lists_the_frames_written_then_names_the_bad_pose_file(pose_files, m
     lines = [ln for ln in result.output.splitlines() if ln.strip()]
     assert result.exit_code == 5
     assert lines == ["wrote out/f1.png", "wrote out/f10.png",
-                     "error: 1 of 3 pose file(s) failed: poses/f2_candidate.txt: line 2: expected 4 numbers, found 3"]
+                     "error: 1 of 3 file(s) failed: poses/f2_candidate.txt: line 2: expected 4 numbers, found 3"]
 
 
 def test_cli_errors_are_one_line_with_exit_codes(pose_files, monkeypatch):

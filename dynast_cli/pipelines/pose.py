@@ -30,6 +30,7 @@ from __future__ import annotations
 import json
 import math
 from dataclasses import dataclass
+from itertools import compress
 from pathlib import Path
 from typing import Iterable, Iterator
 
@@ -39,7 +40,7 @@ import torch
 from PIL import Image
 from torch import nn
 
-from dynast_cli.errors import BatchError, DynastError, InputError, OutputError, WeightsError
+from dynast_cli.errors import DynastError, InputError, OutputError, WeightsError
 from dynast_cli.io.atomic import atomic_output
 from dynast_cli.io.images import (
     IMAGE_SUFFIXES,
@@ -53,6 +54,7 @@ from dynast_cli.io.images import (
 from dynast_cli.io.keypoints import NUM_KEYPOINTS, Keypoints, load_keypoints, mirror_folder
 from dynast_cli.io.outputs import check_distinct, check_output
 from dynast_cli.memory import prepare_generator
+from dynast_cli.pipelines.batch import BatchReport, batch_error
 from dynast_cli.runtime import resolve_device
 
 # Limbs as 1-based point pairs, in the official order; only the first 17 are drawn.
@@ -414,9 +416,9 @@ def run_pose(
     map(s) given to the model as PNG, cropped as the output (a folder for a sequence). Images under
     :data:`MIN_SIDE` px, frames beyond 8:1 and weights of another task are refused before any output.
     A folder of poses written as a folder of frames goes on past a pose file that cannot be used (no
-    person, a bad file): the other frames are written, then :class:`BatchError` (exit 5) names each failed
-    file (``.written`` lists the files written). Written as one video, any bad pose file refuses the job
-    before any output (a video with a frame missing is not the sequence asked for).
+    person, a bad file): the other frames are written, then :class:`~dynast_cli.errors.BatchError`
+    (exit 5) names each failed file (``.written`` lists the files written). Written as one video, any bad
+    pose file refuses the job before any output (a video with a frame missing is not the sequence asked for).
     ``generator`` replaces loading ``weights``. ``max_memory`` (bytes) / ``compile``: see
     :func:`dynast_cli.memory.prepare_generator`.
     """
@@ -455,13 +457,13 @@ def run_pose(
             kps = None
             failed.append((path, str(exc)))
         target_kps.append(kps)
+    report = BatchReport(failed=failed, planned=len(targets))
     if failed:  # a folder of frames goes on past a bad pose file; its frame (and pose map) is not written
         keep = [kps is not None for kps in target_kps]
-        frame_paths = [p for p, k in zip(frame_paths, keep) if k]
-        pose_paths = [p for p, k in zip(pose_paths, keep) if k] if pose_paths else []
-        target_kps = [kps for kps in target_kps if kps is not None]
+        frame_paths, pose_paths = list(compress(frame_paths, keep)), list(compress(pose_paths, keep))
+        target_kps = list(compress(target_kps, keep))
         if not target_kps:
-            raise _pose_batch_error(failed, len(targets), [])
+            raise batch_error(report)
     if generator is None:
         generator = load_pose_generator(weights, resolve_device(device))
     check_generator_task(generator, POSE_CHANNELS)
@@ -478,14 +480,9 @@ def run_pose(
     else:
         written += [save_image(frame, path) for frame, path in zip(frames, frame_paths)]
     if failed:
-        raise _pose_batch_error(failed, len(targets), written)
+        report.written = written
+        raise batch_error(report)
     return written
-
-
-def _pose_batch_error(failed: list[tuple[Path, str]], planned: int, written: list[Path]) -> BatchError:
-    """Exit 5: the pose files of a folder that could not be used (each one's own message), after the others."""
-    return BatchError(f"{len(failed)} of {planned} pose file(s) failed: " + "; ".join(m for _, m in failed),
-                      written=written)
 
 
 def _plan_outputs(output: Path, targets: list[Path], sequence: bool, overwrite: bool) -> list[Path]:
