@@ -378,18 +378,19 @@ def evaluate_style(
                 outputs[(c_path, s_path, name, 1.0)] = out.cpu()
 
     out_dir = Path(out_dir)
+    summaries = summarise(results)
     payload = {"size": size, "device": str(device),
                "quality_net": "efficientnet-lite0" if quality_net is not None else None,
                "extras": {name: str(folder) for name, folder in (extras or {}).items()},
-               "summary": [asdict(s) for s in summarise(results)], "pairs": [asdict(r) for r in results]}
+               "summary": [asdict(s) for s in summaries], "pairs": [asdict(r) for r in results]}
     write_text(out_dir / JSON_FILE, json.dumps(payload, indent=2) + "\n")  # atomic; creates out_dir
     write_text(out_dir / MARKDOWN_FILE, markdown_table(results))
-    summaries = summarise(results)
     rows = [[content_images[c].cpu(), style_images[s].cpu(), *(outputs[(c, s, m.method, m.alpha)] for m in summaries)]
             for c in content_images for s in style_images]
-    labels = ["content", "style", *(s.label(is_sweep(results)) for s in summaries)]
+    sweep = is_sweep(results)
+    labels = ["content", "style", *(s.label(sweep) for s in summaries)]
     save_image(label_columns(image_grid(rows, cell=GRID_CELL), labels, cell=GRID_CELL), out_dir / GRID_FILE)
-    if is_sweep(results):
+    if sweep:
         title = (f"{len(content_images)} content x {len(style_images)} style, {size} px "
                  "(labels: alpha; lower-left is better)")
         plot_tradeoff([(title, summaries)], out_dir / TRADEOFF_FILE)

@@ -43,6 +43,7 @@ def pose(
 
     from dynast_cli.errors import BatchError
 
+    error = None
     try:
         written = run_pose(
             reference, target_pose, output, weights=weights, reference_pose=reference_pose,
@@ -51,8 +52,8 @@ def pose(
             notify=lambda line: err_console.print(line, markup=False, highlight=False),
         )
     except BatchError as exc:  # a folder of poses: the frames written, then one line naming the bad files
-        for path in exc.written:
-            typer.echo(f"wrote {path}")
-        raise
+        written, error = exc.written, exc
     for path in written:
         typer.echo(f"wrote {path}")
+    if error is not None:
+        raise error
