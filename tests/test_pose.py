@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import json
 import math
+import sys
 from pathlib import Path
+from types import SimpleNamespace
 
 import cv2
 import numpy as np
@@ -460,3 +462,38 @@ def test_cli_end_to_end_with_a_tiny_dynast_generator(pose_files, monkeypatch):
                                       "--weights", "tiny.safetensors", "--device", "cpu"])
     assert result.exit_code == 0, result.output
     assert Image.open(pose_files / "out.png").size == (192, 256)
+
+
+class _CrashingPose:
+    """MediaPipe's pose solution, faked: a bright photo crashes its graph, a dark one gives 33 landmarks."""
+
+    def __init__(self, **kwargs):
+        pass
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        return False
+
+    def process(self, image):
+        if image.mean() > 128:
+            raise RuntimeError("CalculatorGraph::Run() failed")
+        rng = np.random.default_rng(0)
+        marks = [SimpleNamespace(x=x, y=y, visibility=1.0) for x, y in rng.uniform(0.1, 0.9, (33, 2))]
+        return SimpleNamespace(pose_landmarks=SimpleNamespace(landmark=marks))
+
+
+def test_a_mediapipe_crash_on_one_photo_is_that_photo_s_failure(pose_files, monkeypatch):
+    fake = SimpleNamespace(solutions=SimpleNamespace(pose=SimpleNamespace(Pose=_CrashingPose)))
+    monkeypatch.setitem(sys.modules, "mediapipe", fake)
+    photos = pose_files / "photos"
+    photos.mkdir()
+    Image.fromarray(np.full((64, 48, 3), 40, np.uint8)).save(photos / "a.png")
+    Image.fromarray(np.full((64, 48, 3), 220, np.uint8)).save(photos / "b.png")
+    gen = RecordingGenerator()
+    with pytest.raises(BatchError) as info:
+        pose_pipeline.run_pose(pose_files / "ref.png", photos, pose_files / "out", generator=gen)
+    message = str(info.value)
+    assert message.startswith("1 of 2 file(s) failed: ") and "b.png: MediaPipe failed on this photo (RuntimeError: " in message
+    assert [p.name for p in info.value.written] == ["a.png"] and len(gen.calls) == 1

@@ -31,7 +31,8 @@ init = Path("weights/decoder_vgg16.safetensors") if method == "decoder" else Non
 train_decoder = method == "dynast-decoder"
 t0 = time.time()
 path = train_style(content, style, method="dynast" if train_decoder else method, steps=1_000_000, batch=batch,
-                   size=size, lr=None if train_decoder else 1e-4, out=out,  # None: the fine-tune's own 1e-5 sample_every=int(os.environ.get("SAMPLE_EVERY", "1000")), seed=0,
+                   size=size, lr=None if train_decoder else 1e-4,  # None: the fine-tune's own 1e-5
+                   out=out, sample_every=int(os.environ.get("SAMPLE_EVERY", "1000")), seed=0,
                    device=device, encoder=encoder, init_decoder=init, ckpt_every=1000, time_limit_s=limit,
                    amp=False, train_decoder=train_decoder)
 print(f"DONE {method} {path} {time.time() - t0:.1f}s", flush=True)

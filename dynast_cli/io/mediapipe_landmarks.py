@@ -75,6 +75,15 @@ def _with_margin_retry(
     return found
 
 
+def _process(solution, image: np.ndarray, path: str | Path):
+    """``solution.process(image)``; MediaPipe's own failure on this photo (its graph raises RuntimeError or
+    ValueError) becomes an :class:`InputError` naming it, so a batch goes on past it like past any bad file."""
+    try:
+        return solution.process(np.ascontiguousarray(image))
+    except (RuntimeError, ValueError) as exc:
+        raise InputError(f"MediaPipe failed on this photo ({type(exc).__name__}: {exc})", path) from exc
+
+
 def pose_landmarks(rgb: np.ndarray, path: str | Path) -> np.ndarray | None:
     """``(33, 3)`` float64 ``(x / W, y / H, visibility)`` of the person in ``rgb`` (uint8 ``(H, W, 3)``),
     or ``None`` without one. ``path`` names the photo in errors."""
@@ -82,7 +91,7 @@ def pose_landmarks(rgb: np.ndarray, path: str | Path) -> np.ndarray | None:
 
     def detect(image: np.ndarray) -> np.ndarray | None:
         with _quiet_stderr(), mp_pose.Pose(static_image_mode=True, model_complexity=1) as pose:
-            result = pose.process(np.ascontiguousarray(image))
+            result = _process(pose, image, path)
         if result.pose_landmarks is None:
             return None
         return np.asarray([(lm.x, lm.y, lm.visibility) for lm in result.pose_landmarks.landmark], np.float64)
@@ -97,7 +106,7 @@ def face_mesh_landmarks(rgb: np.ndarray, path: str | Path) -> np.ndarray | None:
 
     def detect(image: np.ndarray) -> np.ndarray | None:
         with _quiet_stderr(), mp_mesh.FaceMesh(static_image_mode=True, max_num_faces=1) as mesh:
-            result = mesh.process(np.ascontiguousarray(image))
+            result = _process(mesh, image, path)
         if not result.multi_face_landmarks:
             return None
         landmarks = result.multi_face_landmarks[0].landmark
