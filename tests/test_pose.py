@@ -15,7 +15,7 @@ import torch
 from PIL import Image
 from stand_ins import RecordingGenerator
 
-from dynast_cli.errors import BatchError, InputError
+from dynast_cli.errors import BatchError, InputError, OutputError
 from dynast_cli.io.keypoints import BODY25_TO_18, Keypoints, load_keypoints, read_candidate_subset
 from dynast_cli.pipelines.pose import (
     PoseTransfer,
@@ -354,7 +354,7 @@ def test_run_pose_sequence_to_frames_video_and_pose_pngs(pose_files):
         pose_files / "ref.png", pose_files / "poses", pose_files / "out", save_pose=pose_files / "maps", generator=gen
     )
     names = [p.relative_to(pose_files).as_posix() for p in written]
-    assert names == ["maps/f1.png", "maps/f2.png", "maps/f10.png", "out/f1.png", "out/f2.png", "out/f10.png"]
+    assert names == ["maps/f1.png", "out/f1.png", "maps/f2.png", "out/f2.png", "maps/f10.png", "out/f10.png"]
     assert len(gen.calls) == 3
     assert Image.open(pose_files / "out" / "f1.png").size == (192, 256)  # the 3:4 frame at the 256 model scale
     video = pose_pipeline.run_pose(pose_files / "ref.png", pose_files / "poses", pose_files / "out.avi", generator=gen)
@@ -378,10 +378,30 @@ def test_a_folder_of_frames_goes_on_past_a_bad_pose_file(pose_files):
     assert message.startswith("1 of 3 file(s) failed: ") and "f2_candidate.txt: line 2: expected 4 numbers" in message
     assert "\n" not in message and info.value.exit_code == 5
     names = [p.relative_to(pose_files).as_posix() for p in info.value.written]
-    assert names == ["maps/f1.png", "maps/f10.png", "out/f1.png", "out/f10.png"]
+    assert names == ["maps/f1.png", "out/f1.png", "maps/f10.png", "out/f10.png"]
     assert sorted(p.name for p in (pose_files / "out").iterdir()) == ["f1.png", "f10.png"]
     assert sorted(p.name for p in (pose_files / "maps").iterdir()) == ["f1.png", "f10.png"]
     assert len(gen.calls) == 2
+
+
+def test_a_frame_that_cannot_be_written_is_that_target_s_failure(pose_files, monkeypatch):
+    _break_f2(pose_files)
+    save = pose_pipeline.save_image
+
+    def failing_save(image, path):
+        if path.name == "f1.png":
+            raise OutputError("cannot write (No space left on device)", path)
+        return save(image, path)
+
+    monkeypatch.setattr(pose_pipeline, "save_image", failing_save)
+    with pytest.raises(BatchError) as info:
+        pose_pipeline.run_pose(pose_files / "ref.png", pose_files / "poses", pose_files / "out",
+                               generator=RecordingGenerator())
+    message = str(info.value)
+    assert message.startswith("2 of 3 file(s) failed: ")
+    # in the folder's order: f1's write error first, then f2's bad pose file
+    assert message.index("out/f1.png: cannot write") < message.index("f2_candidate.txt: line 2")
+    assert [p.name for p in info.value.written] == ["f10.png"]
 
 
 def test_a_video_of_poses_is_refused_whole_for_a_bad_pose_file(pose_files):

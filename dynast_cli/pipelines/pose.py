@@ -416,7 +416,8 @@ def run_pose(
     map(s) given to the model as PNG, cropped as the output (a folder for a sequence). Images under
     :data:`MIN_SIDE` px, frames beyond 8:1 and weights of another task are refused before any output.
     A folder of poses written as a folder of frames goes on past a pose file that cannot be used (no
-    person, a bad file): the other frames are written, then :class:`~dynast_cli.errors.BatchError`
+    person, a bad file, MediaPipe failing on a photo) and past a frame that cannot be written: the other
+    frames are written (each with its pose map), then :class:`~dynast_cli.errors.BatchError`
     (exit 5) names each failed file (``.written`` lists the files written). Written as one video, any bad
     pose file refuses the job before any output (a video with a frame missing is not the sequence asked for).
     ``generator`` replaces loading ``weights``. ``max_memory`` (bytes) / ``compile``: see
@@ -458,8 +459,8 @@ def run_pose(
             failed.append((path, str(exc)))
         target_kps.append(kps)
     report = BatchReport(failed=failed, planned=len(targets))
+    keep = [kps is not None for kps in target_kps]
     if failed:  # a folder of frames goes on past a bad pose file; its frame (and pose map) is not written
-        keep = [kps is not None for kps in target_kps]
         frame_paths, pose_paths = list(compress(frame_paths, keep)), list(compress(pose_paths, keep))
         target_kps = list(compress(target_kps, keep))
         if not target_kps:
@@ -470,16 +471,27 @@ def run_pose(
     generator = prepare_generator(generator, MODEL_SIZE, max_memory, compile, notify)
 
     transfer = PoseTransfer(generator, image, ref_kps)
-    written = []
-    for kps, path in zip(target_kps, pose_paths):
+
+    def save_pose_map(kps: Keypoints, path: Path) -> Path:
         query, place = transfer.query(kps)
-        written.append(save_pose_png(place.crop(query), path))  # what the model is given, as the output is cropped
-    frames = (transfer(kps) for kps in target_kps)
+        return save_pose_png(place.crop(query), path)  # what the model is given, as the output is cropped
+
+    written = []
     if output.suffix.lower() in VIDEO_SUFFIXES:
-        written.append(write_video(frames, output, fps))
-    else:
-        written += [save_image(frame, path) for frame, path in zip(frames, frame_paths)]
+        written += [save_pose_map(kps, path) for kps, path in zip(target_kps, pose_paths)]
+        written.append(write_video((transfer(kps) for kps in target_kps), output, fps))
+        return written
+    for i, (kps, target) in enumerate(zip(target_kps, compress(targets, keep))):
+        try:  # a frame that cannot be written is that target's failure, as in a folder of styled images
+            if pose_paths:
+                written.append(save_pose_map(kps, pose_paths[i]))
+            written.append(save_image(transfer(kps), frame_paths[i]))
+        except DynastError as exc:
+            if not as_frames:
+                raise
+            failed.append((target, str(exc)))
     if failed:
+        failed.sort(key=lambda item: targets.index(item[0]))  # in the folder's order
         report.written = written
         raise batch_error(report)
     return written
