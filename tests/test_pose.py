@@ -389,19 +389,20 @@ def test_a_frame_that_cannot_be_written_is_that_target_s_failure(pose_files, mon
     save = pose_pipeline.save_image
 
     def failing_save(image, path):
-        if path.name == "f1.png":
+        if path.parent.name == "out" and path.name == "f1.png":
             raise OutputError("cannot write (No space left on device)", path)
         return save(image, path)
 
     monkeypatch.setattr(pose_pipeline, "save_image", failing_save)
     with pytest.raises(BatchError) as info:
         pose_pipeline.run_pose(pose_files / "ref.png", pose_files / "poses", pose_files / "out",
-                               generator=RecordingGenerator())
+                               save_pose=pose_files / "maps", generator=RecordingGenerator())
     message = str(info.value)
     assert message.startswith("2 of 3 file(s) failed: ")
     # in the folder's order: f1's write error first, then f2's bad pose file
     assert message.index("out/f1.png: cannot write") < message.index("f2_candidate.txt: line 2")
-    assert [p.name for p in info.value.written] == ["f10.png"]
+    assert [p.relative_to(pose_files).as_posix() for p in info.value.written] == ["maps/f10.png", "out/f10.png"]
+    assert sorted(p.name for p in (pose_files / "maps").iterdir()) == ["f10.png"]  # f1's map is not left
 
 
 def test_a_video_of_poses_is_refused_whole_for_a_bad_pose_file(pose_files):
@@ -485,23 +486,23 @@ def test_cli_end_to_end_with_a_tiny_dynast_generator(pose_files, monkeypatch):
 
 
 class _CrashingPose:
-    """MediaPipe's pose solution, faked: a bright photo crashes its graph, a dark one gives 33 landmarks."""
+    """MediaPipe's pose solution, faked: a bright photo crashes its graph, which raises again when closed (as
+    MediaPipe's does); a dark one gives 33 landmarks."""
 
     def __init__(self, **kwargs):
-        pass
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        return False
+        self.failure = None
 
     def process(self, image):
         if image.mean() > 128:
-            raise RuntimeError("CalculatorGraph::Run() failed")
+            self.failure = RuntimeError("CalculatorGraph::Run() failed in Run: \nCalculator::Process() for node")
+            raise self.failure
         rng = np.random.default_rng(0)
         marks = [SimpleNamespace(x=x, y=y, visibility=1.0) for x, y in rng.uniform(0.1, 0.9, (33, 2))]
         return SimpleNamespace(pose_landmarks=SimpleNamespace(landmark=marks))
+
+    def close(self):
+        if self.failure is not None:
+            raise self.failure
 
 
 def test_a_mediapipe_crash_on_one_photo_is_that_photo_s_failure(pose_files, monkeypatch):
@@ -516,4 +517,5 @@ def test_a_mediapipe_crash_on_one_photo_is_that_photo_s_failure(pose_files, monk
         pose_pipeline.run_pose(pose_files / "ref.png", photos, pose_files / "out", generator=gen)
     message = str(info.value)
     assert message.startswith("1 of 2 file(s) failed: ") and "b.png: MediaPipe failed on this photo (RuntimeError: " in message
+    assert "\n" not in message
     assert [p.name for p in info.value.written] == ["a.png"] and len(gen.calls) == 1

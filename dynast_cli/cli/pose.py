@@ -15,7 +15,8 @@ def pose(
     reference: Path = typer.Argument(..., help="Photo of the person (DeepFashion-like: full body, plain background)."),
     target_pose: Path = typer.Argument(
         ..., help="Target pose: OpenPose .json, *_candidate.txt/*_subset.txt, a photo (MediaPipe), or a folder of them "
-        "(written as frames, a bad file is skipped and named at the end, exit 5; as a video, it stops the job first)."
+        "(written as frames, a bad file or a frame that cannot be written is skipped and named at the end, exit 5; "
+        "as a video, a bad file stops the job first)."
     ),
     output: Optional[Path] = typer.Option(
         None, "-o", "--output", help="Output image; for a folder of poses, a folder of frames or a .mp4/.avi video."

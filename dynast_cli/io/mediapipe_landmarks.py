@@ -76,12 +76,18 @@ def _with_margin_retry(
 
 
 def _process(solution, image: np.ndarray, path: str | Path):
-    """``solution.process(image)``; MediaPipe's own failure on this photo (its graph raises RuntimeError or
-    ValueError) becomes an :class:`InputError` naming it, so a batch goes on past it like past any bad file."""
+    """``solution.process(image)``, then the solution closed. MediaPipe's own failure on this photo (its graph
+    raises RuntimeError or ValueError, and closing the failed graph raises it again) becomes an
+    :class:`InputError` naming it, so that a batch goes on past it as past any bad file."""
     try:
-        return solution.process(np.ascontiguousarray(image))
+        result = solution.process(np.ascontiguousarray(image))
     except (RuntimeError, ValueError) as exc:
-        raise InputError(f"MediaPipe failed on this photo ({type(exc).__name__}: {exc})", path) from exc
+        with contextlib.suppress(RuntimeError, ValueError):
+            solution.close()
+        reason = " ".join(f"{type(exc).__name__}: {exc}".split())[:200]  # its graph errors span lines
+        raise InputError(f"MediaPipe failed on this photo ({reason})", path) from exc
+    solution.close()
+    return result
 
 
 def pose_landmarks(rgb: np.ndarray, path: str | Path) -> np.ndarray | None:
@@ -90,8 +96,8 @@ def pose_landmarks(rgb: np.ndarray, path: str | Path) -> np.ndarray | None:
     mp_pose = import_mediapipe(path).solutions.pose
 
     def detect(image: np.ndarray) -> np.ndarray | None:
-        with _quiet_stderr(), mp_pose.Pose(static_image_mode=True, model_complexity=1) as pose:
-            result = _process(pose, image, path)
+        with _quiet_stderr():
+            result = _process(mp_pose.Pose(static_image_mode=True, model_complexity=1), image, path)
         if result.pose_landmarks is None:
             return None
         return np.asarray([(lm.x, lm.y, lm.visibility) for lm in result.pose_landmarks.landmark], np.float64)
@@ -105,8 +111,8 @@ def face_mesh_landmarks(rgb: np.ndarray, path: str | Path) -> np.ndarray | None:
     mp_mesh = import_mediapipe(path, "face edges from MediaPipe (--edges mediapipe)").solutions.face_mesh
 
     def detect(image: np.ndarray) -> np.ndarray | None:
-        with _quiet_stderr(), mp_mesh.FaceMesh(static_image_mode=True, max_num_faces=1) as mesh:
-            result = _process(mesh, image, path)
+        with _quiet_stderr():
+            result = _process(mp_mesh.FaceMesh(static_image_mode=True, max_num_faces=1), image, path)
         if not result.multi_face_landmarks:
             return None
         landmarks = result.multi_face_landmarks[0].landmark

@@ -417,7 +417,7 @@ def run_pose(
     :data:`MIN_SIDE` px, frames beyond 8:1 and weights of another task are refused before any output.
     A folder of poses written as a folder of frames goes on past a pose file that cannot be used (no
     person, a bad file, MediaPipe failing on a photo) and past a frame that cannot be written: the other
-    frames are written (each with its pose map), then :class:`~dynast_cli.errors.BatchError`
+    frames are written (each with its pose map; a failed target leaves neither), then :class:`~dynast_cli.errors.BatchError`
     (exit 5) names each failed file (``.written`` lists the files written). Written as one video, any bad
     pose file refuses the job before any output (a video with a frame missing is not the sequence asked for).
     ``generator`` replaces loading ``weights``. ``max_memory`` (bytes) / ``compile``: see
@@ -482,14 +482,20 @@ def run_pose(
         written.append(write_video((transfer(kps) for kps in target_kps), output, fps))
         return written
     for i, (kps, target) in enumerate(zip(target_kps, compress(targets, keep))):
+        mine: list[Path] = []  # this target's files: none is left if one of them fails
         try:  # a frame that cannot be written is that target's failure, as in a folder of styled images
+            frame = transfer(kps)
             if pose_paths:
-                written.append(save_pose_map(kps, pose_paths[i]))
-            written.append(save_image(transfer(kps), frame_paths[i]))
+                mine.append(save_pose_map(kps, pose_paths[i]))
+            mine.append(save_image(frame, frame_paths[i]))
         except DynastError as exc:
+            for path in mine:
+                path.unlink(missing_ok=True)
             if not as_frames:
                 raise
             failed.append((target, str(exc)))
+            continue
+        written += mine
     if failed:
         failed.sort(key=lambda item: targets.index(item[0]))  # in the folder's order
         report.written = written
