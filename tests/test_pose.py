@@ -516,6 +516,7 @@ def test_a_mediapipe_crash_on_one_photo_is_that_photo_s_failure(pose_files, monk
     with pytest.raises(BatchError) as info:
         pose_pipeline.run_pose(pose_files / "ref.png", photos, pose_files / "out", generator=gen)
     message = str(info.value)
-    assert message.startswith("1 of 2 file(s) failed: ") and "b.png: MediaPipe failed on this photo (RuntimeError: " in message
+    assert message.startswith("1 of 2 file(s) failed: ")
+    assert "b.png: MediaPipe failed on this photo (RuntimeError: " in message
     assert "\n" not in message
     assert [p.name for p in info.value.written] == ["a.png"] and len(gen.calls) == 1

@@ -417,9 +417,10 @@ def run_pose(
     :data:`MIN_SIDE` px, frames beyond 8:1 and weights of another task are refused before any output.
     A folder of poses written as a folder of frames goes on past a pose file that cannot be used (no
     person, a bad file, MediaPipe failing on a photo) and past a frame that cannot be written: the other
-    frames are written (each with its pose map; a failed target leaves neither), then :class:`~dynast_cli.errors.BatchError`
-    (exit 5) names each failed file (``.written`` lists the files written). Written as one video, any bad
-    pose file refuses the job before any output (a video with a frame missing is not the sequence asked for).
+    frames are written (each with its pose map; a failed target leaves neither), then
+    :class:`~dynast_cli.errors.BatchError` (exit 5) names each failed file (``.written`` lists the files
+    written). Written as one video, any bad pose file refuses the job before any output (a video with a
+    frame missing is not the sequence asked for).
     ``generator`` replaces loading ``weights``. ``max_memory`` (bytes) / ``compile``: see
     :func:`dynast_cli.memory.prepare_generator`.
     """
